@@ -1,0 +1,5 @@
+"""``python -m kq`` is the ``kq`` command."""
+
+from .cli import main
+
+main()

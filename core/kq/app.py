@@ -1,0 +1,281 @@
+"""The App: tasks, settings, and the connections to the broker and the result backend."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .backend import ResultBackend, StoredResult
+from .config import Settings, from_environ, from_object
+from .current import set_current_app
+from .exceptions import ConfigurationError, EncodeError, KQError
+from .plugins import Plugins, get_plugins
+from .protocol import (
+    ResultMeta,
+    TaskMessage,
+    decode_result,
+    encode_result,
+    encode_task,
+    exception_to_meta,
+)
+from .result import AsyncResult
+from .serialization import Serializers
+from .states import FAILURE
+from .task import Task, new_message
+from .transport import Transport
+
+log = logging.getLogger("kq.app")
+
+
+def safe_url(url: str | None) -> str:
+    """A URL with its password replaced, fit for logs and error messages."""
+    if not url or "@" not in url or "://" not in url:
+        return str(url)
+    scheme, rest = url.split("://", 1)
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+class App:
+    """A kq application: the registry of tasks and the settings they are sent and run with.
+
+    ``App("name", broker=..., backend=...)``; both default to the embedded SQLite file
+    ``kq.sqlite3`` in the current directory, so no server is needed to start.
+    """
+
+    def __init__(
+        self,
+        main: str = "kq",
+        *,
+        broker: str | None = None,
+        backend: str | None = None,
+        **settings: Any,
+    ) -> None:
+        self.main = main
+        self.tasks: dict[str, Task] = {}
+        self._code_layers: list[Mapping[str, Any]] = []
+        self._cli_layer: dict[str, Any] = {}
+        if broker is not None:
+            settings["broker_url"] = broker
+        if backend is not None:
+            settings["result_backend"] = backend
+        if settings:
+            self._code_layers.append(settings)
+        self._conf: Settings | None = None
+        self._plugins: Plugins | None = None
+        self._serializers: Serializers | None = None
+        self._accept: frozenset[str] | None = None
+        self._backend: ResultBackend | None = None
+        self._publisher: Transport | None = None
+        self._publish_lock = threading.Lock()
+        self._setup_lock = threading.RLock()
+        self.origin = f"{os.getpid()}@{socket.gethostname()}"
+        set_current_app(self)
+
+    def __repr__(self) -> str:
+        return f"<kq.App {self.main}>"
+
+    # -- configuration --------------------------------------------------------------------
+
+    def config_from_object(self, obj: Any) -> None:
+        """Add settings from a mapping, an object, or a module given by its dotted name."""
+        self._code_layers.append(from_object(obj))
+        self._reset()
+
+    def configure(self, **settings: Any) -> None:
+        """Add settings in code (the same layer as ``config_from_object``; later calls win)."""
+        self._code_layers.append(from_object(settings))
+        self._reset()
+
+    def override(self, **settings: Any) -> None:
+        """Add settings that win over everything, environment included (used for CLI flags)."""
+        self._cli_layer.update(from_object({k: v for k, v in settings.items() if v is not None}))
+        self._reset()
+
+    def _reset(self) -> None:
+        if self._publisher is not None or self._backend is not None:
+            raise KQError("settings cannot change after the app has connected; configure first")
+        self._conf = None
+        self._serializers = None
+        self._accept = None
+
+    @property
+    def conf(self) -> Settings:
+        """The effective settings: defaults < code < ``KQ_*`` environment < command line."""
+        if self._conf is None:
+            with self._setup_lock:
+                if self._conf is None:
+                    conf = Settings.build(*self._code_layers, from_environ(), self._cli_layer)
+                    self._conf = conf
+                    self._validate(conf)
+                    self.plugins.notify("kq_app_configure", app=self)
+        return self._conf
+
+    @property
+    def plugins(self) -> Plugins:
+        if self._plugins is None:
+            self._plugins = get_plugins()
+        return self._plugins
+
+    def _validate(self, conf: Settings) -> None:
+        serializers = self.plugins.serializers()
+        for setting in ("task_serializer", "result_serializer"):
+            try:
+                serializers.get(getattr(conf, setting))
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{setting}: {exc}") from None
+        try:
+            self._accept = serializers.accept_set(conf.accept_content)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"accept_content: {exc}") from None
+        unsafe = [s for s in conf.accept_content if not serializers.get(s).safe]
+        if unsafe:
+            log.warning("kq: accept_content includes %s: anyone who can write to the broker can "
+                        "run code in this process", ", ".join(unsafe))
+        self._serializers = serializers
+
+    @property
+    def serializers(self) -> Serializers:
+        self.conf  # noqa: B018 - builds and validates the settings first
+        assert self._serializers is not None
+        return self._serializers
+
+    @property
+    def accept(self) -> frozenset[str]:
+        """The content types workers of this app decode (from ``accept_content``)."""
+        self.conf  # noqa: B018
+        assert self._accept is not None
+        return self._accept
+
+    def check(self) -> None:
+        """Fail now, with a clear message, if the broker or backend URL has no plugin."""
+        conf = self.conf
+        self.plugins.check()
+        self.plugins.transport_for(conf.broker_url)
+        if conf.result_backend:
+            self.plugins.backend_for(conf.result_backend)
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def task(self, fun: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True)``.
+
+        Options: ``name``, ``bind``, ``queue``, ``acks_late``, ``ignore_result``,
+        ``track_started``, ``serializer``, ``typing`` (check arguments when sending).
+        """
+
+        def register(f: Callable[..., Any]) -> Task:
+            name = options.pop("name", None) or self._task_name(f)
+            if name in self.tasks and self.tasks[name].fun is not f:
+                raise KQError(f"a different task is already registered as {name!r}")
+            task = Task(self, f, name, **options)
+            self.tasks[name] = task
+            return task
+
+        return register(fun) if fun is not None else register
+
+    def _task_name(self, fun: Callable[..., Any]) -> str:
+        module = fun.__module__
+        if module == "__main__":
+            module = self.main
+        return f"{module}.{fun.__qualname__}"
+
+    # -- sending --------------------------------------------------------------------------
+
+    def new_transport(self) -> Transport:
+        """Open a new connection to the broker (consumers each need their own)."""
+        conf = self.conf
+        spec = self.plugins.transport_for(conf.broker_url)
+        return spec.factory(conf.broker_url, conf.broker_transport_options)
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        serializer: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send a task by name; the task need not be registered in this process."""
+        message = new_message(name, args or (), kwargs or {}, origin=self.origin, **options)
+        self.publish(message, queue or self.conf.task_default_queue, serializer)
+        return AsyncResult(message.id, app=self, task_name=name)
+
+    def publish(self, message: TaskMessage, queue: str, serializer: str | None = None) -> None:
+        """Encode and publish one task message."""
+        conf = self.conf
+        try:
+            envelope = encode_task(message, self.serializers, serializer or conf.task_serializer)
+        except (TypeError, ValueError) as exc:
+            raise EncodeError(f"arguments of {message.task} cannot be serialized: {exc}") from exc
+        self.plugins.notify("kq_before_publish", app=self, message=message, queue=queue)
+        with self._publish_lock:
+            if self._publisher is None:
+                self._publisher = self.new_transport()
+            eta = message.eta if self._publisher.capabilities.native_delay else None
+            self._publisher.publish(queue, envelope, eta=eta)
+        self.plugins.notify("kq_after_publish", app=self, message=message, queue=queue)
+
+    # -- results --------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> ResultBackend:
+        """The result backend, connected on first use."""
+        if self._backend is None:
+            with self._setup_lock:
+                if self._backend is None:
+                    url = self.conf.result_backend
+                    if not url:
+                        raise KQError("this app has no result backend (result_backend is None)")
+                    spec = self.plugins.backend_for(url)
+                    self._backend = spec.factory(url, self.conf.result_backend_options)
+        return self._backend
+
+    def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
+        return AsyncResult(task_id, app=self, task_name=task_name)
+
+    def store_result(self, meta: ResultMeta) -> None:
+        """Encode and store a result; a value that cannot be encoded is stored as a FAILURE."""
+        serializer = self.conf.result_serializer
+        try:
+            payload = encode_result(meta, self.serializers, serializer)
+        except (TypeError, ValueError) as exc:
+            error = EncodeError(f"the result of {meta.name} cannot be serialized: {exc}")
+            meta = ResultMeta(task_id=meta.task_id, state=FAILURE, result=exception_to_meta(error),
+                              date_done=meta.date_done, name=meta.name, worker=meta.worker,
+                              retries=meta.retries, queue=meta.queue)
+            payload = encode_result(meta, self.serializers, serializer)
+        self.backend.store(StoredResult(meta.task_id, meta.state, payload), self.conf.result_expires)
+
+    def _decode(self, stored: StoredResult | None) -> ResultMeta | None:
+        if stored is None:
+            return None
+        return decode_result(stored.payload, self.serializers, self.conf.result_serializer)
+
+    def read_result(self, task_id: str) -> ResultMeta | None:
+        return self._decode(self.backend.get(task_id))
+
+    def wait_for_result(self, task_id: str, timeout: float | None) -> ResultMeta | None:
+        return self._decode(self.backend.wait(task_id, timeout))
+
+    def forget_result(self, task_id: str) -> None:
+        self.backend.forget(task_id)
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the publisher and backend connections (they reopen on next use)."""
+        with self._publish_lock:
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None

@@ -1,0 +1,114 @@
+"""The result backend interface: where task outcomes are kept until a client reads them.
+
+The kernel encodes each outcome into bytes (Celery's result-meta format, with the app's result
+serializer) before it reaches the backend, so a backend stores and returns opaque payloads keyed
+by task id. That keeps backends small and makes every backend store the same thing.
+
+Contract (checked by :class:`kq.testing.contracts.BackendContract`): a stored result is readable
+by any process with the same URL; a later store for the same id replaces the earlier one; an
+expired result reads as missing; backends are safe to use from several threads at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from .states import READY_STATES
+
+
+@attrs.frozen
+class StoredResult:
+    """One task's outcome as a backend keeps it."""
+
+    task_id: str
+    state: str
+    #: The encoded result meta; the backend stores it as it is.
+    payload: bytes
+
+
+@attrs.frozen
+class BackendCapabilities:
+    """What a backend can do natively."""
+
+    #: :meth:`ResultBackend.wait` is woken by the store itself (pub/sub, LISTEN/NOTIFY, a
+    #: condition variable) instead of polling.
+    push: bool = False
+    #: Results vanish by themselves after their ``ttl`` (Redis EXPIRE); :meth:`cleanup` is a no-op.
+    native_expiry: bool = False
+    #: Results are visible to other processes and machines (False for in-process memory).
+    shared: bool = True
+
+
+class ResultBackend(abc.ABC):
+    """Base class of every result backend. Subclasses set :attr:`capabilities`."""
+
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities()
+
+    #: Polling interval bounds for the default :meth:`wait`, in seconds.
+    poll_min: ClassVar[float] = 0.005
+    poll_max: ClassVar[float] = 0.2
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self.options = dict(options or {})
+
+    @abc.abstractmethod
+    def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
+        """Store these results, replacing earlier ones with the same id, in as few round trips as
+        the backend allows. ``ttl`` is seconds until they may be forgotten; ``None`` keeps them."""
+
+    def store(self, result: StoredResult, ttl: float | None) -> None:
+        """Store one result."""
+        self.store_many([result], ttl)
+
+    @abc.abstractmethod
+    def get(self, task_id: str) -> StoredResult | None:
+        """Return the stored result for ``task_id``, or ``None`` if there is none (or it expired)."""
+
+    def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        """Block until the result of ``task_id`` is in a ready state; return it, or the latest
+        (possibly ``None``) when ``timeout`` seconds pass.
+
+        The default polls with a growing interval; backends with ``capabilities.push`` override it.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = self.poll_min
+        while True:
+            found = self.get(task_id)
+            if found is not None and found.state in READY_STATES:
+                return found
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return found
+                interval = min(interval, remaining)
+            time.sleep(interval)
+            interval = min(interval * 1.5, self.poll_max)
+
+    @abc.abstractmethod
+    def forget(self, task_id: str) -> None:
+        """Delete the result of ``task_id`` if there is one."""
+
+    def cleanup(self) -> int:
+        """Delete expired results; return how many. Backends with native expiry keep the default."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+@attrs.frozen
+class BackendSpec:
+    """A result backend, as a plugin declares it in ``kq_result_backends``."""
+
+    #: URL schemes this backend serves (``("db+postgresql",)``); each may be claimed once.
+    schemes: tuple[str, ...] = attrs.field(converter=tuple)
+    #: Called as ``factory(url, options)`` with the backend URL and ``result_backend_options``.
+    factory: Callable[[str, Mapping[str, Any]], ResultBackend]
+    capabilities: BackendCapabilities = BackendCapabilities()
+    description: str = ""

@@ -1,0 +1,57 @@
+"""kq's built-in plugin: the json and pickle serializers.
+
+It is registered through the ``kq`` entry point of the core distribution, exactly like any
+third-party plugin, so ``kq plugins`` shows it and ``KQ_DISABLE_PLUGINS`` can turn it off.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import uuid
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from .hookspecs import hookimpl
+from .serialization import SerializerSpec
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, Decimal)):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=_json_default).encode("utf-8")
+
+
+def json_loads(data: bytes) -> Any:
+    return json.loads(data)
+
+
+@hookimpl
+def kq_serializers() -> list[SerializerSpec]:
+    return [
+        SerializerSpec(
+            name="json",
+            content_type="application/json",
+            dumps=json_dumps,
+            loads=json_loads,
+            description="JSON (the default; safe for untrusted input)",
+        ),
+        SerializerSpec(
+            name="pickle",
+            content_type="application/x-python-serialize",
+            dumps=lambda obj: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL),
+            loads=pickle.loads,
+            content_encoding="binary",
+            safe=False,
+            description="pickle: runs code when loading; refused unless listed in accept_content",
+        ),
+    ]

@@ -1,0 +1,71 @@
+"""``kq worker``: run a worker until SIGTERM/SIGINT (warm) or a second signal (cold)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from types import FrameType
+
+import click
+
+from ..worker import Worker
+from .common import app_options, make_app, setup_logging
+
+log = logging.getLogger("kq.worker")
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """SIGTERM/SIGINT: warm shutdown; the same again: exit at once. SIGQUIT: exit at once."""
+
+    def warm(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if worker.stopping:
+            log.warning("kq: %s again: cold shutdown, exiting now (unacked tasks will be "
+                        "redelivered by the broker)", name)
+            os._exit(1)
+        log.warning("kq: %s: warm shutdown, finishing running tasks (send again to exit now)",
+                    name)
+        worker.stop()
+
+    def cold(signum: int, frame: FrameType | None) -> None:
+        log.warning("kq: %s: cold shutdown, exiting now", signal.Signals(signum).name)
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, warm)
+    signal.signal(signal.SIGINT, warm)
+    if hasattr(signal, "SIGQUIT"):
+        signal.signal(signal.SIGQUIT, cold)
+
+
+@click.command()
+@app_options
+@click.option("-P", "--pool", metavar="NAME",
+              help="Concurrency model: a pool plugin name such as threads or solo "
+                   "(`kq plugins --hook kq_pools` lists them). Default: the worker_pool setting.")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1),
+              help="Tasks run at once. Default: the pool's default, usually the CPU count.")
+@click.option("-Q", "--queues", metavar="Q1,Q2",
+              help="Queues to consume, comma-separated. Default: the task_default_queue setting.")
+@click.option("-n", "--hostname", metavar="NAME", help="Worker name. Default: kq@<hostname>.")
+@click.option("--prefetch-multiplier", type=click.IntRange(min=0),
+              help="Messages reserved per slot beyond the running ones.")
+@click.option("-l", "--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
+           pool: str | None, concurrency: int | None, queues: str | None, hostname: str | None,
+           prefetch_multiplier: int | None, loglevel: str) -> None:
+    """Consume tasks and run them.
+
+    SIGTERM or Ctrl-C stops warmly: no new tasks start, running ones finish, prefetched ones go
+    back to the broker, and the exit code is 0. A second signal (or SIGQUIT) exits at once;
+    tasks that were not acked are then redelivered by the broker.
+    """
+    setup_logging(loglevel)
+    app = make_app(app_spec, broker, result_backend)
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    the_worker = Worker(app, queues=queue_list, pool=pool, concurrency=concurrency,
+                        prefetch_multiplier=prefetch_multiplier, hostname=hostname,
+                        app_spec=app_spec)
+    install_signal_handlers(the_worker)
+    the_worker.run()

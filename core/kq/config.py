@@ -1,0 +1,201 @@
+"""Settings: one attrs class, filled from layers in a fixed order.
+
+defaults < ``App(...)`` arguments and ``app.config_from_object(...)`` < ``KQ_*`` environment
+variables < command-line flags. Every value is validated when the settings are built, and an
+invalid one fails with the setting's name and what it accepts, before anything connects.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .exceptions import ConfigurationError
+
+ENV_PREFIX = "KQ_"
+DEFAULT_URL = "sqlite:///kq.sqlite3"
+
+
+def _positive_int(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigurationError(f"{attr.name} must be a whole number >= 1, got {value!r}")
+
+
+def _non_negative_int(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{attr.name} must be a whole number >= 0, got {value!r}")
+
+
+def _positive_number(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+    ):
+        raise ConfigurationError(f"{attr.name} must be a number > 0 (or None), got {value!r}")
+
+
+def _url(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if value is None and attr.name == "result_backend":
+        return
+    if not isinstance(value, str) or "://" not in value:
+        raise ConfigurationError(f"{attr.name} must be a URL like 'scheme://...', got {value!r}")
+
+
+def _name(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{attr.name} must be a non-empty string, got {value!r}")
+
+
+def _bool(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{attr.name} must be true or false, got {value!r}")
+
+
+def _mapping(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{attr.name} must be a mapping, got {value!r}")
+
+
+def _names(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigurationError(f"{attr.name} must be a non-empty list of names, got {value!r}")
+
+
+def _tuple(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Every setting kq's kernel reads. Plugins read their own options from the ``*_options``."""
+
+    #: Where tasks are sent and consumed. The scheme picks the transport plugin.
+    broker_url: str = attrs.field(default=DEFAULT_URL, validator=_url)
+    #: Transport-specific options (``visibility_timeout``, ...), passed to the transport factory.
+    broker_transport_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
+    #: Where results are stored; ``None`` disables results.
+    result_backend: str | None = attrs.field(default=DEFAULT_URL, validator=_url)
+    result_backend_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
+    #: Seconds a result is kept; ``None`` keeps results until forgotten.
+    result_expires: float | None = attrs.field(default=86400.0, validator=_positive_number)
+    task_serializer: str = attrs.field(default="json", validator=_name)
+    result_serializer: str = attrs.field(default="json", validator=_name)
+    #: Content types (or serializer names) a worker agrees to decode. Anything else is rejected
+    #: before it is parsed. pickle is accepted only when listed here.
+    accept_content: tuple[str, ...] = attrs.field(
+        default=("json",), converter=_tuple, validator=_names
+    )
+    #: The queue a task goes to when neither the call nor the task names one. "celery" so that
+    #: kq and Celery clients and workers meet on the same queue without configuration.
+    task_default_queue: str = attrs.field(default="celery", validator=_name)
+    #: Ack after the task ends instead of before it starts: a crash mid-task redelivers it.
+    task_acks_late: bool = attrs.field(default=False, validator=_bool)
+    #: Do not store results (per task: ``@app.task(ignore_result=True)``).
+    task_ignore_result: bool = attrs.field(default=False, validator=_bool)
+    #: Also store STARTED when a task begins (one more backend write per task).
+    task_track_started: bool = attrs.field(default=False, validator=_bool)
+    #: The pool ``kq worker`` uses when ``--pool`` is not given.
+    worker_pool: str = attrs.field(default="threads", validator=_name)
+    #: Tasks run at once; ``None`` means the pool's default (usually the number of CPUs).
+    worker_concurrency: int | None = attrs.field(default=None, validator=_positive_int)
+    #: Messages reserved per pool slot beyond the running ones (0: reserve none).
+    worker_prefetch_multiplier: int = attrs.field(default=4, validator=_non_negative_int)
+    #: Pool-specific options, passed to the pool factory.
+    worker_pool_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [a.name for a in attrs.fields(cls)]
+
+    @classmethod
+    def build(cls, *layers: Mapping[str, Any]) -> Settings:
+        """Merge ``layers`` (later wins) over the defaults and validate the result."""
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            for key, value in layer.items():
+                check_name(key)
+                merged[key] = value
+        return cls(**merged)
+
+    def replace(self, **changes: Any) -> Settings:
+        for key in changes:
+            check_name(key)
+        return attrs.evolve(self, **changes)
+
+
+def check_name(key: str) -> None:
+    if key not in _FIELDS:
+        close = difflib.get_close_matches(key, _FIELDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigurationError(f"unknown setting {key!r}{hint}")
+
+
+_FIELDS = {a.name: a for a in attrs.fields(Settings)}
+
+
+def _parse_env(name: str, raw: str) -> Any:
+    """Convert an environment string to the setting's type, judged from its default."""
+    field = _FIELDS[name]
+    default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
+    if raw.strip().lower() in ("none", "null") and name in ("result_backend", "result_expires",
+                                                            "worker_concurrency"):
+        return None
+    try:
+        if isinstance(default, bool):
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, Mapping):
+            return json.loads(raw)
+        if isinstance(default, tuple):
+            return _tuple(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, int) or name == "worker_concurrency":
+            return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+    return raw
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings named by ``KQ_<SETTING>`` variables; unknown ``KQ_`` names are not errors,
+    since plugins and the CLI use the prefix too."""
+    environ = os.environ if environ is None else environ
+    found = {}
+    for name in _FIELDS:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            found[name] = _parse_env(name, raw)
+    return found
+
+
+def from_object(obj: Any) -> dict[str, Any]:
+    """The settings in a mapping, an object, or a module given by its dotted name.
+
+    From objects and modules only public lowercase attributes are read, so a config module may
+    keep helpers in ``_private`` names; an unknown public name is an error, which catches typos.
+    """
+    if isinstance(obj, str):
+        obj = importlib.import_module(obj)
+    if isinstance(obj, Mapping):
+        items = dict(obj)
+    else:
+        items = {
+            k: getattr(obj, k) for k in dir(obj)
+            if not k.startswith("_") and k.islower() and not callable(getattr(obj, k))
+            and not isinstance(getattr(obj, k), type(importlib))
+        }
+    for key in items:
+        check_name(key)
+    return items

@@ -1,0 +1,76 @@
+"""Exceptions raised by kq.
+
+Every error kq raises on purpose derives from :class:`KQError`, so an application can catch the
+whole family in one place.
+"""
+
+from __future__ import annotations
+
+
+class KQError(Exception):
+    """Base class of every error kq raises on purpose."""
+
+
+class ConfigurationError(KQError):
+    """A setting has a value kq cannot use; the message names the setting and what is allowed."""
+
+
+class PluginError(KQError):
+    """The set of installed plugins cannot serve a request, or two plugins clash."""
+
+
+class NotRegistered(KQError, KeyError):
+    """A task name that the app does not know."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable.
+        return str(self.args[0]) if self.args else "task not registered"
+
+
+class MessageRejected(KQError):
+    """A received message that the worker refuses to run.
+
+    ``reason`` is a short machine-readable word (``decode``, ``content-type``, ``unknown-task``,
+    ``malformed``) used for counting and dead-lettering; the message text is for humans.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class ContentDisallowed(MessageRejected):
+    """A message whose content type is not in ``accept_content``."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("content-type", detail)
+
+
+class TimeoutError(KQError, TimeoutError):  # noqa: A001 - deliberately also a builtin TimeoutError
+    """Waiting for a result took longer than the caller allowed."""
+
+
+class TaskError(KQError):
+    """A task failed in a worker with an exception that cannot be rebuilt here.
+
+    kq rebuilds the original exception type when it is a builtin or its module is already
+    imported; otherwise this stands in for it, keeping the remote type and module in its text.
+    """
+
+    def __init__(self, exc_type: str, exc_module: str, message: str) -> None:
+        super().__init__(f"{exc_module}.{exc_type}: {message}")
+        self.exc_type = exc_type
+        self.exc_module = exc_module
+        self.message = message
+
+
+class TaskRevoked(KQError):
+    """The task was revoked (or expired) before it could run."""
+
+
+class WorkerShutdown(KQError):
+    """Raised inside the worker to stop it; not an error the user sees."""
+
+
+class EncodeError(KQError):
+    """A value (task arguments or a result) could not be serialized with the chosen format."""

@@ -1,0 +1,157 @@
+"""Running one task: the code path shared by the worker's pools and eager ``task.apply()``.
+
+:class:`Runner` is what a pool calls for each job. It runs in the pool's execution context
+(a thread, a child process, a greenlet), so it does the per-task work there: set the request,
+fire the task hooks, call the function, store the result. It never raises; it returns an
+:class:`~kq.pool.Outcome` for the worker to ack on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback as tb_module
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from .current import request_var
+from .exceptions import NotRegistered, TaskRevoked
+from .pool import Job, Outcome
+from .protocol import ResultMeta, TaskMessage, exception_to_meta, utcnow
+from .request import Request
+from .result import EagerResult
+from .states import FAILURE, REVOKED, STARTED, SUCCESS
+
+log = logging.getLogger("kq.execution")
+
+
+@attrs.frozen
+class TaskHooks:
+    """The task lifecycle hooks, resolved once; ``None`` where no plugin implements one."""
+
+    prerun: Callable[..., None] | None
+    postrun: Callable[..., None] | None
+    success: Callable[..., None] | None
+    failure: Callable[..., None] | None
+    revoked: Callable[..., None] | None
+
+    @classmethod
+    def of(cls, plugins: Any) -> TaskHooks:
+        return cls(
+            prerun=plugins.notifier("kq_task_prerun"),
+            postrun=plugins.notifier("kq_task_postrun"),
+            success=plugins.notifier("kq_task_success"),
+            failure=plugins.notifier("kq_task_failure"),
+            revoked=plugins.notifier("kq_task_revoked"),
+        )
+
+
+@attrs.frozen
+class Execution:
+    """How one call of a task body ended."""
+
+    state: str
+    retval: Any
+    exception: BaseException | None
+    traceback: str | None
+    runtime: float
+
+
+def execute(task: Any, request: Request, hooks: TaskHooks) -> Execution:
+    """Call the task body with ``request`` in effect, firing the hooks around it."""
+    token = request_var.set(request)
+    try:
+        if hooks.prerun:
+            hooks.prerun(task=task, request=request)
+        start = time.perf_counter()
+        try:
+            retval = task.run(*request.args, **request.kwargs)
+        except Exception as exc:
+            runtime = time.perf_counter() - start
+            text = tb_module.format_exc()
+            if hooks.failure:
+                hooks.failure(task=task, request=request, exc=exc, traceback=text)
+            outcome = Execution(FAILURE, None, exc, text, runtime)
+        else:
+            runtime = time.perf_counter() - start
+            if hooks.success:
+                hooks.success(task=task, request=request, retval=retval)
+            outcome = Execution(SUCCESS, retval, None, None, runtime)
+        if hooks.postrun:
+            hooks.postrun(task=task, request=request, state=outcome.state, retval=outcome.retval)
+        return outcome
+    finally:
+        request_var.reset(token)
+
+
+def run_eagerly(task: Any, message: TaskMessage) -> EagerResult:
+    """Run a task in this thread, as a worker would, without a broker or a backend."""
+    request = Request.from_message(message, is_eager=True)
+    done = execute(task, request, TaskHooks.of(task.app.plugins))
+    value = done.retval if done.exception is None else exception_to_meta(done.exception)
+    meta = ResultMeta(task_id=message.id, state=done.state, result=value,
+                      traceback=done.traceback, date_done=utcnow(), name=task.name)
+    return EagerResult(meta, done.exception)
+
+
+class Runner:
+    """Runs jobs for a worker: ``runner(job) -> Outcome``. Built once per worker process."""
+
+    def __init__(self, app: Any, hostname: str) -> None:
+        self.app = app
+        self.hostname = hostname
+        self.hooks = TaskHooks.of(app.plugins)
+
+    def __call__(self, job: Job) -> Outcome:
+        start = time.perf_counter()
+        try:
+            return self._run(job)
+        except Exception as exc:  # a bug in kq or a plugin: report it, never kill the pool
+            log.exception("kq: internal error running task %s", job.message.id)
+            return Outcome(job.message.id, FAILURE, time.perf_counter() - start,
+                           error=f"internal error: {exc!r}")
+
+    def _store(self, message: TaskMessage, queue: str, state: str, result: Any,
+               traceback: str | None = None) -> None:
+        meta = ResultMeta(task_id=message.id, state=state, result=result, traceback=traceback,
+                          date_done=utcnow(), name=message.task, worker=self.hostname,
+                          retries=message.retries, queue=queue)
+        try:
+            self.app.store_result(meta)
+        except Exception as exc:
+            log.error("kq: could not store the result of task %s (%s): %s",
+                      message.id, message.task, exc)
+
+    def _run(self, job: Job) -> Outcome:
+        message = job.message
+        task = self.app.tasks.get(message.task)
+        if task is None:
+            error = NotRegistered(f"task {message.task!r} is not registered in this worker")
+            self._store(message, job.queue, FAILURE, exception_to_meta(error))
+            return Outcome(message.id, FAILURE, 0.0, error=str(error))
+        request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
+                                       redelivered=job.redelivered)
+        keep_result = not (message.ignore_result or task.ignore_result)
+        if message.is_expired():
+            reason = f"expired at {message.expires.isoformat()}" if message.expires else "expired"
+            if self.hooks.revoked:
+                self.hooks.revoked(request=request, reason=reason)
+            self._store(message, job.queue, REVOKED, exception_to_meta(TaskRevoked(reason)))
+            return Outcome(message.id, REVOKED, 0.0, error=reason)
+        if keep_result and task.track_started:
+            self._store(message, job.queue, STARTED, {"pid": None, "hostname": self.hostname})
+        done = execute(task, request, self.hooks)
+        if done.exception is not None:
+            log.error("kq: task %s[%s] failed in %.3fs: %r", message.task, message.id,
+                      done.runtime, done.exception)
+            if keep_result:
+                self._store(message, job.queue, FAILURE, exception_to_meta(done.exception),
+                            done.traceback)
+            return Outcome(message.id, FAILURE, done.runtime,
+                           error=f"{type(done.exception).__name__}: {done.exception}")
+        log.debug("kq: task %s[%s] succeeded in %.3fs", message.task, message.id, done.runtime)
+        if keep_result:
+            self._store(message, job.queue, SUCCESS, done.retval)
+        return Outcome(message.id, SUCCESS, done.runtime)

@@ -1,0 +1,120 @@
+"""The pool interface: where task code actually runs.
+
+The worker hands the pool one :class:`Job` at a time, never more than :meth:`Pool.free_slots`,
+and the pool runs it with :attr:`PoolContext.runner` (the kernel's task executor) in whatever
+execution context it provides: the worker's own thread, a thread, a process, a greenlet, an
+event loop. The runner already stores the result and fires the task hooks; the pool reports the
+returned :class:`Outcome` through ``on_done`` so the worker can ack and refill.
+
+A pool whose jobs run in other processes cannot receive the runner itself; it rebuilds the app
+in each child from :attr:`PoolContext.app_spec` and calls :func:`kq.execution.make_runner`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import attrs
+
+from .protocol import TaskMessage
+
+
+@attrs.frozen
+class Job:
+    """One decoded task message, ready to run."""
+
+    message: TaskMessage
+    queue: str
+    redelivered: bool = False
+    #: Set by the worker to match the outcome to its delivery; pools pass it through untouched.
+    ticket: int = 0
+
+
+@attrs.frozen
+class Outcome:
+    """What the worker needs to know after a job ran (the full result is in the backend)."""
+
+    task_id: str
+    state: str
+    runtime: float
+    #: One line describing the error, for the worker's log; ``None`` on success.
+    error: str | None = None
+    #: The job could not run to an end (its process died, a hard time limit hit) and, with
+    #: ``reject_on_worker_lost``, should go back to the queue instead of being acked.
+    worker_lost: bool = False
+
+
+@attrs.frozen
+class PoolCapabilities:
+    """What a pool can do; the worker and CLI check these before relying on a feature."""
+
+    soft_time_limit: bool = False
+    hard_time_limit: bool = False
+    max_tasks_per_child: bool = False
+    autoscale: bool = False
+    #: Runs ``async def`` tasks natively on an event loop.
+    async_tasks: bool = False
+    #: Jobs run in other processes, so :attr:`PoolContext.app_spec` is required.
+    processes: bool = False
+
+
+@attrs.frozen
+class PoolContext:
+    """Everything a pool gets from the worker when it is created."""
+
+    concurrency: int
+    #: Runs one job to the end in the calling thread and returns its outcome; never raises.
+    runner: Callable[[Job], Outcome]
+    #: ``module:attribute`` of the app, for pools that rebuild it in child processes.
+    app_spec: str | None = None
+    #: Pool-specific settings from ``worker_pool_options``.
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class Pool(abc.ABC):
+    """Base class of every pool. Subclasses set :attr:`capabilities`."""
+
+    capabilities: ClassVar[PoolCapabilities] = PoolCapabilities()
+
+    def __init__(self, context: PoolContext) -> None:
+        self.context = context
+
+    @property
+    def concurrency(self) -> int:
+        return self.context.concurrency
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Get ready to run jobs (start threads or processes)."""
+
+    @abc.abstractmethod
+    def submit(self, job: Job, on_done: Callable[[Job, Outcome], None]) -> None:
+        """Start running ``job``; call ``on_done(job, outcome)`` from any thread when it ends.
+
+        The worker only submits while :meth:`free_slots` is positive. ``on_done`` is cheap and
+        thread-safe. A pool where a job runs synchronously (solo) calls it before returning.
+        """
+
+    @abc.abstractmethod
+    def free_slots(self) -> int:
+        """How many more jobs could start right now."""
+
+    @abc.abstractmethod
+    def shutdown(self, wait: bool) -> None:
+        """Stop. ``wait=True`` lets running jobs finish first; ``False`` abandons them."""
+
+
+@attrs.frozen
+class PoolSpec:
+    """A concurrency model, as a plugin declares it in ``kq_pools``."""
+
+    #: The name users pass to ``kq worker --pool``; each may be claimed once.
+    name: str
+    #: Called as ``factory(context)``.
+    factory: Callable[[PoolContext], Pool]
+    capabilities: PoolCapabilities = PoolCapabilities()
+    #: Default ``--concurrency`` when the user gives none; ``None`` means the number of CPUs.
+    default_concurrency: int | None = None
+    description: str = ""

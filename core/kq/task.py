@@ -1,0 +1,205 @@
+"""Tasks: a function registered with an app under a name, callable locally or through a broker.
+
+``Task.app`` is the :class:`~kq.app.App` that registered it; it is typed ``Any`` here because the
+app module imports this one, and kq keeps its import graph free of cycles.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from .current import current_request, request_var
+from .execution import run_eagerly
+from .protocol import TaskMessage, as_utc, utcnow
+from .request import Request
+from .result import AsyncResult, EagerResult
+
+#: Options ``apply_async`` accepts; anything else is a TypeError naming it, which catches typos.
+CALL_OPTIONS = frozenset(
+    {"countdown", "eta", "expires", "queue", "priority", "task_id", "headers", "serializer",
+     "ignore_result"}
+)
+
+
+class Task:
+    """A registered task. Created by ``@app.task``; calling it runs the function here and now."""
+
+    def __init__(
+        self,
+        app: Any,
+        fun: Callable[..., Any],
+        name: str,
+        *,
+        bind: bool = False,
+        queue: str | None = None,
+        acks_late: bool | None = None,
+        ignore_result: bool | None = None,
+        track_started: bool | None = None,
+        serializer: str | None = None,
+        typing: bool = True,
+    ) -> None:
+        self.app = app
+        self.fun = fun
+        self.name = name
+        self.bind = bind
+        self.queue = queue
+        self._acks_late = acks_late
+        self._ignore_result = ignore_result
+        self._track_started = track_started
+        self.serializer = serializer
+        self._signature = inspect.signature(fun) if typing else None
+        self.__doc__ = fun.__doc__
+        self.__name__ = getattr(fun, "__name__", name)
+        self.__wrapped__ = fun
+
+    def __repr__(self) -> str:
+        return f"<kq task {self.name}>"
+
+    # Settings that fall back to the app's configuration when the task does not set them.
+    @property
+    def acks_late(self) -> bool:
+        return self.app.conf.task_acks_late if self._acks_late is None else self._acks_late
+
+    @property
+    def ignore_result(self) -> bool:
+        return self.app.conf.task_ignore_result if self._ignore_result is None else self._ignore_result
+
+    @property
+    def track_started(self) -> bool:
+        if self._track_started is None:
+            return self.app.conf.task_track_started
+        return self._track_started
+
+    @property
+    def request(self) -> Request | None:
+        """The request of this task's current execution (in a bound task: ``self.request``)."""
+        request = current_request()
+        return request if request is not None and request.task == self.name else None
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task body in this thread (``self`` is passed first when ``bind=True``)."""
+        if self.bind:
+            return self.fun(self, *args, **kwargs)
+        return self.fun(*args, **kwargs)
+
+    __call__ = run
+
+    def _check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        if self._signature is None:
+            return
+        try:
+            if self.bind:
+                self._signature.bind(None, *args, **kwargs)
+            else:
+                self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}{self._signature}: {exc}") from None
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Send the task to a worker with these arguments; shortcut for :meth:`apply_async`."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send the task to a worker.
+
+        Options: ``countdown`` (seconds) or ``eta`` (datetime) to run later, ``expires``
+        (seconds or datetime) after which it is not run, ``queue``, ``priority`` (0-9),
+        ``task_id``, ``headers`` (extra message headers), ``serializer``, ``ignore_result``.
+        """
+        unknown = set(options) - CALL_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"{self.name}.apply_async() got unknown option(s) {sorted(unknown)}; "
+                f"accepted: {sorted(CALL_OPTIONS)}"
+            )
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        self._check_arguments(args, kwargs)
+        options.setdefault("queue", self.queue)
+        options.setdefault("serializer", self.serializer)
+        if options.get("ignore_result") is None:
+            options["ignore_result"] = self.ignore_result
+        return self.app.send_task(self.name, args, kwargs, **options)
+
+    def apply(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+    ) -> EagerResult:
+        """Run the task here and now, as a worker would, and return its result without storing it."""
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        self._check_arguments(args, kwargs)
+        parent = current_request()
+        task_id = task_id or str(uuid.uuid4())
+        message = TaskMessage(
+            id=task_id, task=self.name, args=args, kwargs=kwargs,
+            parent_id=parent.id if parent else None,
+            root_id=(parent.root_id or parent.id) if parent else task_id,
+        )
+        return run_eagerly(self, message)
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's spelling
+        return self.app.AsyncResult(task_id, task_name=self.name)
+
+
+def resolve_time(value: float | timedelta | datetime | None, now: datetime) -> datetime | None:
+    """Turn seconds-from-now, a timedelta or a datetime into an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, timedelta):
+        return now + value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return now + timedelta(seconds=value)
+    raise TypeError(f"expected seconds, a timedelta or a datetime, got {value!r}")
+
+
+def new_message(
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    countdown: float | None = None,
+    eta: datetime | None = None,
+    expires: float | timedelta | datetime | None = None,
+    priority: int | None = None,
+    task_id: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    ignore_result: bool = False,
+    origin: str | None = None,
+) -> TaskMessage:
+    """Build the message for one call, linking it to the task running now (if any)."""
+    if countdown is not None and eta is not None:
+        raise TypeError("give countdown or eta, not both")
+    if priority is not None and (not isinstance(priority, int) or not 0 <= priority <= 9):
+        raise ValueError(f"priority must be a whole number from 0 to 9, got {priority!r}")
+    now = utcnow()
+    task_id = task_id or str(uuid.uuid4())
+    parent = request_var.get()
+    return TaskMessage(
+        id=task_id,
+        task=name,
+        args=tuple(args),
+        kwargs=dict(kwargs),
+        eta=resolve_time(countdown if countdown is not None else eta, now),
+        expires=resolve_time(expires, now),
+        priority=priority,
+        parent_id=parent.id if parent else None,
+        root_id=(parent.root_id or parent.id) if parent else task_id,
+        ignore_result=ignore_result,
+        origin=origin,
+        extra_headers=dict(headers or {}),
+    )

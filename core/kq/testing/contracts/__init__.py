@@ -1,0 +1,10 @@
+"""Contract suites: the definition of "works" for each plugin area.
+
+A plugin's tests subclass the suite for its area and provide one fixture (the URL, or the pool
+name); every test then runs against the plugin for real. See PLUGIN_GUIDE.md.
+"""
+
+from .backend import BackendContract
+from .transport import TransportContract
+
+__all__ = ["BackendContract", "TransportContract"]

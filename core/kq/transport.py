@@ -1,0 +1,145 @@
+"""The transport interface: what the kernel needs from a broker, and nothing more.
+
+A transport moves :class:`Envelope` objects between named queues. The kernel never talks to a
+broker any other way, so a plugin that implements this class (natively, or through
+:mod:`kq.kombu_transport` for any kombu transport) is a complete broker for kq.
+
+Contract (checked by :class:`kq.testing.contracts.TransportContract`):
+
+* Delivery is at least once. A fetched message stays owned by its consumer until :meth:`ack`
+  or :meth:`reject`; if the consumer dies first, the message comes back (on connection loss, or
+  after the visibility timeout for brokers without connection-bound ownership).
+* One instance is used from one thread at a time. The kernel opens one per consumer and guards
+  the publisher's with a lock.
+* ``eta`` is honoured only when ``capabilities.native_delay`` is true; otherwise the kernel never
+  passes it and the worker holds early messages itself.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+import attrs
+
+from .exceptions import PluginError
+
+
+@attrs.frozen
+class Envelope:
+    """A message as the broker sees it: opaque body bytes plus the routing-free metadata."""
+
+    body: bytes
+    content_type: str
+    content_encoding: str = "utf-8"
+    headers: Mapping[str, Any] = attrs.field(factory=dict)
+    priority: int | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+
+
+@attrs.frozen
+class Delivery:
+    """A fetched message, owned by the consumer that fetched it until acked or rejected."""
+
+    envelope: Envelope
+    queue: str
+    #: Whatever the transport needs to ack or reject this message; opaque to the kernel.
+    tag: Any = attrs.field(eq=False)
+    redelivered: bool = False
+
+
+@attrs.frozen
+class TransportCapabilities:
+    """What a transport can do natively; the kernel picks its code path from these flags."""
+
+    #: Messages with a higher ``Envelope.priority`` (0-9, 9 highest) are fetched first.
+    priorities: bool = False
+    #: ``publish(..., eta=...)`` keeps the message in the broker until it is due.
+    native_delay: bool = False
+    #: A fetched, unacked message returns to its queue after a timeout even if the connection
+    #: that fetched it stays open (SQLite, Redis), rather than only when the connection drops.
+    visibility_timeout: bool = False
+    #: :meth:`Transport.broadcast` and :meth:`Transport.subscribe` work.
+    fanout: bool = False
+    #: ``reject(requeue=False)`` moves the message to a dead-letter queue instead of dropping it.
+    dead_letter: bool = False
+
+
+class Transport(abc.ABC):
+    """Base class of every transport. Subclasses set :attr:`capabilities`."""
+
+    capabilities: ClassVar[TransportCapabilities] = TransportCapabilities()
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self.options = dict(options or {})
+
+    @abc.abstractmethod
+    def publish(self, queue: str, envelope: Envelope, *, eta: datetime | None = None) -> None:
+        """Put one message on ``queue``, creating the queue if needed; durable once it returns."""
+
+    def publish_many(self, items: Iterable[tuple[str, Envelope]]) -> None:
+        """Put many messages at once. Override to use one round trip; order within a queue is kept."""
+        for queue, envelope in items:
+            self.publish(queue, envelope)
+
+    @abc.abstractmethod
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
+        """Return up to ``limit`` messages from ``queues``, waiting up to ``timeout`` s for the first.
+
+        Return an empty list on timeout. Earlier queues in ``queues`` may be preferred but none
+        may be starved forever.
+        """
+
+    @abc.abstractmethod
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove these messages for good. Acking a message twice is harmless."""
+
+    @abc.abstractmethod
+    def reject(self, delivery: Delivery, *, requeue: bool, reason: str = "") -> None:
+        """Give a message back (``requeue=True``) or refuse it for good.
+
+        A refused message is dead-lettered with ``reason`` when ``capabilities.dead_letter``,
+        else dropped.
+        """
+
+    @abc.abstractmethod
+    def purge(self, queue: str) -> int:
+        """Delete every ready message in ``queue``; return how many were deleted."""
+
+    @abc.abstractmethod
+    def depth(self, queue: str) -> int:
+        """Return how many ready messages ``queue`` holds (not counting fetched, unacked ones)."""
+
+    def broadcast(self, channel: str, envelope: Envelope) -> None:
+        """Deliver a copy of ``envelope`` to every current subscriber of ``channel``."""
+        raise PluginError(f"{type(self).__name__} does not support broadcast (fanout)")
+
+    def subscribe(self, channel: str) -> str:
+        """Start receiving broadcasts on ``channel``; return a private queue name to fetch from.
+
+        The private queue goes away with :meth:`unsubscribe` or when the transport closes.
+        """
+        raise PluginError(f"{type(self).__name__} does not support broadcast (fanout)")
+
+    def unsubscribe(self, queue: str) -> None:
+        """Stop a subscription made by :meth:`subscribe`."""
+        raise PluginError(f"{type(self).__name__} does not support broadcast (fanout)")
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most transports need it
+        """Release connections. Messages fetched and not yet acked go back to their queues."""
+
+
+@attrs.frozen
+class TransportSpec:
+    """A broker, as a plugin declares it in ``kq_transports``."""
+
+    #: URL schemes this transport serves (``("redis", "rediss")``); each may be claimed once.
+    schemes: tuple[str, ...] = attrs.field(converter=tuple)
+    #: Called as ``factory(url, options)`` with the broker URL and ``broker_transport_options``.
+    factory: Callable[[str, Mapping[str, Any]], Transport]
+    capabilities: TransportCapabilities = TransportCapabilities()
+    description: str = ""

@@ -1,0 +1,279 @@
+"""The worker's control flow: consume, decode, dispatch to the pool, ack.
+
+One thread (the one calling :meth:`Worker.run`) owns the consumer's transport and does all
+broker I/O: it fetches in batches, keeps at most ``concurrency * (1 + prefetch_multiplier)``
+messages reserved, hands jobs to the pool only when a slot is free, and acks in batches
+(before a task starts by default, after it ends with ``acks_late``). Pools report finished jobs
+through a queue that the same thread drains, so no transport is shared between threads.
+
+Messages that cannot run (undecodable, untrusted content type, unknown task, malformed) are
+rejected without requeue (dead-lettered where the transport can), logged once, counted, and the
+worker goes on.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import queue as queue_module
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+import attrs
+
+from ..app import App, safe_url
+from ..exceptions import MessageRejected
+from ..execution import Runner
+from ..pool import Job, Outcome, Pool, PoolContext
+from ..protocol import decode_task
+from ..states import FAILURE, REVOKED, SUCCESS
+from ..transport import Delivery, Transport
+
+log = logging.getLogger("kq.worker")
+
+#: Longest the consumer blocks in one fetch or wait, so shutdown requests are seen quickly.
+POLL_INTERVAL = 1.0
+
+
+@attrs.define
+class WorkerStats:
+    """Counters since start, readable from any thread."""
+
+    received: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    revoked: int = 0
+    rejected: int = 0
+    rejected_by_reason: dict[str, int] = attrs.field(factory=dict)
+
+
+def default_hostname() -> str:
+    return f"kq@{socket.gethostname()}"
+
+
+class Worker:
+    """Consumes ``queues`` of ``app`` and runs the tasks in a pool named ``pool``."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | None = None,
+        pool: str | None = None,
+        concurrency: int | None = None,
+        prefetch_multiplier: int | None = None,
+        hostname: str | None = None,
+        app_spec: str | None = None,
+    ) -> None:
+        conf = app.conf
+        self.app = app
+        self.queues = list(queues or [conf.task_default_queue])
+        self.pool_name = pool or conf.worker_pool
+        self.pool_spec = app.plugins.pools.get(self.pool_name)
+        self.concurrency = (
+            concurrency or conf.worker_concurrency or self.pool_spec.default_concurrency
+            or os.cpu_count() or 1
+        )
+        multiplier = conf.worker_prefetch_multiplier
+        self.prefetch_multiplier = multiplier if prefetch_multiplier is None else prefetch_multiplier
+        self.hostname = hostname or default_hostname()
+        self.app_spec = app_spec
+        self.stats = WorkerStats()
+        self.pool: Pool | None = None
+        self.transport: Transport | None = None
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._done: queue_module.SimpleQueue[tuple[Job, Outcome]] = queue_module.SimpleQueue()
+        self._tickets = itertools.count(1)
+        self._reserved: deque[Job] = deque()
+        self._held: list[tuple[float, int, Job]] = []  # (due monotonic, ticket, job), ETA not native
+        self._deliveries: dict[int, Delivery] = {}
+        self._running: dict[int, bool] = {}  # ticket -> acks_late
+        self._to_ack: list[Delivery] = []
+        self._reject_hook = app.plugins.notifier("kq_message_rejected")
+
+    def __repr__(self) -> str:
+        return f"<kq.Worker {self.hostname} pool={self.pool_name} c={self.concurrency}>"
+
+    # -- control --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask for a warm shutdown: stop consuming, finish running tasks, return the rest."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the worker is consuming (for tests and embedding)."""
+        return self._ready.wait(timeout)
+
+    def run(self) -> None:
+        """Consume until :meth:`stop`; then shut down warmly and return."""
+        self.app.check()
+        self.transport = self.app.new_transport()
+        runner = Runner(self.app, self.hostname)
+        context = PoolContext(concurrency=self.concurrency, runner=runner, app_spec=self.app_spec,
+                              options=self.app.conf.worker_pool_options)
+        self.pool = self.pool_spec.factory(context)
+        self.pool.start()
+        conf = self.app.conf
+        log.info("kq: worker %s ready: broker %s, backend %s, pool %s x%d, queues %s, tasks %d",
+                 self.hostname, safe_url(conf.broker_url), safe_url(conf.result_backend),
+                 self.pool_name, self.concurrency, ",".join(self.queues), len(self.app.tasks))
+        self.app.plugins.notify("kq_worker_start", worker=self)
+        self._ready.set()
+        try:
+            while not self._stopping.is_set():
+                self._step()
+        finally:
+            self._shutdown()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _capacity(self) -> int:
+        """How many more messages may be fetched now."""
+        limit = self.concurrency * (1 + self.prefetch_multiplier)
+        return limit - len(self._reserved) - len(self._running)
+
+    def _step(self) -> None:
+        self._collect_done(block=False)
+        self._release_due()
+        self._dispatch()
+        self._flush_acks()
+        wait = self._next_due_in()
+        want = self._capacity()
+        if want > 0:
+            # With work reserved the pool is full: top up without blocking, then wait below.
+            timeout = 0.0 if self._reserved else wait
+            deliveries = self.transport.fetch(self.queues, want, timeout)
+            if deliveries:
+                self._receive(deliveries)
+                return
+            if not self._reserved:
+                return
+        self._collect_done(block=True, timeout=wait)
+
+    def _next_due_in(self) -> float:
+        if not self._held:
+            return POLL_INTERVAL
+        return max(0.0, min(POLL_INTERVAL, self._held[0][0] - time.monotonic()))
+
+    def _receive(self, deliveries: list[Delivery]) -> None:
+        now = time.monotonic()
+        for delivery in deliveries:
+            self.stats.received += 1
+            try:
+                message = decode_task(delivery.envelope, self.app.serializers, self.app.accept)
+                if message.task not in self.app.tasks:
+                    raise MessageRejected("unknown-task",
+                                          f"task {message.task!r} is not registered here")
+            except MessageRejected as exc:
+                self._reject(delivery, exc)
+                continue
+            ticket = next(self._tickets)
+            job = Job(message, delivery.queue, delivery.redelivered, ticket)
+            self._deliveries[ticket] = delivery
+            delay = message.seconds_until_eta()
+            if delay > 0:
+                heapq.heappush(self._held, (now + delay, ticket, job))
+            else:
+                self._reserved.append(job)
+
+    def _reject(self, delivery: Delivery, exc: MessageRejected) -> None:
+        headers = delivery.envelope.headers
+        task_id = headers.get("id") if hasattr(headers, "get") else None
+        log.error("kq: rejected message %s from queue %s: %s", task_id or "(no id)",
+                  delivery.queue, exc)
+        self.stats.rejected += 1
+        counts = self.stats.rejected_by_reason
+        counts[exc.reason] = counts.get(exc.reason, 0) + 1
+        try:
+            self.transport.reject(delivery, requeue=False, reason=str(exc))
+        except Exception:
+            log.exception("kq: could not reject message %s", task_id)
+        if self._reject_hook:
+            self._reject_hook(delivery=delivery, reason=exc.reason, detail=exc.detail)
+
+    def _release_due(self) -> None:
+        now = time.monotonic()
+        while self._held and self._held[0][0] <= now:
+            self._reserved.append(heapq.heappop(self._held)[2])
+
+    def _dispatch(self) -> None:
+        pool, tasks = self.pool, self.app.tasks
+        while self._reserved and (free := pool.free_slots()) > 0:
+            starting = [self._reserved.popleft() for _ in range(min(free, len(self._reserved)))]
+            for job in starting:
+                acks_late = tasks[job.message.task].acks_late
+                self._running[job.ticket] = acks_late
+                if not acks_late:
+                    self._to_ack.append(self._deliveries.pop(job.ticket))
+            self._flush_acks()  # early acks go out before the tasks start, in one batch
+            for job in starting:
+                pool.submit(job, self._on_done)
+
+    def _on_done(self, job: Job, outcome: Outcome) -> None:
+        self._done.put((job, outcome))
+
+    def _collect_done(self, block: bool, timeout: float = 0.0) -> None:
+        try:
+            item = self._done.get(block=block, timeout=timeout if block else None)
+        except queue_module.Empty:
+            return
+        while True:
+            self._finish(*item)
+            try:
+                item = self._done.get_nowait()
+            except queue_module.Empty:
+                return
+
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        acks_late = self._running.pop(job.ticket, False)
+        if outcome.state == SUCCESS:
+            self.stats.succeeded += 1
+        elif outcome.state == REVOKED:
+            self.stats.revoked += 1
+        elif outcome.state == FAILURE:
+            self.stats.failed += 1
+        if acks_late:
+            delivery = self._deliveries.pop(job.ticket)
+            if outcome.worker_lost:
+                self.transport.reject(delivery, requeue=True, reason=outcome.error or "worker lost")
+            else:
+                self._to_ack.append(delivery)
+
+    def _flush_acks(self) -> None:
+        if self._to_ack:
+            batch, self._to_ack = self._to_ack, []
+            self.transport.ack(batch)
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        """Return unstarted messages, let running tasks finish, ack them, close."""
+        log.info("kq: worker %s shutting down: %d running, %d reserved returned to the broker",
+                 self.hostname, len(self._running), len(self._reserved) + len(self._held))
+        try:
+            unstarted = list(self._reserved) + [job for _, _, job in self._held]
+            self._reserved.clear()
+            self._held.clear()
+            for job in unstarted:
+                delivery = self._deliveries.pop(job.ticket)
+                self.transport.reject(delivery, requeue=True, reason="worker shutdown")
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+            self._collect_done(block=False)
+            self._flush_acks()
+        finally:
+            self.app.plugins.notify("kq_worker_stop", worker=self)
+            if self.transport is not None:
+                self.transport.close()
+            log.info("kq: worker %s stopped (%d succeeded, %d failed, %d rejected)",
+                     self.hostname, self.stats.succeeded, self.stats.failed, self.stats.rejected)
