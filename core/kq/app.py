@@ -31,16 +31,6 @@ from .transport import Transport
 log = logging.getLogger("kq.app")
 
 
-def safe_url(url: str | None) -> str:
-    """A URL with its password replaced, fit for logs and error messages."""
-    if not url or "@" not in url or "://" not in url:
-        return str(url)
-    scheme, rest = url.split("://", 1)
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-
-
 class App:
     """A kq application: the registry of tasks and the settings they are sent and run with.
 

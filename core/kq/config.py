@@ -199,3 +199,20 @@ def from_object(obj: Any) -> dict[str, Any]:
     for key in items:
         check_name(key)
     return items
+
+
+def safe_url(url: str | None) -> str:
+    """``url`` with any password replaced by ``**`` (each URL of a ``;`` failover list), so it
+    can go into error messages and logs."""
+    if not url:
+        return str(url)
+    return ";".join(_mask_password(part) for part in url.split(";"))
+
+
+def _mask_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    # The last "@" ends the userinfo, so a password holding an unescaped "@" is masked whole.
+    userinfo, at, location = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:**@{location}"

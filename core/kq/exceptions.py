@@ -74,3 +74,7 @@ class WorkerShutdown(KQError):
 
 class EncodeError(KQError):
     """A value (task arguments or a result) could not be serialized with the chosen format."""
+
+
+class BrokerUnavailable(KQError, ConnectionError):
+    """The broker cannot be reached. The message names the URL with its password masked."""

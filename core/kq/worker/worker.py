@@ -26,7 +26,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from ..app import App, safe_url
+from ..app import App
+from ..config import safe_url
 from ..exceptions import MessageRejected
 from ..execution import Runner
 from ..pool import Job, Outcome, Pool, PoolContext

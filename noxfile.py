@@ -1,0 +1,56 @@
+"""Development sessions. `nox -s lint tests` is what CI runs (see README.md and .ci/run).
+
+- lint: ruff over the whole tree.
+- core: the kernel's own tests with no plugin installed (proves the kernel stands alone).
+- plugin-<name>: one plugin with the core, running that plugin's tests (its contract suites).
+- e2e: core and every plugin, running the cross-plugin end-to-end tests.
+- tests: core and every plugin in one environment, running everything (fastest full run).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import nox
+
+ROOT = pathlib.Path(__file__).parent
+PLUGINS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def install_kq(session: nox.Session, *plugins: str) -> None:
+    """Install the core with its test extras and the named plugins, all from this checkout."""
+    session.install("-e", ".[test]", *[arg for p in plugins for arg in ("-e", f"plugins/{p}")])
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    install_kq(session)
+    session.run("pytest", "tests/kernel", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("plugin", PLUGINS, ids=PLUGINS)
+def plugin(session: nox.Session, plugin: str) -> None:
+    install_kq(session, plugin)
+    session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    install_kq(session, *PLUGINS)
+    session.run("pytest", "tests/e2e", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    install_kq(session, *PLUGINS)
+    session.run("pytest", *session.posargs)

@@ -1,0 +1,71 @@
+"""The ``memory://`` result backend: one store per process, shared by every instance.
+
+Clients and workers in one process open their own backend instances, so the results live at
+module level, not in the instance: that is what lets an eager or threaded worker's result
+reach the client that waits for it. One condition variable guards the store and wakes waiters
+the moment a result is stored, so :meth:`MemoryBackend.wait` never polls.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import ClassVar
+
+from kq.backend import BackendCapabilities, ResultBackend, StoredResult
+from kq.states import READY_STATES
+
+_changed = threading.Condition()
+#: task id -> (result, monotonic expiry time or None)
+_results: dict[str, tuple[StoredResult, float | None]] = {}
+
+
+def _live(task_id: str, now: float) -> StoredResult | None:
+    """The unexpired result of ``task_id``; the caller holds ``_changed``."""
+    entry = _results.get(task_id)
+    if entry is None:
+        return None
+    result, expires = entry
+    if expires is not None and expires <= now:
+        return None
+    return result
+
+
+class MemoryBackend(ResultBackend):
+    """Results in this process's memory, gone when it exits; the URL's host part is ignored."""
+
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(push=True, shared=False)
+
+    def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
+        expires = None if ttl is None else time.monotonic() + ttl
+        with _changed:
+            for result in results:
+                _results[result.task_id] = (result, expires)
+            _changed.notify_all()
+
+    def get(self, task_id: str) -> StoredResult | None:
+        with _changed:
+            return _live(task_id, time.monotonic())
+
+    def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        def ready() -> bool:
+            found = _live(task_id, time.monotonic())
+            return found is not None and found.state in READY_STATES
+
+        with _changed:
+            _changed.wait_for(ready, timeout)
+            return _live(task_id, time.monotonic())
+
+    def forget(self, task_id: str) -> None:
+        with _changed:
+            _results.pop(task_id, None)
+
+    def cleanup(self) -> int:
+        now = time.monotonic()
+        with _changed:
+            expired = [k for k, (_, expires) in _results.items() if expires is not None
+                       and expires <= now]
+            for task_id in expired:
+                del _results[task_id]
+        return len(expired)
