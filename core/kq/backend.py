@@ -110,5 +110,12 @@ class BackendSpec:
     schemes: tuple[str, ...] = attrs.field(converter=tuple)
     #: Called as ``factory(url, options)`` with the backend URL and ``result_backend_options``.
     factory: Callable[[str, Mapping[str, Any]], ResultBackend]
-    capabilities: BackendCapabilities = BackendCapabilities()
+    #: Defaults to the factory's own ``capabilities`` attribute (the interface class declares
+    #: them once); a factory that is a plain function must pass them here.
+    capabilities: BackendCapabilities = attrs.field(
+        default=attrs.Factory(
+            lambda spec: getattr(spec.factory, "capabilities", None) or BackendCapabilities(), takes_self=True
+        )
+    )
     description: str = ""
+

@@ -68,8 +68,8 @@ class TaskRevoked(KQError):
     """The task was revoked (or expired) before it could run."""
 
 
-class WorkerShutdown(KQError):
-    """Raised inside the worker to stop it; not an error the user sees."""
+class PoolClosed(KQError, RuntimeError):
+    """A job was submitted to a pool that has been shut down."""
 
 
 class EncodeError(KQError):

@@ -68,7 +68,7 @@ def execute(task: Any, request: Request, hooks: TaskHooks) -> Execution:
         start = time.perf_counter()
         try:
             retval = task.run(*request.args, **request.kwargs)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a task fails the task, not the pool
             runtime = time.perf_counter() - start
             text = tb_module.format_exc()
             if hooks.failure:

@@ -7,7 +7,12 @@ event loop. The runner already stores the result and fires the task hooks; the p
 returned :class:`Outcome` through ``on_done`` so the worker can ack and refill.
 
 A pool whose jobs run in other processes cannot receive the runner itself; it rebuilds the app
-in each child from :attr:`PoolContext.app_spec` and calls :func:`kq.execution.make_runner`.
+in each child from :attr:`PoolContext.app_spec` (``kq.loader.load_app``) and makes its own
+``kq.execution.Runner(app, hostname)``.
+
+What the worker relies on, checked by :class:`kq.testing.contracts.PoolContract`: a job's slot
+is free again before its ``on_done`` runs; ``shutdown`` may be called more than once; after
+shutdown ``submit`` raises :class:`~kq.exceptions.PoolClosed`.
 """
 
 from __future__ import annotations
@@ -114,7 +119,14 @@ class PoolSpec:
     name: str
     #: Called as ``factory(context)``.
     factory: Callable[[PoolContext], Pool]
-    capabilities: PoolCapabilities = PoolCapabilities()
+    #: Defaults to the factory's own ``capabilities`` attribute (the interface class declares
+    #: them once); a factory that is a plain function must pass them here.
+    capabilities: PoolCapabilities = attrs.field(
+        default=attrs.Factory(
+            lambda spec: getattr(spec.factory, "capabilities", None) or PoolCapabilities(), takes_self=True
+        )
+    )
     #: Default ``--concurrency`` when the user gives none; ``None`` means the number of CPUs.
     default_concurrency: int | None = None
     description: str = ""
+

@@ -141,5 +141,13 @@ class TransportSpec:
     schemes: tuple[str, ...] = attrs.field(converter=tuple)
     #: Called as ``factory(url, options)`` with the broker URL and ``broker_transport_options``.
     factory: Callable[[str, Mapping[str, Any]], Transport]
-    capabilities: TransportCapabilities = TransportCapabilities()
+    #: Defaults to the factory's own ``capabilities`` attribute (the interface class declares
+    #: them once); a factory that is a plain function must pass them here.
+    capabilities: TransportCapabilities = attrs.field(
+        default=attrs.Factory(
+            lambda spec: getattr(spec.factory, "capabilities", None) or TransportCapabilities(),
+            takes_self=True,
+        )
+    )
     description: str = ""
+

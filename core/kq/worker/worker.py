@@ -123,6 +123,7 @@ class Worker:
         context = PoolContext(concurrency=self.concurrency, runner=runner, app_spec=self.app_spec,
                               options=self.app.conf.worker_pool_options)
         self.pool = self.pool_spec.factory(context)
+        self.concurrency = self.pool.concurrency  # a pool may run fewer than asked (solo: 1)
         self.pool.start()
         conf = self.app.conf
         log.info("kq: worker %s ready: broker %s, backend %s, pool %s x%d, queues %s, tasks %d",

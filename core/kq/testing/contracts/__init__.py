@@ -5,6 +5,8 @@ name); every test then runs against the plugin for real. See PLUGIN_GUIDE.md.
 """
 
 from .backend import BackendContract
+from .pool import PoolContract
+from .serializer import SerializerContract
 from .transport import TransportContract
 
-__all__ = ["BackendContract", "TransportContract"]
+__all__ = ["BackendContract", "PoolContract", "SerializerContract", "TransportContract"]

@@ -20,7 +20,6 @@ def kq_transports() -> list[TransportSpec]:
         TransportSpec(
             schemes=("memory",),
             factory=MemoryTransport,
-            capabilities=MemoryTransport.capabilities,
             description="in-process queues (kombu's memory transport); threads of one process",
         )
     ]
@@ -32,7 +31,6 @@ def kq_result_backends() -> list[BackendSpec]:
         BackendSpec(
             schemes=("memory",),
             factory=MemoryBackend,
-            capabilities=MemoryBackend.capabilities,
             description="in-process results shared by every client and worker of one process",
         )
     ]

@@ -22,7 +22,6 @@ def kq_transports() -> list[TransportSpec]:
         TransportSpec(
             schemes=("sqlite",),
             factory=SQLiteTransport,
-            capabilities=SQLiteTransport.capabilities,
             description="SQLite file shared by local processes (WAL, leases, no server)",
         )
     ]
@@ -34,7 +33,6 @@ def kq_result_backends() -> list[BackendSpec]:
         BackendSpec(
             schemes=("sqlite",),
             factory=SQLiteBackend,
-            capabilities=SQLiteBackend.capabilities,
             description="SQLite file shared by local processes",
         )
     ]

@@ -1,0 +1,22 @@
+"""kq-threads: the ``threads`` pool, which runs tasks in a fixed set of threads."""
+
+from __future__ import annotations
+
+from kq import hookimpl
+from kq.pool import PoolSpec
+
+from .pool import DEFAULT_CONCURRENCY, ThreadPool
+
+__all__ = ["DEFAULT_CONCURRENCY", "ThreadPool", "kq_pools"]
+
+
+@hookimpl
+def kq_pools() -> list[PoolSpec]:
+    return [
+        PoolSpec(
+            name="threads",
+            factory=ThreadPool,
+            default_concurrency=DEFAULT_CONCURRENCY,
+            description="a fixed set of threads in the worker's process; for I/O-bound tasks",
+        )
+    ]
