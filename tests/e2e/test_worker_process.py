@@ -98,3 +98,28 @@ def test_sigterm_lets_running_acks_late_tasks_finish_and_returns_the_rest(
     assert [r.get(timeout=60) for r in sent] == [2.0] * 10
     finished = ran("finished")
     assert len(finished) == 10 and len(set(finished)) == 10
+
+
+def test_second_signal_exits_at_once_and_unacked_tasks_come_back(client, start_worker, ran, env):
+    env["KQ_BROKER_TRANSPORT_OPTIONS"] = '{"visibility_timeout": 2}'
+    worker = start_worker("-P", "threads", "-c", "4")
+    sent = [client.send_task("e2e.slow", [30.0]) for _ in range(4)]
+    deadline = time.monotonic() + 30
+    while len(ran("started")) < 4:
+        assert time.monotonic() < deadline, worker.output()
+        time.sleep(0.05)
+    worker.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    began = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(10) == 1
+    assert time.monotonic() - began < 5
+    assert ran("finished") == []
+    assert "cold shutdown" in worker.output()
+    # acks_late: nothing was acked, so after the visibility timeout another worker runs them.
+    start_worker("-P", "threads", "-c", "4")
+    deadline = time.monotonic() + 30
+    while len(ran("started")) < 8:
+        assert time.monotonic() < deadline, "unacked tasks were not redelivered"
+        time.sleep(0.1)
+    assert sorted(ran("started")[4:]) == sorted(ran("started")[:4]) == sorted(r.id for r in sent)

@@ -24,8 +24,7 @@ def install_signal_handlers(worker: Worker) -> None:
             log.warning("kq: %s again: cold shutdown, exiting now (unacked tasks will be "
                         "redelivered by the broker)", name)
             os._exit(1)
-        log.warning("kq: %s: warm shutdown, finishing running tasks (send again to exit now)",
-                    name)
+        log.info("kq: %s: warm shutdown, finishing running tasks (send again to exit now)", name)
         worker.stop()
 
     def cold(signum: int, frame: FrameType | None) -> None:
