@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .backend import ResultBackend, StoredResult
 from .config import Settings, from_environ, from_object
 from .current import set_current_app
-from .exceptions import ConfigurationError, EncodeError, KQError
+from .exceptions import BrokerUnavailable, ConfigurationError, EncodeError, KQError
 from .plugins import Plugins, get_plugins
 from .protocol import (
     ResultMeta,
@@ -194,24 +196,52 @@ class App:
         **options: Any,
     ) -> AsyncResult:
         """Send a task by name; the task need not be registered in this process."""
-        message = new_message(name, args or (), kwargs or {}, origin=self.origin, **options)
+        message = new_message(name, args or (), kwargs or {}, origin=self.origin,
+                              reply_to=self._reply_queue(), **options)
         self.publish(message, queue or self.conf.task_default_queue, serializer)
         return AsyncResult(message.id, app=self, task_name=name)
 
+    def _reply_queue(self) -> str | None:
+        """The reply queue to put in messages, for backends that send results to the caller."""
+        url = self.conf.result_backend
+        if not url or not self.plugins.backend_for(url).capabilities.reply_to:
+            return None
+        return self.backend.reply_queue()
+
     def publish(self, message: TaskMessage, queue: str, serializer: str | None = None) -> None:
-        """Encode and publish one task message."""
+        """Encode and publish one task message, retrying through a broken connection."""
         conf = self.conf
         try:
             envelope = encode_task(message, self.serializers, serializer or conf.task_serializer)
         except (TypeError, ValueError) as exc:
             raise EncodeError(f"arguments of {message.task} cannot be serialized: {exc}") from exc
         self.plugins.notify("kq_before_publish", app=self, message=message, queue=queue)
-        with self._publish_lock:
-            if self._publisher is None:
-                self._publisher = self.new_transport()
-            eta = message.eta if self._publisher.capabilities.native_delay else None
-            self._publisher.publish(queue, envelope, eta=eta)
+        for attempt in itertools.count():
+            try:
+                with self._publish_lock:
+                    if self._publisher is None:
+                        self._publisher = self.new_transport()
+                    eta = message.eta if self._publisher.capabilities.native_delay else None
+                    self._publisher.publish(queue, envelope, eta=eta)
+                break
+            except BrokerUnavailable as exc:
+                self._drop_publisher()
+                if attempt >= conf.task_publish_retries:
+                    raise
+                delay = min(2.0, 0.2 * 2**attempt)
+                log.warning("kq: publish of %s failed (%s); retrying in %.1f s",
+                            message.id, exc, delay)
+                time.sleep(delay)
         self.plugins.notify("kq_after_publish", app=self, message=message, queue=queue)
+
+    def _drop_publisher(self) -> None:
+        with self._publish_lock:
+            publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            try:
+                publisher.close()
+            except (BrokerUnavailable, OSError):
+                pass  # it is broken already
 
     # -- results --------------------------------------------------------------------------
 
@@ -231,7 +261,7 @@ class App:
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, app=self, task_name=task_name)
 
-    def store_result(self, meta: ResultMeta) -> None:
+    def store_result(self, meta: ResultMeta, reply_to: str | None = None) -> None:
         """Encode and store a result; a value that cannot be encoded is stored as a FAILURE."""
         serializer = self.conf.result_serializer
         try:
@@ -242,7 +272,8 @@ class App:
                               date_done=meta.date_done, name=meta.name, worker=meta.worker,
                               retries=meta.retries, queue=meta.queue)
             payload = encode_result(meta, self.serializers, serializer)
-        self.backend.store(StoredResult(meta.task_id, meta.state, payload), self.conf.result_expires)
+        stored = StoredResult(meta.task_id, meta.state, payload, reply_to)
+        self.backend.store(stored, self.conf.result_expires)
 
     def _decode(self, stored: StoredResult | None) -> ResultMeta | None:
         if stored is None:

@@ -29,6 +29,9 @@ class StoredResult:
     state: str
     #: The encoded result meta; the backend stores it as it is.
     payload: bytes
+    #: The caller's reply queue (from the task message), for backends with
+    #: ``capabilities.reply_to``; others ignore it.
+    reply_to: str | None = None
 
 
 @attrs.frozen
@@ -42,6 +45,11 @@ class BackendCapabilities:
     native_expiry: bool = False
     #: Results are visible to other processes and machines (False for in-process memory).
     shared: bool = True
+    #: Results travel back to the caller (RPC style) rather than being kept under their id: the
+    #: client names its queue with :meth:`ResultBackend.reply_queue`, the kernel puts it in each
+    #: message's ``reply_to``, and the worker's ``store_many`` receives it in
+    #: ``StoredResult.reply_to``. Such results can be read only by the client that sent the task.
+    reply_to: bool = False
 
 
 class ResultBackend(abc.ABC):
@@ -89,6 +97,10 @@ class ResultBackend(abc.ABC):
                 interval = min(interval, remaining)
             time.sleep(interval)
             interval = min(interval * 1.5, self.poll_max)
+
+    def reply_queue(self) -> str | None:
+        """For ``capabilities.reply_to`` backends: the queue this client's results come back on."""
+        return None
 
     @abc.abstractmethod
     def forget(self, task_id: str) -> None:

@@ -85,6 +85,10 @@ class Settings:
     result_backend_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
     #: Seconds a result is kept; ``None`` keeps results until forgotten.
     result_expires: float | None = attrs.field(default=86400.0, validator=_positive_number)
+    #: Seconds a worker keeps retrying to store a result while the backend is unreachable.
+    #: After that an acks_late task goes back to its queue (it will run again) and an early-acked
+    #: task's result is lost, with an error in the log.
+    result_store_timeout: float = attrs.field(default=30.0, validator=_positive_number)
     task_serializer: str = attrs.field(default="json", validator=_name)
     result_serializer: str = attrs.field(default="json", validator=_name)
     #: Content types (or serializer names) a worker agrees to decode. Anything else is rejected
@@ -95,6 +99,9 @@ class Settings:
     #: The queue a task goes to when neither the call nor the task names one. "celery" so that
     #: kq and Celery clients and workers meet on the same queue without configuration.
     task_default_queue: str = attrs.field(default="celery", validator=_name)
+    #: How often a client retries a publish when the broker connection fails (with backoff
+    #: from 0.2 s doubling to 2 s); 0 fails at once.
+    task_publish_retries: int = attrs.field(default=5, validator=_non_negative_int)
     #: Ack after the task ends instead of before it starts: a crash mid-task redelivers it.
     task_acks_late: bool = attrs.field(default=False, validator=_bool)
     #: Do not store results (per task: ``@app.task(ignore_result=True)``).

@@ -76,5 +76,10 @@ class EncodeError(KQError):
     """A value (task arguments or a result) could not be serialized with the chosen format."""
 
 
+class BackendUnavailable(KQError, ConnectionError):
+    """The result backend cannot be reached. Backends raise it for connection failures so the
+    kernel can retry; the message names the URL with its password masked."""
+
+
 class BrokerUnavailable(KQError, ConnectionError):
     """The broker cannot be reached. The message names the URL with its password masked."""

@@ -9,6 +9,7 @@ fire the task hooks, call the function, store the result. It never raises; it re
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback as tb_module
 from collections.abc import Callable
@@ -114,15 +115,27 @@ class Runner:
                            error=f"internal error: {exc!r}")
 
     def _store(self, message: TaskMessage, queue: str, state: str, result: Any,
-               traceback: str | None = None) -> None:
+               traceback: str | None = None) -> bool:
+        """Store a result, retrying while the backend is unreachable; False if it never could."""
         meta = ResultMeta(task_id=message.id, state=state, result=result, traceback=traceback,
                           date_done=utcnow(), name=message.task, worker=self.hostname,
                           retries=message.retries, queue=queue)
-        try:
-            self.app.store_result(meta)
-        except Exception as exc:
-            log.error("kq: could not store the result of task %s (%s): %s",
-                      message.id, message.task, exc)
+        deadline = time.monotonic() + self.app.conf.result_store_timeout
+        delay = 0.1
+        while True:
+            try:
+                self.app.store_result(meta, message.reply_to)
+                return True
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error("kq: could not store the result of task %s (%s): %s",
+                              message.id, message.task, exc)
+                    return False
+                if delay == 0.1:
+                    log.warning("kq: result backend unavailable (%s); retrying for up to %.0f s",
+                                exc, self.app.conf.result_store_timeout)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _run(self, job: Job) -> Outcome:
         message = job.message
@@ -141,17 +154,21 @@ class Runner:
             self._store(message, job.queue, REVOKED, exception_to_meta(TaskRevoked(reason)))
             return Outcome(message.id, REVOKED, 0.0, error=reason)
         if keep_result and task.track_started:
-            self._store(message, job.queue, STARTED, {"pid": None, "hostname": self.hostname})
+            self._store(message, job.queue, STARTED, {"pid": os.getpid(), "hostname": self.hostname})
         done = execute(task, request, self.hooks)
         if done.exception is not None:
             log.error("kq: task %s[%s] failed in %.3fs: %r", message.task, message.id,
                       done.runtime, done.exception)
-            if keep_result:
-                self._store(message, job.queue, FAILURE, exception_to_meta(done.exception),
-                            done.traceback)
-            return Outcome(message.id, FAILURE, done.runtime,
-                           error=f"{type(done.exception).__name__}: {done.exception}")
-        log.debug("kq: task %s[%s] succeeded in %.3fs", message.task, message.id, done.runtime)
-        if keep_result:
-            self._store(message, job.queue, SUCCESS, done.retval)
-        return Outcome(message.id, SUCCESS, done.runtime)
+            error = f"{type(done.exception).__name__}: {done.exception}"
+            stored = not keep_result or self._store(
+                message, job.queue, FAILURE, exception_to_meta(done.exception), done.traceback)
+        else:
+            log.debug("kq: task %s[%s] succeeded in %.3fs", message.task, message.id,
+                      done.runtime)
+            error = None
+            stored = not keep_result or self._store(message, job.queue, SUCCESS, done.retval)
+        if not stored and task.acks_late:
+            # The outcome exists nowhere: let the task run again rather than lose it.
+            return Outcome(message.id, done.state, done.runtime, error="result not stored",
+                           requeue=True)
+        return Outcome(message.id, done.state, done.runtime, error=error)

@@ -46,9 +46,10 @@ class Outcome:
     runtime: float
     #: One line describing the error, for the worker's log; ``None`` on success.
     error: str | None = None
-    #: The job could not run to an end (its process died, a hard time limit hit) and, with
-    #: ``reject_on_worker_lost``, should go back to the queue instead of being acked.
-    worker_lost: bool = False
+    #: Put the message back on its queue instead of acking it (acks_late tasks only): the job
+    #: could not run to an end (its process died and ``reject_on_worker_lost`` is set) or its
+    #: result could not be stored. The kernel decides; pools pass it through.
+    requeue: bool = False
 
 
 @attrs.frozen

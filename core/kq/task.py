@@ -180,6 +180,7 @@ def new_message(
     headers: Mapping[str, Any] | None = None,
     ignore_result: bool = False,
     origin: str | None = None,
+    reply_to: str | None = None,
 ) -> TaskMessage:
     """Build the message for one call, linking it to the task running now (if any)."""
     if countdown is not None and eta is not None:
@@ -201,5 +202,6 @@ def new_message(
         root_id=(parent.root_id or parent.id) if parent else task_id,
         ignore_result=ignore_result,
         origin=origin,
+        reply_to=reply_to,
         extra_headers=dict(headers or {}),
     )

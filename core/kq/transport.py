@@ -13,6 +13,12 @@ Contract (checked by :class:`kq.testing.contracts.TransportContract`):
   the publisher's with a lock.
 * ``eta`` is honoured only when ``capabilities.native_delay`` is true; otherwise the kernel never
   passes it and the worker holds early messages itself.
+* When the broker cannot be reached or the connection breaks, any method raises
+  :class:`~kq.exceptions.BrokerUnavailable` (translate the client library's errors). The kernel
+  then closes the instance and opens a new one with backoff. Deliveries fetched on the broken
+  connection are acked later through the new instance only if ``capabilities.visibility_timeout``
+  (their ownership is not tied to a connection); otherwise the kernel forgets them and the
+  broker redelivers them.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import attrs
 
 from ..app import App
 from ..config import safe_url
-from ..exceptions import MessageRejected
+from ..exceptions import BrokerUnavailable, MessageRejected
 from ..execution import Runner
 from ..pool import Job, Outcome, Pool, PoolContext
 from ..protocol import decode_task
@@ -39,6 +39,8 @@ log = logging.getLogger("kq.worker")
 
 #: Longest the consumer blocks in one fetch or wait, so shutdown requests are seen quickly.
 POLL_INTERVAL = 1.0
+#: Reconnection backoff: first delay, doubling up to the maximum (seconds).
+RECONNECT_FIRST, RECONNECT_MAX = 0.25, 10.0
 
 
 @attrs.define
@@ -76,6 +78,9 @@ class Worker:
         self.queues = list(queues or [conf.task_default_queue])
         self.pool_name = pool or conf.worker_pool
         self.pool_spec = app.plugins.pools.get(self.pool_name)
+        # Leased deliveries (SQLite, Redis) stay valid across connections; channel-bound ones
+        # (AMQP) die with theirs and the broker redelivers them.
+        self._leases_survive = app.plugins.transport_for(conf.broker_url).capabilities.visibility_timeout
         self.concurrency = (
             concurrency or conf.worker_concurrency or self.pool_spec.default_concurrency
             or os.cpu_count() or 1
@@ -94,6 +99,10 @@ class Worker:
         self._reserved: deque[Job] = deque()
         self._held: list[tuple[float, int, Job]] = []  # (due monotonic, ticket, job), ETA not native
         self._deliveries: dict[int, Delivery] = {}
+        self._generation: dict[int, int] = {}  # ticket -> connection generation it came from
+        self._connection = 0  # generation of the current connection
+        self._outage_since: float | None = None
+        self._reconnects = 0
         self._running: dict[int, bool] = {}  # ticket -> acks_late
         self._to_ack: list[Delivery] = []
         self._reject_hook = app.plugins.notifier("kq_message_rejected")
@@ -118,7 +127,6 @@ class Worker:
     def run(self) -> None:
         """Consume until :meth:`stop`; then shut down warmly and return."""
         self.app.check()
-        self.transport = self.app.new_transport()
         runner = Runner(self.app, self.hostname)
         context = PoolContext(concurrency=self.concurrency, runner=runner, app_spec=self.app_spec,
                               options=self.app.conf.worker_pool_options)
@@ -133,7 +141,10 @@ class Worker:
         self._ready.set()
         try:
             while not self._stopping.is_set():
-                self._step()
+                try:
+                    self._step()
+                except BrokerUnavailable as exc:
+                    self._connection_lost(exc)
         finally:
             self._shutdown()
 
@@ -145,6 +156,7 @@ class Worker:
         return limit - len(self._reserved) - len(self._running)
 
     def _step(self) -> None:
+        self._broker()
         self._collect_done(block=False)
         self._release_due()
         self._dispatch()
@@ -155,6 +167,10 @@ class Worker:
             # With work reserved the pool is full: top up without blocking, then wait below.
             timeout = 0.0 if self._reserved else wait
             deliveries = self.transport.fetch(self.queues, want, timeout)
+            if self._outage_since is not None:
+                log.warning("kq: broker connection restored after %.1f s",
+                            time.monotonic() - self._outage_since)
+                self._outage_since, self._reconnects = None, 0
             if deliveries:
                 self._receive(deliveries)
                 return
@@ -182,6 +198,7 @@ class Worker:
             ticket = next(self._tickets)
             job = Job(message, delivery.queue, delivery.redelivered, ticket)
             self._deliveries[ticket] = delivery
+            self._generation[ticket] = self._connection
             delay = message.seconds_until_eta()
             if delay > 0:
                 heapq.heappush(self._held, (now + delay, ticket, job))
@@ -216,7 +233,7 @@ class Worker:
                 acks_late = tasks[job.message.task].acks_late
                 self._running[job.ticket] = acks_late
                 if not acks_late:
-                    self._to_ack.append(self._deliveries.pop(job.ticket))
+                    self._to_ack.append(self._take_delivery(job.ticket))
             self._flush_acks()  # early acks go out before the tasks start, in one batch
             for job in starting:
                 pool.submit(job, self._on_done)
@@ -245,11 +262,42 @@ class Worker:
         elif outcome.state == FAILURE:
             self.stats.failed += 1
         if acks_late:
-            delivery = self._deliveries.pop(job.ticket)
-            if outcome.worker_lost:
-                self.transport.reject(delivery, requeue=True, reason=outcome.error or "worker lost")
+            generation = self._generation.get(job.ticket)
+            delivery = self._take_delivery(job.ticket)
+            if generation != self._connection and not self._leases_survive:
+                return  # its connection is gone; the broker has already requeued it
+            if outcome.requeue:
+                self.transport.reject(delivery, requeue=True, reason=outcome.error or "requeued")
             else:
                 self._to_ack.append(delivery)
+
+    def _take_delivery(self, ticket: int) -> Delivery:
+        self._generation.pop(ticket, None)
+        return self._deliveries.pop(ticket)
+
+    def _connection_lost(self, exc: BrokerUnavailable) -> None:
+        """Close the broken connection and wait (with backoff) before the next step reopens it."""
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.error("kq: broker connection lost: %s; reconnecting with backoff", exc)
+        if not self._leases_survive:
+            # What was fetched on the broken connection is the broker's again: forget it.
+            dropped = list(self._reserved) + [job for _, _, job in self._held]
+            self._reserved.clear()
+            self._held.clear()
+            for job in dropped:
+                self._take_delivery(job.ticket)
+            self._to_ack.clear()
+        self._connection += 1
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            except Exception:  # it is broken already; closing is a courtesy
+                pass
+            self.transport = None
+        delay = min(RECONNECT_MAX, RECONNECT_FIRST * 2**self._reconnects)
+        self._reconnects += 1
+        self._stopping.wait(delay)
 
     def _flush_acks(self) -> None:
         if self._to_ack:
@@ -259,23 +307,43 @@ class Worker:
     # -- shutdown -------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        """Return unstarted messages, let running tasks finish, ack them, close."""
+        """Return unstarted messages, let running tasks finish, ack them, close.
+
+        If the broker is unreachable the broker-side steps are skipped with a warning: their
+        messages are redelivered by the broker, which at-least-once delivery allows.
+        """
+        unstarted = list(self._reserved) + [job for _, _, job in self._held]
         log.info("kq: worker %s shutting down: %d running, %d reserved returned to the broker",
-                 self.hostname, len(self._running), len(self._reserved) + len(self._held))
+                 self.hostname, len(self._running), len(unstarted))
+        self._reserved.clear()
+        self._held.clear()
         try:
-            unstarted = list(self._reserved) + [job for _, _, job in self._held]
-            self._reserved.clear()
-            self._held.clear()
-            for job in unstarted:
-                delivery = self._deliveries.pop(job.ticket)
-                self.transport.reject(delivery, requeue=True, reason="worker shutdown")
+            try:
+                for job in unstarted:
+                    self._broker().reject(self._take_delivery(job.ticket), requeue=True,
+                                          reason="worker shutdown")
+            except (BrokerUnavailable, OSError) as exc:
+                log.warning("kq: could not return unstarted messages (%s); the broker will "
+                            "redeliver them", exc)
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
-            self._collect_done(block=False)
-            self._flush_acks()
+            try:
+                self._collect_done(block=False)
+                self._flush_acks()
+            except (BrokerUnavailable, OSError) as exc:
+                log.warning("kq: could not ack finished tasks (%s); they may run again", exc)
         finally:
             self.app.plugins.notify("kq_worker_stop", worker=self)
             if self.transport is not None:
-                self.transport.close()
+                try:
+                    self.transport.close()
+                except (BrokerUnavailable, OSError) as exc:
+                    log.warning("kq: could not close the broker connection: %s", exc)
             log.info("kq: worker %s stopped (%d succeeded, %d failed, %d rejected)",
                      self.hostname, self.stats.succeeded, self.stats.failed, self.stats.rejected)
+
+    def _broker(self) -> Transport:
+        """The consumer's transport, reopened if a lost connection left none."""
+        if self.transport is None:
+            self.transport = self.app.new_transport()
+        return self.transport

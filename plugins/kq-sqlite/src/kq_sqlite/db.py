@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,6 +120,22 @@ def connect(path: str, options: Options, schema: str) -> sqlite3.Connection:
             path, timeout=options.busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
+            _set_up(conn, path, options, schema)
+        except BaseException:
+            conn.close()
+            raise
+    except sqlite3.DatabaseError as exc:
+        raise ConfigurationError(f"cannot open SQLite database {path}: {exc}") from exc
+    return conn
+
+
+def _set_up(conn: sqlite3.Connection, path: str, options: Options, schema: str) -> None:
+    """WAL mode and the schema. Two processes opening a new file at once can get SQLITE_BUSY
+    here without the busy handler being consulted (the switch to WAL needs an exclusive lock),
+    so this step retries by itself until ``busy_timeout``."""
+    deadline = time.monotonic() + options.busy_timeout
+    while True:
+        try:
             (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             if mode.lower() != "wal":
                 raise ConfigurationError(
@@ -128,12 +145,14 @@ def connect(path: str, options: Options, schema: str) -> sqlite3.Connection:
             # The level was validated against SYNCHRONOUS_LEVELS, so formatting it in is safe.
             conn.execute(f"PRAGMA synchronous={options.synchronous}")
             conn.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
-        except BaseException:
-            conn.close()
-            raise
-    except sqlite3.DatabaseError as exc:
-        raise ConfigurationError(f"cannot open SQLite database {path}: {exc}") from exc
-    return conn
+            return
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            if not locked or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 @contextmanager
