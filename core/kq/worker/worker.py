@@ -120,6 +120,15 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def reserved_count(self) -> int:
+        """Messages fetched and waiting for a pool slot (ETA not yet due included)."""
+        return len(self._reserved) + len(self._held)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the worker is consuming (for tests and embedding)."""
         return self._ready.wait(timeout)
