@@ -158,7 +158,8 @@ class App:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True)``.
 
         Options: ``name``, ``bind``, ``queue``, ``acks_late``, ``ignore_result``,
-        ``track_started``, ``serializer``, ``typing`` (check arguments when sending).
+        ``track_started``, ``serializer``, ``time_limit``, ``soft_time_limit``,
+        ``reject_on_worker_lost``, ``typing`` (check arguments when sending).
         """
 
         def register(f: Callable[..., Any]) -> Task:

@@ -66,6 +66,23 @@ def _names(inst: Any, attr: attrs.Attribute, value: Any) -> None:
         raise ConfigurationError(f"{attr.name} must be a non-empty list of names, got {value!r}")
 
 
+def _autoscale(value: Any) -> tuple[int, int] | None:
+    """``"10,3"``, ``(10, 3)`` or ``None``; max >= min >= 1 (``"10"`` means ``10,1``)."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        numbers = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) == 1:
+        numbers.append(1)
+    if len(numbers) != 2 or not numbers[0] >= numbers[1] >= 1:
+        raise ConfigurationError(f"worker_autoscale must be 'MAX,MIN' with MAX >= MIN >= 1, "
+                                 f"got {value!r}")
+    return (numbers[0], numbers[1])
+
+
 def _tuple(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -106,6 +123,15 @@ class Settings:
     task_acks_late: bool = attrs.field(default=False, validator=_bool)
     #: Do not store results (per task: ``@app.task(ignore_result=True)``).
     task_ignore_result: bool = attrs.field(default=False, validator=_bool)
+    #: Seconds after which a task is stopped and fails with TimeLimitExceeded (pools with
+    #: ``hard_time_limit``, such as prefork); ``None`` for no limit. Tasks may set their own.
+    task_time_limit: float | None = attrs.field(default=None, validator=_positive_number)
+    #: Seconds after which SoftTimeLimitExceeded is raised inside the task so it can clean up
+    #: (pools with ``soft_time_limit``); ``None`` for no limit.
+    task_soft_time_limit: float | None = attrs.field(default=None, validator=_positive_number)
+    #: With ``acks_late``: when the process running a task dies, put the task back on its queue
+    #: instead of failing it. Only for idempotent tasks: a task that kills its process loops.
+    task_reject_on_worker_lost: bool = attrs.field(default=False, validator=_bool)
     #: Also store STARTED when a task begins (one more backend write per task).
     task_track_started: bool = attrs.field(default=False, validator=_bool)
     #: The pool ``kq worker`` uses when ``--pool`` is not given.
@@ -114,6 +140,17 @@ class Settings:
     worker_concurrency: int | None = attrs.field(default=None, validator=_positive_int)
     #: Messages reserved per pool slot beyond the running ones (0: reserve none).
     worker_prefetch_multiplier: int = attrs.field(default=4, validator=_non_negative_int)
+    #: Replace a pool child after it ran this many tasks (pools with ``max_tasks_per_child``).
+    worker_max_tasks_per_child: int | None = attrs.field(default=None, validator=_positive_int)
+    #: Replace a pool child after a task leaves it above this resident memory, in KiB.
+    worker_max_memory_per_child: int | None = attrs.field(default=None, validator=_positive_int)
+    #: ``(max, min)`` pool size for autoscaling pools: grow while messages wait, shrink when idle.
+    worker_autoscale: tuple[int, int] | None = attrs.field(default=None, converter=_autoscale)
+    #: On warm shutdown, seconds to wait for running tasks before abandoning them (acks_late
+    #: ones go back to their queue); ``None`` waits as long as they run.
+    worker_soft_shutdown_timeout: float | None = attrs.field(
+        default=None, validator=_positive_number
+    )
     #: Pool-specific options, passed to the pool factory.
     worker_pool_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
 
@@ -145,14 +182,20 @@ def check_name(key: str) -> None:
 
 
 _FIELDS = {a.name: a for a in attrs.fields(Settings)}
+#: Settings whose default is None, with the type an environment value converts to.
+_NUMERIC_OPTIONAL: dict[str, Any] = {
+    "worker_concurrency": int, "worker_max_tasks_per_child": int,
+    "worker_max_memory_per_child": int, "task_time_limit": float, "task_soft_time_limit": float,
+    "worker_soft_shutdown_timeout": float, "worker_autoscale": str,
+}
 
 
 def _parse_env(name: str, raw: str) -> Any:
     """Convert an environment string to the setting's type, judged from its default."""
     field = _FIELDS[name]
     default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
-    if raw.strip().lower() in ("none", "null") and name in ("result_backend", "result_expires",
-                                                            "worker_concurrency"):
+    nullable = field.default is None or name in ("result_backend", "result_expires")
+    if nullable and raw.strip().lower() in ("none", "null"):
         return None
     try:
         if isinstance(default, bool):
@@ -168,7 +211,9 @@ def _parse_env(name: str, raw: str) -> Any:
             return _tuple(raw)
         if isinstance(default, float):
             return float(raw)
-        if isinstance(default, int) or name == "worker_concurrency":
+        if name in _NUMERIC_OPTIONAL:
+            return _NUMERIC_OPTIONAL[name](raw)
+        if isinstance(default, int):
             return int(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None

@@ -83,3 +83,18 @@ class BackendUnavailable(KQError, ConnectionError):
 
 class BrokerUnavailable(KQError, ConnectionError):
     """The broker cannot be reached. The message names the URL with its password masked."""
+
+
+class SoftTimeLimitExceeded(KQError):
+    """Raised inside a running task when its soft time limit passes, so it can clean up.
+
+    A task that catches it and goes on is still subject to its hard time limit.
+    """
+
+
+class TimeLimitExceeded(KQError):
+    """A task ran past its hard time limit and was stopped (its process was replaced)."""
+
+
+class WorkerLostError(KQError):
+    """The process running a task died before the task ended (killed, out of memory)."""

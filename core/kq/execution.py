@@ -4,10 +4,18 @@
 (a thread, a child process, a greenlet), so it does the per-task work there: set the request,
 fire the task hooks, call the function, store the result. It never raises; it returns an
 :class:`~kq.pool.Outcome` for the worker to ack on.
+
+The work is split in three so event-loop pools can await the middle step:
+:meth:`Runner.prepare` (look the task up, skip expired ones, record STARTED),
+:func:`execute` / :func:`execute_async` (the task body and its hooks), and
+:meth:`Runner.finish` (store the result, decide ack or requeue). :meth:`Runner.lost` is the
+kernel's policy for a job that could not run to its end (its process died, a hard time limit).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import time
@@ -18,7 +26,7 @@ from typing import Any
 import attrs
 
 from .current import request_var
-from .exceptions import NotRegistered, TaskRevoked
+from .exceptions import NotRegistered, TaskRevoked, TimeLimitExceeded
 from .pool import Job, Outcome
 from .protocol import ResultMeta, TaskMessage, exception_to_meta, utcnow
 from .request import Request
@@ -60,8 +68,32 @@ class Execution:
     runtime: float
 
 
+def _succeeded(task: Any, request: Request, hooks: TaskHooks, retval: Any,
+               runtime: float) -> Execution:
+    if hooks.success:
+        hooks.success(task=task, request=request, retval=retval)
+    return _ended(task, request, hooks, Execution(SUCCESS, retval, None, None, runtime))
+
+
+def _failed(task: Any, request: Request, hooks: TaskHooks, exc: BaseException,
+            runtime: float) -> Execution:
+    text = tb_module.format_exc()
+    if hooks.failure:
+        hooks.failure(task=task, request=request, exc=exc, traceback=text)
+    return _ended(task, request, hooks, Execution(FAILURE, None, exc, text, runtime))
+
+
+def _ended(task: Any, request: Request, hooks: TaskHooks, done: Execution) -> Execution:
+    if hooks.postrun:
+        hooks.postrun(task=task, request=request, state=done.state, retval=done.retval)
+    return done
+
+
 def execute(task: Any, request: Request, hooks: TaskHooks) -> Execution:
-    """Call the task body with ``request`` in effect, firing the hooks around it."""
+    """Call the task body with ``request`` in effect, firing the hooks around it.
+
+    An ``async def`` task run outside an event-loop pool gets an event loop of its own.
+    """
     token = request_var.set(request)
     try:
         if hooks.prerun:
@@ -69,20 +101,30 @@ def execute(task: Any, request: Request, hooks: TaskHooks) -> Execution:
         start = time.perf_counter()
         try:
             retval = task.run(*request.args, **request.kwargs)
+            if inspect.iscoroutine(retval):
+                retval = asyncio.run(retval)
         except (Exception, SystemExit) as exc:  # sys.exit() in a task fails the task, not the pool
-            runtime = time.perf_counter() - start
-            text = tb_module.format_exc()
-            if hooks.failure:
-                hooks.failure(task=task, request=request, exc=exc, traceback=text)
-            outcome = Execution(FAILURE, None, exc, text, runtime)
-        else:
-            runtime = time.perf_counter() - start
-            if hooks.success:
-                hooks.success(task=task, request=request, retval=retval)
-            outcome = Execution(SUCCESS, retval, None, None, runtime)
-        if hooks.postrun:
-            hooks.postrun(task=task, request=request, state=outcome.state, retval=outcome.retval)
-        return outcome
+            return _failed(task, request, hooks, exc, time.perf_counter() - start)
+        return _succeeded(task, request, hooks, retval, time.perf_counter() - start)
+    finally:
+        request_var.reset(token)
+
+
+async def execute_async(task: Any, request: Request, hooks: TaskHooks) -> Execution:
+    """:func:`execute` for event-loop pools: an ``async def`` body is awaited on the running
+    loop, so a task awaiting I/O does not block the others."""
+    token = request_var.set(request)
+    try:
+        if hooks.prerun:
+            hooks.prerun(task=task, request=request)
+        start = time.perf_counter()
+        try:
+            retval = task.run(*request.args, **request.kwargs)
+            if inspect.isawaitable(retval):
+                retval = await retval
+        except (Exception, SystemExit) as exc:
+            return _failed(task, request, hooks, exc, time.perf_counter() - start)
+        return _succeeded(task, request, hooks, retval, time.perf_counter() - start)
     finally:
         request_var.reset(token)
 
@@ -97,6 +139,16 @@ def run_eagerly(task: Any, message: TaskMessage) -> EagerResult:
     return EagerResult(meta, done.exception)
 
 
+@attrs.frozen
+class Prepared:
+    """A job that is ready to run: its task and request."""
+
+    job: Job
+    task: Any
+    request: Request
+    keep_result: bool
+
+
 class Runner:
     """Runs jobs for a worker: ``runner(job) -> Outcome``. Built once per worker process."""
 
@@ -108,11 +160,81 @@ class Runner:
     def __call__(self, job: Job) -> Outcome:
         start = time.perf_counter()
         try:
-            return self._run(job)
+            prepared = self.prepare(job)
+            if isinstance(prepared, Outcome):
+                return prepared
+            return self.finish(prepared, execute(prepared.task, prepared.request, self.hooks))
         except Exception as exc:  # a bug in kq or a plugin: report it, never kill the pool
-            log.exception("kq: internal error running task %s", job.message.id)
-            return Outcome(job.message.id, FAILURE, time.perf_counter() - start,
-                           error=f"internal error: {exc!r}")
+            return self._internal_error(job, exc, start)
+
+    def _internal_error(self, job: Job, exc: Exception, start: float) -> Outcome:
+        log.exception("kq: internal error running task %s", job.message.id)
+        return Outcome(job.message.id, FAILURE, time.perf_counter() - start,
+                       error=f"internal error: {exc!r}")
+
+    def prepare(self, job: Job) -> Prepared | Outcome:
+        """Everything before the task body; an Outcome when the body must not run."""
+        message = job.message
+        task = self.app.tasks.get(message.task)
+        if task is None:
+            error = NotRegistered(f"task {message.task!r} is not registered in this worker")
+            self._store(message, job.queue, FAILURE, exception_to_meta(error))
+            return Outcome(message.id, FAILURE, 0.0, error=str(error))
+        request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
+                                       redelivered=job.redelivered)
+        keep_result = not (message.ignore_result or task.ignore_result)
+        if message.is_expired():
+            reason = f"expired at {message.expires.isoformat()}" if message.expires else "expired"
+            if self.hooks.revoked:
+                self.hooks.revoked(request=request, reason=reason)
+            self._store(message, job.queue, REVOKED, exception_to_meta(TaskRevoked(reason)))
+            return Outcome(message.id, REVOKED, 0.0, error=reason)
+        if keep_result and task.track_started:
+            self._store(message, job.queue, STARTED, {"pid": os.getpid(), "hostname": self.hostname})
+        return Prepared(job, task, request, keep_result)
+
+    def finish(self, prepared: Prepared, done: Execution) -> Outcome:
+        """Store the outcome of the body; ask for a requeue if it could not be stored."""
+        message, queue = prepared.job.message, prepared.job.queue
+        if done.exception is not None:
+            log.error("kq: task %s[%s] failed in %.3fs: %r", message.task, message.id,
+                      done.runtime, done.exception)
+            error = f"{type(done.exception).__name__}: {done.exception}"
+            stored = not prepared.keep_result or self._store(
+                message, queue, FAILURE, exception_to_meta(done.exception), done.traceback)
+        else:
+            log.debug("kq: task %s[%s] succeeded in %.3fs", message.task, message.id,
+                      done.runtime)
+            error = None
+            stored = not prepared.keep_result or self._store(message, queue, SUCCESS, done.retval)
+        if not stored and prepared.task.acks_late:
+            # The outcome exists nowhere: let the task run again rather than lose it.
+            return Outcome(message.id, done.state, done.runtime, error="result not stored",
+                           requeue=True)
+        return Outcome(message.id, done.state, done.runtime, error=error)
+
+    def lost(self, job: Job, exc: BaseException, runtime: float = 0.0) -> Outcome:
+        """The job could not run to its end (``WorkerLostError``, ``TimeLimitExceeded``).
+
+        With ``acks_late`` and ``reject_on_worker_lost`` the message goes back to its queue;
+        a job that hits its hard time limit a second time fails instead, so it cannot loop.
+        Otherwise the task is marked FAILURE with ``exc``. Pools call this in the worker's
+        process, where the job's own process can no longer report.
+        """
+        message = job.message
+        task = self.app.tasks.get(message.task)
+        looping = isinstance(exc, TimeLimitExceeded) and job.redelivered
+        if task is not None and task.acks_late and task.reject_on_worker_lost and not looping:
+            log.warning("kq: task %s[%s] lost (%s); returning it to the queue",
+                        message.task, message.id, exc)
+            return Outcome(message.id, FAILURE, runtime, error=str(exc), requeue=True)
+        log.error("kq: task %s[%s] lost: %r", message.task, message.id, exc)
+        request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
+                                       redelivered=job.redelivered)
+        if self.hooks.failure and task is not None:
+            self.hooks.failure(task=task, request=request, exc=exc, traceback="")
+        self._store(message, job.queue, FAILURE, exception_to_meta(exc))
+        return Outcome(message.id, FAILURE, runtime, error=f"{type(exc).__name__}: {exc}")
 
     def _store(self, message: TaskMessage, queue: str, state: str, result: Any,
                traceback: str | None = None) -> bool:
@@ -136,39 +258,3 @@ class Runner:
                                 exc, self.app.conf.result_store_timeout)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-    def _run(self, job: Job) -> Outcome:
-        message = job.message
-        task = self.app.tasks.get(message.task)
-        if task is None:
-            error = NotRegistered(f"task {message.task!r} is not registered in this worker")
-            self._store(message, job.queue, FAILURE, exception_to_meta(error))
-            return Outcome(message.id, FAILURE, 0.0, error=str(error))
-        request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
-                                       redelivered=job.redelivered)
-        keep_result = not (message.ignore_result or task.ignore_result)
-        if message.is_expired():
-            reason = f"expired at {message.expires.isoformat()}" if message.expires else "expired"
-            if self.hooks.revoked:
-                self.hooks.revoked(request=request, reason=reason)
-            self._store(message, job.queue, REVOKED, exception_to_meta(TaskRevoked(reason)))
-            return Outcome(message.id, REVOKED, 0.0, error=reason)
-        if keep_result and task.track_started:
-            self._store(message, job.queue, STARTED, {"pid": os.getpid(), "hostname": self.hostname})
-        done = execute(task, request, self.hooks)
-        if done.exception is not None:
-            log.error("kq: task %s[%s] failed in %.3fs: %r", message.task, message.id,
-                      done.runtime, done.exception)
-            error = f"{type(done.exception).__name__}: {done.exception}"
-            stored = not keep_result or self._store(
-                message, job.queue, FAILURE, exception_to_meta(done.exception), done.traceback)
-        else:
-            log.debug("kq: task %s[%s] succeeded in %.3fs", message.task, message.id,
-                      done.runtime)
-            error = None
-            stored = not keep_result or self._store(message, job.queue, SUCCESS, done.retval)
-        if not stored and task.acks_late:
-            # The outcome exists nowhere: let the task run again rather than lose it.
-            return Outcome(message.id, done.state, done.runtime, error="result not stored",
-                           requeue=True)
-        return Outcome(message.id, done.state, done.runtime, error=error)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .exceptions import PluginError
 from .protocol import TaskMessage
 
 
@@ -35,6 +36,10 @@ class Job:
     redelivered: bool = False
     #: Set by the worker to match the outcome to its delivery; pools pass it through untouched.
     ticket: int = 0
+    #: Effective limits in seconds (message, else task, else settings); ``None`` for none. Pools
+    #: enforce the ones their capabilities declare.
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
 
 
 @attrs.frozen
@@ -77,6 +82,16 @@ class PoolContext:
     app_spec: str | None = None
     #: Pool-specific settings from ``worker_pool_options``.
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    #: Reports a job that could not run to its end, in the worker's process:
+    #: ``lost(job, exc, runtime)`` stores the failure (or decides to requeue) and returns the
+    #: Outcome to pass to ``on_done``. Pass ``kq.exceptions.WorkerLostError`` when the job's
+    #: process died and ``kq.exceptions.TimeLimitExceeded`` when the pool stopped it.
+    lost: Callable[..., Outcome] | None = None
+    #: Replace a child after this many jobs / above this RSS in KiB (``max_tasks_per_child``).
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None
+    #: The worker's name, for pools that name their children after it.
+    hostname: str = "kq"
 
 
 class Pool(abc.ABC):
@@ -111,6 +126,14 @@ class Pool(abc.ABC):
     def shutdown(self, wait: bool) -> None:
         """Stop. ``wait=True`` lets running jobs finish first; ``False`` abandons them."""
 
+    def grow(self, n: int) -> None:
+        """Add ``n`` slots (``capabilities.autoscale``); :attr:`concurrency` must follow."""
+        raise PluginError(f"{type(self).__name__} cannot grow (no autoscale capability)")
+
+    def shrink(self, n: int) -> None:
+        """Remove up to ``n`` idle slots, never below one (``capabilities.autoscale``)."""
+        raise PluginError(f"{type(self).__name__} cannot shrink (no autoscale capability)")
+
 
 @attrs.frozen
 class PoolSpec:
@@ -129,5 +152,8 @@ class PoolSpec:
     )
     #: Default ``--concurrency`` when the user gives none; ``None`` means the number of CPUs.
     default_concurrency: int | None = None
+    #: Called by ``kq worker`` before the user's app is imported, when this pool is named on the
+    #: command line or in ``KQ_WORKER_POOL``: gevent and eventlet monkey-patch here.
+    setup: Callable[[], None] | None = None
     description: str = ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -100,6 +101,10 @@ class AsyncResult:
             raise ResultTimeout(f"task {self.id} did not finish within {timeout} s (state {state})")
         self._cache = meta
         return _outcome(meta, propagate)
+
+    async def get_async(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        """:meth:`get` for asyncio code: waits in a thread, so the event loop keeps running."""
+        return await asyncio.to_thread(self.get, timeout, propagate)
 
     def forget(self) -> None:
         """Delete the stored result."""

@@ -6,6 +6,7 @@ app module imports this one, and kq keeps its import graph free of cycles.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from .result import AsyncResult, EagerResult
 #: Options ``apply_async`` accepts; anything else is a TypeError naming it, which catches typos.
 CALL_OPTIONS = frozenset(
     {"countdown", "eta", "expires", "queue", "priority", "task_id", "headers", "serializer",
-     "ignore_result"}
+     "ignore_result", "time_limit", "soft_time_limit"}
 )
 
 
@@ -40,6 +41,9 @@ class Task:
         ignore_result: bool | None = None,
         track_started: bool | None = None,
         serializer: str | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        reject_on_worker_lost: bool | None = None,
         typing: bool = True,
     ) -> None:
         self.app = app
@@ -51,6 +55,9 @@ class Task:
         self._ignore_result = ignore_result
         self._track_started = track_started
         self.serializer = serializer
+        self._time_limit = time_limit
+        self._soft_time_limit = soft_time_limit
+        self._reject_on_worker_lost = reject_on_worker_lost
         self._signature = inspect.signature(fun) if typing else None
         self.__doc__ = fun.__doc__
         self.__name__ = getattr(fun, "__name__", name)
@@ -73,6 +80,22 @@ class Task:
         if self._track_started is None:
             return self.app.conf.task_track_started
         return self._track_started
+
+    @property
+    def time_limit(self) -> float | None:
+        return self.app.conf.task_time_limit if self._time_limit is None else self._time_limit
+
+    @property
+    def soft_time_limit(self) -> float | None:
+        if self._soft_time_limit is None:
+            return self.app.conf.task_soft_time_limit
+        return self._soft_time_limit
+
+    @property
+    def reject_on_worker_lost(self) -> bool:
+        if self._reject_on_worker_lost is None:
+            return self.app.conf.task_reject_on_worker_lost
+        return self._reject_on_worker_lost
 
     @property
     def request(self) -> Request | None:
@@ -103,6 +126,10 @@ class Task:
         """Send the task to a worker with these arguments; shortcut for :meth:`apply_async`."""
         return self.apply_async(args, kwargs)
 
+    async def delay_async(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """:meth:`delay` for asyncio code: the publish runs in a thread, the loop stays free."""
+        return await asyncio.to_thread(self.apply_async, args, kwargs)
+
     def apply_async(
         self,
         args: Sequence[Any] | None = None,
@@ -113,7 +140,8 @@ class Task:
 
         Options: ``countdown`` (seconds) or ``eta`` (datetime) to run later, ``expires``
         (seconds or datetime) after which it is not run, ``queue``, ``priority`` (0-9),
-        ``task_id``, ``headers`` (extra message headers), ``serializer``, ``ignore_result``.
+        ``task_id``, ``headers`` (extra message headers), ``serializer``, ``ignore_result``,
+        ``time_limit`` and ``soft_time_limit`` (seconds, overriding the task's for this call).
         """
         unknown = set(options) - CALL_OPTIONS
         if unknown:
@@ -181,6 +209,8 @@ def new_message(
     ignore_result: bool = False,
     origin: str | None = None,
     reply_to: str | None = None,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
 ) -> TaskMessage:
     """Build the message for one call, linking it to the task running now (if any)."""
     if countdown is not None and eta is not None:
@@ -203,5 +233,6 @@ def new_message(
         ignore_result=ignore_result,
         origin=origin,
         reply_to=reply_to,
+        timelimit=(time_limit, soft_time_limit),
         extra_headers=dict(headers or {}),
     )

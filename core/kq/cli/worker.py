@@ -9,6 +9,7 @@ from types import FrameType
 
 import click
 
+from ..plugins import get_plugins
 from ..worker import Worker
 from .common import app_options, make_app, setup_logging
 
@@ -39,9 +40,11 @@ def install_signal_handlers(worker: Worker) -> None:
 
 @click.command()
 @app_options
-@click.option("-P", "--pool", metavar="NAME",
-              help="Concurrency model: a pool plugin name such as threads or solo "
-                   "(`kq plugins --hook kq_pools` lists them). Default: the worker_pool setting.")
+@click.option("-P", "--pool", metavar="NAME", envvar="KQ_WORKER_POOL",
+              help="Concurrency model: a pool plugin name such as threads, solo or prefork "
+                   "(`kq plugins --hook kq_pools` lists them). Default: the worker_pool setting. "
+                   "Name it here (or in KQ_WORKER_POOL) for pools that must prepare the process "
+                   "before the app is imported, such as gevent.")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1),
               help="Tasks run at once. Default: the pool's default, usually the CPU count.")
 @click.option("-Q", "--queues", metavar="Q1,Q2",
@@ -49,19 +52,45 @@ def install_signal_handlers(worker: Worker) -> None:
 @click.option("-n", "--hostname", metavar="NAME", help="Worker name. Default: kq@<hostname>.")
 @click.option("--prefetch-multiplier", type=click.IntRange(min=0),
               help="Messages reserved per slot beyond the running ones.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Hard time limit for tasks that set none (pools that can enforce it).")
+@click.option("--soft-time-limit", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Soft time limit: SoftTimeLimitExceeded is raised inside the task.")
+@click.option("--max-tasks-per-child", type=click.IntRange(min=1), metavar="N",
+              help="Replace a pool child after N tasks (process pools).")
+@click.option("--max-memory-per-child", type=click.IntRange(min=1), metavar="KIB",
+              help="Replace a pool child whose memory grew above KIB kilobytes (process pools).")
+@click.option("--autoscale", metavar="MAX,MIN",
+              help="Grow the pool up to MAX while messages wait, shrink to MIN when idle.")
+@click.option("--soft-shutdown-timeout", type=click.FloatRange(min=0, min_open=True),
+              metavar="SECONDS",
+              help="On SIGTERM, wait this long for running tasks, then abandon them (acks_late "
+                   "ones go back to their queue). Default: wait until they finish.")
 @click.option("-l", "--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
            pool: str | None, concurrency: int | None, queues: str | None, hostname: str | None,
-           prefetch_multiplier: int | None, loglevel: str) -> None:
+           prefetch_multiplier: int | None, time_limit: float | None,
+           soft_time_limit: float | None, max_tasks_per_child: int | None,
+           max_memory_per_child: int | None, autoscale: str | None,
+           soft_shutdown_timeout: float | None, loglevel: str) -> None:
     """Consume tasks and run them.
 
-    SIGTERM or Ctrl-C stops warmly: no new tasks start, running ones finish, prefetched ones go
-    back to the broker, and the exit code is 0. A second signal (or SIGQUIT) exits at once;
-    tasks that were not acked are then redelivered by the broker.
+    SIGTERM or Ctrl-C stops warmly: no new tasks start, running ones finish (within
+    --soft-shutdown-timeout if given), prefetched ones go back to the broker, and the exit code
+    is 0. A second signal (or SIGQUIT) exits at once with code 1; tasks that were not acked are
+    then redelivered by the broker.
     """
     setup_logging(loglevel)
+    if pool:
+        setup = get_plugins().pools.get(pool).setup
+        if setup is not None:
+            setup()  # before the app (and what it imports) is loaded
     app = make_app(app_spec, broker, result_backend)
+    app.override(task_time_limit=time_limit, task_soft_time_limit=soft_time_limit,
+                 worker_max_tasks_per_child=max_tasks_per_child,
+                 worker_max_memory_per_child=max_memory_per_child, worker_autoscale=autoscale,
+                 worker_soft_shutdown_timeout=soft_shutdown_timeout)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     the_worker = Worker(app, queues=queue_list, pool=pool, concurrency=concurrency,
                         prefetch_multiplier=prefetch_multiplier, hostname=hostname,

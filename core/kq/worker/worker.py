@@ -27,13 +27,14 @@ from collections.abc import Sequence
 import attrs
 
 from ..app import App
-from ..config import safe_url
-from ..exceptions import BrokerUnavailable, MessageRejected
+from ..config import Settings, safe_url
+from ..exceptions import BrokerUnavailable, ConfigurationError, MessageRejected
 from ..execution import Runner
 from ..pool import Job, Outcome, Pool, PoolContext
-from ..protocol import decode_task
+from ..protocol import TaskMessage, decode_task
 from ..states import FAILURE, REVOKED, SUCCESS
 from ..transport import Delivery, Transport
+from .autoscale import Autoscaler
 
 log = logging.getLogger("kq.worker")
 
@@ -89,6 +90,12 @@ class Worker:
         self.prefetch_multiplier = multiplier if prefetch_multiplier is None else prefetch_multiplier
         self.hostname = hostname or default_hostname()
         self.app_spec = app_spec
+        self._check_pool_supports(conf)
+        self.max_concurrency = self.concurrency
+        if conf.worker_autoscale is not None:
+            self.max_concurrency, self.concurrency = conf.worker_autoscale
+        self.autoscaler: Autoscaler | None = None
+        self._unenforced: set[str] = set()  # limits this pool cannot enforce, warned once
         self.stats = WorkerStats()
         self.pool: Pool | None = None
         self.transport: Transport | None = None
@@ -109,6 +116,20 @@ class Worker:
 
     def __repr__(self) -> str:
         return f"<kq.Worker {self.hostname} pool={self.pool_name} c={self.concurrency}>"
+
+    def _check_pool_supports(self, conf: Settings) -> None:
+        """Settings the chosen pool cannot honour fail at start, naming pools that can."""
+        caps = self.pool_spec.capabilities
+        for setting, capability in (("worker_max_tasks_per_child", "max_tasks_per_child"),
+                                    ("worker_max_memory_per_child", "max_tasks_per_child"),
+                                    ("worker_autoscale", "autoscale")):
+            if getattr(conf, setting) is not None and not getattr(caps, capability):
+                able = [name for name, p in self.app.plugins.pools.items()
+                        if getattr(p.spec.capabilities, capability)]
+                raise ConfigurationError(
+                    f"{setting}: the {self.pool_name} pool cannot do this; pools that can: "
+                    f"{', '.join(able) or 'none installed (try kq-prefork)'}"
+                )
 
     # -- control --------------------------------------------------------------------------
 
@@ -137,12 +158,19 @@ class Worker:
         """Consume until :meth:`stop`; then shut down warmly and return."""
         self.app.check()
         runner = Runner(self.app, self.hostname)
-        context = PoolContext(concurrency=self.concurrency, runner=runner, app_spec=self.app_spec,
-                              options=self.app.conf.worker_pool_options)
-        self.pool = self.pool_spec.factory(context)
-        self.concurrency = self.pool.concurrency  # a pool may run fewer than asked (solo: 1)
-        self.pool.start()
         conf = self.app.conf
+        context = PoolContext(
+            concurrency=self.concurrency, runner=runner, app_spec=self.app_spec,
+            options=conf.worker_pool_options, lost=runner.lost, hostname=self.hostname,
+            max_tasks_per_child=conf.worker_max_tasks_per_child,
+            max_memory_per_child=conf.worker_max_memory_per_child,
+        )
+        self.pool = self.pool_spec.factory(context)
+        if conf.worker_autoscale is None:
+            self.concurrency = self.max_concurrency = self.pool.concurrency  # solo runs 1
+        else:
+            self.autoscaler = Autoscaler(self.pool, self.max_concurrency, self.concurrency)
+        self.pool.start()
         log.info("kq: worker %s ready: broker %s, backend %s, pool %s x%d, queues %s, tasks %d",
                  self.hostname, safe_url(conf.broker_url), safe_url(conf.result_backend),
                  self.pool_name, self.concurrency, ",".join(self.queues), len(self.app.tasks))
@@ -161,13 +189,16 @@ class Worker:
 
     def _capacity(self) -> int:
         """How many more messages may be fetched now."""
-        limit = self.concurrency * (1 + self.prefetch_multiplier)
+        limit = self.max_concurrency * (1 + self.prefetch_multiplier)
         return limit - len(self._reserved) - len(self._running)
 
     def _step(self) -> None:
         self._broker()
         self._collect_done(block=False)
         self._release_due()
+        if self.autoscaler is not None:
+            self.autoscaler.tick(len(self._reserved), len(self._running))
+            self.concurrency = self.pool.concurrency
         self._dispatch()
         self._flush_acks()
         wait = self._next_due_in()
@@ -205,7 +236,7 @@ class Worker:
                 self._reject(delivery, exc)
                 continue
             ticket = next(self._tickets)
-            job = Job(message, delivery.queue, delivery.redelivered, ticket)
+            job = self._job(message, delivery, ticket)
             self._deliveries[ticket] = delivery
             self._generation[ticket] = self._connection
             delay = message.seconds_until_eta()
@@ -213,6 +244,21 @@ class Worker:
                 heapq.heappush(self._held, (now + delay, ticket, job))
             else:
                 self._reserved.append(job)
+
+    def _job(self, message: TaskMessage, delivery: Delivery, ticket: int) -> Job:
+        """The job for a message, with its effective time limits."""
+        task = self.app.tasks[message.task]
+        hard, soft = message.timelimit
+        hard = task.time_limit if hard is None else hard
+        soft = task.soft_time_limit if soft is None else soft
+        caps = self.pool_spec.capabilities
+        for name, value, able in (("time_limit", hard, caps.hard_time_limit),
+                                  ("soft_time_limit", soft, caps.soft_time_limit)):
+            if value is not None and not able and name not in self._unenforced:
+                self._unenforced.add(name)
+                log.warning("kq: the %s pool cannot enforce %s (task %s asks for %s s); "
+                            "tasks run without it", self.pool_name, name, message.task, value)
+        return Job(message, delivery.queue, delivery.redelivered, ticket, hard, soft)
 
     def _reject(self, delivery: Delivery, exc: MessageRejected) -> None:
         headers = delivery.envelope.headers
@@ -335,7 +381,7 @@ class Worker:
                 log.warning("kq: could not return unstarted messages (%s); the broker will "
                             "redeliver them", exc)
             if self.pool is not None:
-                self.pool.shutdown(wait=True)
+                self._drain_pool()
             try:
                 self._collect_done(block=False)
                 self._flush_acks()
@@ -350,6 +396,31 @@ class Worker:
                     log.warning("kq: could not close the broker connection: %s", exc)
             log.info("kq: worker %s stopped (%d succeeded, %d failed, %d rejected)",
                      self.hostname, self.stats.succeeded, self.stats.failed, self.stats.rejected)
+
+    def _drain_pool(self) -> None:
+        """Let running tasks finish, for at most ``worker_soft_shutdown_timeout`` seconds."""
+        timeout = self.app.conf.worker_soft_shutdown_timeout
+        if timeout is None or not self._running:
+            self.pool.shutdown(wait=True)
+            return
+        deadline = time.monotonic() + timeout
+        while self._running and (remaining := deadline - time.monotonic()) > 0:
+            self._collect_done(block=True, timeout=min(0.5, remaining))
+        if not self._running:
+            self.pool.shutdown(wait=True)
+            return
+        log.warning("kq: %d tasks still running after %.0f s: abandoning them (acks_late ones "
+                    "go back to their queue)", len(self._running), timeout)
+        abandoned = [t for t, acks_late in self._running.items() if acks_late]
+        self._running.clear()
+        self.pool.shutdown(wait=False)
+        try:
+            for ticket in abandoned:
+                self._broker().reject(self._take_delivery(ticket), requeue=True,
+                                      reason="soft shutdown timeout")
+        except (BrokerUnavailable, OSError) as exc:
+            log.warning("kq: could not requeue abandoned tasks (%s); the broker will "
+                        "redeliver them", exc)
 
     def _broker(self) -> Transport:
         """The consumer's transport, reopened if a lost connection left none."""
