@@ -292,6 +292,15 @@ class App:
 
     # -- lifetime -------------------------------------------------------------------------
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the connections inherited from the parent, without closing
+        them (they are the parent's), so this process opens its own on first use."""
+        self._publisher = None
+        self._backend = None
+        self._publish_lock = threading.Lock()
+        self._setup_lock = threading.RLock()
+        self.origin = f"{os.getpid()}@{socket.gethostname()}"
+
     def close(self) -> None:
         """Close the publisher and backend connections (they reopen on next use)."""
         with self._publish_lock:
