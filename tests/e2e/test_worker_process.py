@@ -123,3 +123,25 @@ def test_second_signal_exits_at_once_and_unacked_tasks_come_back(client, start_w
         assert time.monotonic() < deadline, "unacked tasks were not redelivered"
         time.sleep(0.1)
     assert sorted(ran("started")[4:]) == sorted(ran("started")[:4]) == sorted(r.id for r in sent)
+
+
+def test_soft_shutdown_timeout_abandons_and_requeues_long_acks_late_tasks(
+    client, start_worker, ran
+):
+    worker = start_worker("-P", "threads", "-c", "2", "--soft-shutdown-timeout", "1")
+    sent = [client.send_task("e2e.slow", [60.0]) for _ in range(2)]
+    deadline = time.monotonic() + 30
+    while len(ran("started")) < 2:
+        assert time.monotonic() < deadline, worker.output()
+        time.sleep(0.05)
+    began = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    assert time.monotonic() - began < 15
+    assert "abandoning them" in worker.output()
+    transport = client.new_transport()
+    try:
+        assert transport.depth("celery") == 2  # back in the queue at once, not after a timeout
+    finally:
+        transport.close()
+    assert all(r.state == "PENDING" for r in sent)
