@@ -31,6 +31,7 @@ from .task import Task, new_message
 from .transport import Transport
 
 log = logging.getLogger("kq.app")
+_UNSET: Any = object()
 
 
 class App:
@@ -38,6 +39,7 @@ class App:
 
     ``App("name", broker=..., backend=...)``; both default to the embedded SQLite file
     ``kq.sqlite3`` in the current directory, so no server is needed to start.
+    ``backend=None`` disables results.
     """
 
     def __init__(
@@ -45,7 +47,7 @@ class App:
         main: str = "kq",
         *,
         broker: str | None = None,
-        backend: str | None = None,
+        backend: Any = _UNSET,
         **settings: Any,
     ) -> None:
         self.main = main
@@ -54,10 +56,10 @@ class App:
         self._cli_layer: dict[str, Any] = {}
         if broker is not None:
             settings["broker_url"] = broker
-        if backend is not None:
-            settings["result_backend"] = backend
+        if backend is not _UNSET:
+            settings["result_backend"] = backend  # None disables results
         if settings:
-            self._code_layers.append(settings)
+            self._code_layers.append(from_object(settings))  # unknown names fail here
         self._conf: Settings | None = None
         self._plugins: Plugins | None = None
         self._serializers: Serializers | None = None

@@ -11,6 +11,7 @@ import difflib
 import importlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,7 +44,9 @@ def _url(inst: Any, attr: attrs.Attribute, value: Any) -> None:
     if value is None and attr.name == "result_backend":
         return
     if not isinstance(value, str) or "://" not in value:
-        raise ConfigurationError(f"{attr.name} must be a URL like 'scheme://...', got {value!r}")
+        # Not a URL, so safe_url cannot find the password: hide anything between ':' and '@'.
+        shown = repr(re.sub(r":[^:@/]*@", ":**@", value)) if isinstance(value, str) else repr(value)
+        raise ConfigurationError(f"{attr.name} must be a URL like 'scheme://...', got {shown}")
 
 
 def _name(inst: Any, attr: attrs.Attribute, value: Any) -> None:
@@ -136,7 +139,7 @@ class Settings:
     task_track_started: bool = attrs.field(default=False, validator=_bool)
     #: The pool ``kq worker`` uses when ``--pool`` is not given.
     worker_pool: str = attrs.field(default="threads", validator=_name)
-    #: Tasks run at once; ``None`` means the pool's default (usually the number of CPUs).
+    #: Tasks run at once; ``None`` means the pool's own default (``PoolSpec.default_concurrency``).
     worker_concurrency: int | None = attrs.field(default=None, validator=_positive_int)
     #: Messages reserved per pool slot beyond the running ones (0: reserve none).
     worker_prefetch_multiplier: int = attrs.field(default=4, validator=_non_negative_int)

@@ -101,7 +101,8 @@ def kq_cli_commands(cli: click.Group) -> None:
 
 @hookspec
 def kq_app_configure(app: Any) -> None:
-    """Called once when ``app``'s configuration is final, before it first connects.
+    """Called when ``app``'s settings are built, before it first connects (again if the app is
+    reconfigured before connecting).
 
     Read ``app.conf`` to configure the plugin; do not change settings here.
     """

@@ -1,8 +1,9 @@
 """kq's transport interface over any kombu transport: AMQP (py-amqp), SQS, kombu's memory, ...
 
 A plugin for a broker that kombu already speaks returns :class:`KombuTransport` (or a subclass
-that only sets :attr:`~kq.transport.Transport.capabilities` and
-:attr:`KombuTransport.transport_defaults`) as its ``TransportSpec.factory``.
+that sets :attr:`~kq.transport.Transport.capabilities` and :attr:`KombuTransport.transport_defaults`
+and, where the broker offers more, overrides the ``_declare_task_queue``, ``_route`` or
+``_send_acks`` hooks) as its ``TransportSpec.factory``.
 
 Messages keep kombu's envelope unchanged: the body bytes go out with their content type and
 encoding, headers and properties exactly where a Celery worker looks for them, and nothing is
@@ -19,35 +20,89 @@ that is the back-pressure which keeps one worker from hoarding a queue. There is
 consumer per queue (that is how a delivery knows its queue), and AMQP applies N per consumer,
 so a worker on several queues may hold up to N per queue. N is fixed when consuming starts; a
 different queue set starts over.
+
+Errors: every public method raises :class:`~kq.exceptions.BrokerUnavailable` for kombu's
+connection errors and for channel errors, because a channel error leaves the instance without
+a usable channel (py-amqp reopens it, but without its consumers) and the only cure is the one
+the kernel applies to a broken connection: close the instance and open a new one.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 import kombu
 from kombu.exceptions import ChannelError
 
 from .config import safe_url
-from .exceptions import BrokerUnavailable, PluginError
+from .exceptions import BrokerUnavailable, KQError, PluginError
 from .transport import Delivery, Envelope, Transport
 
 log = logging.getLogger("kq.kombu")
 
 #: Default prefetch count per fetch ``limit``; see the module docstring.
 PREFETCH_MULTIPLIER = 4
-#: Options the adapter reads itself; every other option goes to kombu as a transport option.
-ADAPTER_OPTIONS = frozenset({"prefetch_count"})
 
 _PERSISTENT, _TRANSIENT = 2, 1
 R = TypeVar("R")
+P = ParamSpec("P")
+K = TypeVar("K", bound="KombuTransport")
+
+
+@contextmanager
+def kombu_errors(connection: kombu.Connection | None, url: str,
+                 unavailable: type[KQError] = BrokerUnavailable) -> Iterator[None]:
+    """Re-raise ``connection``'s connection and channel errors as ``unavailable`` (see the module
+    docstring for why channel errors count), naming the URL with its password masked."""
+    try:
+        yield
+    except KQError:
+        raise
+    except Exception as exc:
+        if connection is None:
+            raise
+        errors = (*connection.connection_errors, *connection.recoverable_connection_errors,
+                  *connection.channel_errors, OSError)
+        if not isinstance(exc, errors):
+            raise
+        raise unavailable(f"lost the connection to {safe_url(url)}: {exc!r}") from exc
+
+
+def connect(url: str, transport_options: Mapping[str, Any],
+            unavailable: type[KQError] = BrokerUnavailable) -> tuple[kombu.Connection, Any]:
+    """A new kombu connection and a channel on it, after one attempt: retrying and backing off
+    is the caller's policy, not kombu's. A failure raises ``unavailable`` naming the URL, never
+    the password."""
+    connection = kombu.Connection(url, transport_options=dict(transport_options))
+    errors = (*connection.connection_errors, *connection.channel_errors, OSError)
+    try:
+        connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+        return connection, connection.channel()
+    except BaseException as exc:
+        connection.release()
+        if isinstance(exc, errors):
+            raise unavailable(f"cannot connect to {safe_url(url)}: {exc}") from exc
+        raise
+
+
+def _translated(method: Callable[Concatenate[K, P], R]) -> Callable[Concatenate[K, P], R]:
+    """Run a public method under :func:`kombu_errors` for its instance's connection."""
+
+    @functools.wraps(method)
+    def wrapper(self: K, *args: P.args, **kwargs: P.kwargs) -> R:
+        with kombu_errors(self._connection, self.url):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class KombuTransport(Transport):
@@ -59,6 +114,8 @@ class KombuTransport(Transport):
 
     #: kombu transport options this broker needs unless the user sets them otherwise.
     transport_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: Options the adapter (or a subclass) reads itself; every other option goes to kombu.
+    adapter_options: ClassVar[frozenset[str]] = frozenset({"prefetch_count"})
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
@@ -75,30 +132,40 @@ class KombuTransport(Transport):
         self._consuming: tuple[str, ...] = ()
         self._consumers: dict[str, kombu.Consumer] = {}
         self._buffer: deque[Delivery] = deque()
+        #: delivery tag -> kombu message, for every message received on this channel and not
+        #: yet acked or rejected. Insertion order is delivery order, so the first key is the
+        #: oldest unsettled delivery tag.
+        self._unsettled: dict[Any, Any] = {}
 
     # -- connection -----------------------------------------------------------------------
 
     def _open(self) -> Any:
-        """The channel, connecting first if needed; a failure names the URL, never the password."""
+        """The channel, connecting first if needed."""
         if self._channel is not None:
             return self._channel
         transport_options = dict(self.transport_defaults)
         transport_options.update(
-            (k, v) for k, v in self.options.items() if k not in ADAPTER_OPTIONS
+            (k, v) for k, v in self.options.items() if k not in self.adapter_options
         )
-        connection = kombu.Connection(self.url, transport_options=transport_options)
-        try:
-            # One attempt: retrying and backing off is the caller's policy, not the adapter's.
-            connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
-            channel = connection.channel()
-        except (*connection.connection_errors, OSError) as exc:
-            connection.release()
-            raise BrokerUnavailable(
-                f"cannot connect to the broker at {safe_url(self.url)}: {exc}"
-            ) from exc
+        connection, channel = connect(self.url, transport_options)
         self._connection, self._channel = connection, channel
         self._producer = kombu.Producer(channel, auto_declare=False)
         return channel
+
+    def _aside(self, action: Callable[[Any], R]) -> R:
+        """``action(channel)`` on a short-lived channel of this connection.
+
+        AMQP closes the channel on which a declare fails (404 for a passive declare of a missing
+        queue, 406 for different arguments), which would take this instance's consumers and
+        unacked messages along; a channel of its own keeps that failure harmless.
+        """
+        self._open()
+        assert self._connection is not None
+        channel = self._connection.channel()
+        try:
+            return action(channel)
+        finally:
+            channel.close()
 
     def close(self) -> None:
         """Close the connection after giving back every fetched, unacked message.
@@ -124,15 +191,20 @@ class KombuTransport(Transport):
 
     # -- publishing -----------------------------------------------------------------------
 
+    @_translated
     def publish(self, queue: str, envelope: Envelope, *, eta: datetime | None = None) -> None:
+        self._open()
+        self._ensure_queue(queue)
+        self._send(envelope, "", self._route(queue, eta), _PERSISTENT)
+
+    def _route(self, queue: str, eta: datetime | None) -> str:
+        """The queue a message for ``queue`` is published to now: ``queue`` itself. A subclass
+        with native delay routes early messages to where they wait until ``eta``."""
         if eta is not None:
             raise PluginError(
                 f"{type(self).__name__} has no native delay; the worker must hold early messages"
             )
-        self._open()
-        if queue not in self._declared:
-            self._declare(kombu.Queue(queue, durable=True))
-        self._send(envelope, "", queue, _PERSISTENT)
+        return queue
 
     def _send(self, envelope: Envelope, exchange: str, routing_key: str, mode: int) -> None:
         properties: dict[str, Any] = {}
@@ -155,12 +227,19 @@ class KombuTransport(Transport):
             **properties,
         )
 
-    def _declare(self, queue: kombu.Queue) -> None:
-        queue(self._channel).declare()
-        self._declared.add(queue.name)
+    def _ensure_queue(self, name: str) -> None:
+        """Declare task queue ``name`` once per connection."""
+        if name not in self._declared:
+            self._declare_task_queue(name)
+            self._declared.add(name)
+
+    def _declare_task_queue(self, name: str) -> None:
+        """Declare a task queue: durable, no arguments. Subclasses add their broker's features."""
+        kombu.Queue(name, durable=True)(self._channel).declare()
 
     # -- consuming ------------------------------------------------------------------------
 
+    @_translated
     def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
         # A queue this instance unsubscribed is gone; declaring it again would resurrect it as
         # a durable queue nobody reads.
@@ -189,8 +268,8 @@ class KombuTransport(Transport):
         self._stop_consuming()
         channel = self._open()
         for name in queues:
-            if name not in self._declared:
-                self._declare(kombu.Queue(name, durable=True))
+            if name not in self._subscriptions:
+                self._ensure_queue(name)
         prefetch = self.options.get("prefetch_count")
         if prefetch is None:
             prefetch = PREFETCH_MULTIPLIER * max(limit, 1)
@@ -211,10 +290,10 @@ class KombuTransport(Transport):
             consumer.cancel()
         self._consumers.clear()
         self._consuming = ()
-        while self._buffer:
-            message = self._buffer.popleft().tag
-            if not message.acknowledged:
-                message.reject(requeue=True)
+        buffered = list(self._buffer)
+        self._buffer.clear()
+        for message in self._settle(buffered):
+            message.reject(requeue=True)
 
     def _received(self, queue: str, message: Any) -> None:
         properties = message.properties
@@ -228,41 +307,59 @@ class KombuTransport(Transport):
             reply_to=properties.get("reply_to"),
         )
         redelivered = bool(message.delivery_info.get("redelivered", False))
+        self._unsettled[message.delivery_tag] = message
         self._buffer.append(
             Delivery(envelope=envelope, queue=queue, tag=message, redelivered=redelivered)
         )
 
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Ack each message (one frame each; AMQP multiple-ack is left to kq-amqp, which can
-        tell when every lower delivery tag on the channel is in the batch)."""
-        for delivery in deliveries:
-            if not delivery.tag.acknowledged:
-                delivery.tag.ack()
+    def _settle(self, deliveries: Sequence[Delivery]) -> list[Any]:
+        """Take the messages of ``deliveries`` out of the unsettled set and return them.
 
+        Deliveries already acked or rejected are skipped (acking twice is harmless), and so are
+        those fetched on another channel: a closed channel's messages are back in their queues,
+        and their delivery tags, reused by this channel, would name other messages.
+        """
+        settled = []
+        for delivery in deliveries:
+            message = delivery.tag
+            if self._unsettled.get(message.delivery_tag) is message:
+                del self._unsettled[message.delivery_tag]
+                settled.append(message)
+        return settled
+
+    @_translated
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        messages = self._settle(deliveries)
+        if messages:
+            self._send_acks(messages)
+
+    def _send_acks(self, messages: list[Any]) -> None:
+        """Ack these just-settled messages, one frame each. AMQP can do a run of them with one
+        multiple-ack; kombu's virtual transports ignore ``multiple``, so that is kq-amqp's."""
+        for message in messages:
+            message.ack()
+
+    @_translated
     def reject(self, delivery: Delivery, *, requeue: bool, reason: str = "") -> None:
         """Reject the message; ``reason`` is unused because dead-lettering, where a plugin
         configures it, happens in the broker."""
-        if not delivery.tag.acknowledged:
-            delivery.tag.reject(requeue=requeue)
+        for message in self._settle([delivery]):
+            message.reject(requeue=requeue)
 
     # -- queue inspection -----------------------------------------------------------------
 
+    @_translated
     def purge(self, queue: str) -> int:
         return self._if_queue_exists(queue, lambda channel, ok: channel.queue_purge(queue) or 0)
 
+    @_translated
     def depth(self, queue: str) -> int:
         return self._if_queue_exists(queue, lambda channel, ok: ok.message_count)
 
     def _if_queue_exists(self, queue: str, action: Callable[[Any, Any], R]) -> R | int:
-        """``action(channel, declare_ok)`` if ``queue`` exists, else 0.
+        """``action(channel, declare_ok)`` if ``queue`` exists, else 0 (on a channel aside)."""
 
-        It runs on a channel of its own because AMQP closes the channel on which a passive
-        declare fails, which would take this instance's consumers and unacked messages along.
-        """
-        self._open()
-        assert self._connection is not None
-        channel = self._connection.channel()
-        try:
+        def passive(channel: Any) -> R | int:
             try:
                 ok = channel.queue_declare(queue=queue, passive=True)
             except ChannelError as exc:
@@ -270,8 +367,8 @@ class KombuTransport(Transport):
                     return 0
                 raise
             return action(channel, ok)
-        finally:
-            channel.close()
+
+        return self._aside(passive)
 
     # -- fan-out --------------------------------------------------------------------------
 
@@ -281,6 +378,7 @@ class KombuTransport(Transport):
         # last subscriber leaves.
         return kombu.Exchange(channel, type="fanout", durable=False, auto_delete=False)
 
+    @_translated
     def broadcast(self, channel: str, envelope: Envelope) -> None:
         self._open()
         if channel not in self._exchanges:
@@ -288,18 +386,20 @@ class KombuTransport(Transport):
             self._exchanges.add(channel)
         self._send(envelope, channel, "", _TRANSIENT)
 
+    @_translated
     def subscribe(self, channel: str) -> str:
         name = f"{channel}.{uuid.uuid4().hex}"
         queue = kombu.Queue(
             name, exchange=self._fanout(channel), routing_key="",
             durable=False, exclusive=True, auto_delete=True,
         )
-        self._open()
-        self._declare(queue)
+        queue(self._open()).declare()
+        self._declared.add(name)
         self._exchanges.add(channel)
         self._subscriptions[name] = queue
         return name
 
+    @_translated
     def unsubscribe(self, queue: str) -> None:
         entity = self._subscriptions.pop(queue, None)
         if entity is None:
@@ -309,12 +409,12 @@ class KombuTransport(Transport):
             consumer.cancel()
             self._consuming = tuple(q for q in self._consuming if q != queue)
         kept: deque[Delivery] = deque()
+        dropped: list[Delivery] = []
         for delivery in self._buffer:  # prefetched copies die with their queue
-            if delivery.queue == queue:
-                delivery.tag.reject(requeue=False)
-            else:
-                kept.append(delivery)
+            (dropped if delivery.queue == queue else kept).append(delivery)
         self._buffer = kept
+        for message in self._settle(dropped):
+            message.reject(requeue=False)
         bound = entity(self._channel)
         # Unbind first: virtual transports route fan-out by the exchange's binding table,
         # which deleting the queue leaves behind.

@@ -17,7 +17,7 @@ def _outcome(meta: ResultMeta, propagate: bool, exc: BaseException | None = None
     if meta.state not in EXCEPTION_STATES:
         return meta.result
     if meta.state == REVOKED and propagate:
-        raise TaskRevoked(f"task {meta.task_id} was revoked: {meta.result}")
+        raise TaskRevoked(f"task {meta.task_id} was revoked: {exception_from_meta(meta.result)}")
     error = exc if exc is not None else exception_from_meta(meta.result)
     if propagate:
         raise error

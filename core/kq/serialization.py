@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from .exceptions import ConfigurationError, ContentDisallowed, MessageRejected
+from .exceptions import ConfigurationError, ContentDisallowed, MessageRejected, PluginError
 
 
 @attrs.frozen
@@ -42,6 +42,10 @@ class Serializers:
         self._by_name: dict[str, SerializerSpec] = {}
         self._by_type: dict[str, SerializerSpec] = {}
         for spec in specs:
+            other = self._by_type.get(spec.content_type)
+            if other is not None:
+                raise PluginError(f"serializers {other.name!r} and {spec.name!r} both claim the "
+                                  f"content type {spec.content_type!r}; disable one")
             self._by_name[spec.name] = spec
             self._by_type[spec.content_type] = spec
 

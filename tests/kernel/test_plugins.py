@@ -70,10 +70,14 @@ def test_unknown_scheme_names_the_installed_ones_and_the_package():
 
 
 def test_unknown_pool_names_installed_pools():
-    plugins = get_plugins()
+    def pools():
+        return [PoolSpec(name="mine", factory=lambda ctx: None)]
+
+    plugins = Plugins()
+    plugins.register(plugin("mine", kq_pools=pools), "mine", "kq-mine")
     with pytest.raises(PluginError) as info:
         plugins.pools.get("gevent")
-    assert "pip install kq-gevent" in str(info.value)
+    assert "mine (kq-mine)" in str(info.value) and "pip install kq-gevent" in str(info.value)
 
 
 def test_a_plugin_with_an_unknown_hook_is_skipped_with_a_log_line(caplog):
@@ -127,4 +131,16 @@ def test_serializer_names_are_unique():
     plugins.load_entry_points()
     plugins.register(plugin("dup", kq_serializers=sers), "dup", "kq-dup")
     with pytest.raises(PluginError, match="serializer 'json'"):
+        plugins.serializers()
+
+
+def test_two_serializers_claiming_one_content_type():
+    def sers():
+        return [SerializerSpec(name="other-json", content_type="application/json",
+                               dumps=bytes, loads=bytes)]
+
+    plugins = Plugins()
+    plugins.load_entry_points()
+    plugins.register(plugin("dup", kq_serializers=sers), "dup", "kq-dup")
+    with pytest.raises(PluginError, match="'json' and 'other-json'"):
         plugins.serializers()

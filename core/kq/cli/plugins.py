@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..exceptions import PluginError
 from ..plugins import PluginInfo, Plugins, get_plugins
 
 BUILTIN_DISTRIBUTION = "kq"
@@ -52,7 +53,12 @@ def plugins_command(show_all: bool, hook: str | None, as_json: bool) -> None:
     skip some. Plugins that failed to load are listed last with the error.
     """
     plugins = get_plugins()
-    provides = _provides(plugins)
+    try:
+        provides = _provides(plugins)
+    except PluginError as exc:  # still list what is installed, so the clash can be found
+        provides, clash = {}, str(exc)
+    else:
+        clash = None
     rows = [
         _describe(info, provides.get(info.name, {}))
         for info in sorted(plugins.infos.values(), key=lambda i: i.name)
@@ -61,7 +67,7 @@ def plugins_command(show_all: bool, hook: str | None, as_json: bool) -> None:
     ]
     failures = [{"name": name, "error": error} for name, error in sorted(plugins.failures.items())]
     if as_json:
-        click.echo(json.dumps({"plugins": rows, "failed": failures}, indent=2))
+        click.echo(json.dumps({"plugins": rows, "failed": failures, "clash": clash}, indent=2))
         return
     if not rows:
         click.echo("No plugins match." if hook else "No plugins installed (try --all).")
@@ -72,3 +78,5 @@ def plugins_command(show_all: bool, hook: str | None, as_json: bool) -> None:
             click.echo(f"  {area}: {', '.join(keys)}")
     for failure in failures:
         click.echo(f"FAILED {failure['name']}: {failure['error']}", err=True)
+    if clash:
+        raise click.ClickException(clash)

@@ -106,7 +106,12 @@ def result(task_id: str, app_spec: str | None, broker: str | None, result_backen
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 def purge(app_spec: str | None, broker: str | None, result_backend: str | None, queues: str,
           force: bool) -> None:
-    """Delete every waiting message in the given queues (running tasks are not affected)."""
+    """Delete every message waiting in the given queues.
+
+    Running tasks are not affected, nor are messages already fetched by a worker. On brokers
+    that keep delayed (ETA/countdown) messages apart from the queue (SQLite, Redis), delayed
+    messages that are not due yet are kept too.
+    """
     app = make_app(app_spec, broker, result_backend)
     names = [q.strip() for q in queues.split(",") if q.strip()]
     transport = app.new_transport()

@@ -24,12 +24,14 @@ def install_signal_handlers(worker: Worker) -> None:
         if worker.stopping:
             log.warning("kq: %s again: cold shutdown, exiting now (unacked tasks will be "
                         "redelivered by the broker)", name)
+            worker.abandon()
             os._exit(1)
         log.info("kq: %s: warm shutdown, finishing running tasks (send again to exit now)", name)
         worker.stop()
 
     def cold(signum: int, frame: FrameType | None) -> None:
         log.warning("kq: %s: cold shutdown, exiting now", signal.Signals(signum).name)
+        worker.abandon()
         os._exit(1)
 
     signal.signal(signal.SIGTERM, warm)
@@ -46,7 +48,8 @@ def install_signal_handlers(worker: Worker) -> None:
                    "Name it here (or in KQ_WORKER_POOL) for pools that must prepare the process "
                    "before the app is imported, such as gevent.")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1),
-              help="Tasks run at once. Default: the pool's default, usually the CPU count.")
+              help="Tasks run at once. Default: the pool's own default (threads: CPUs + 4 up to "
+                   "32, solo: 1, prefork: the CPU count).")
 @click.option("-Q", "--queues", metavar="Q1,Q2",
               help="Queues to consume, comma-separated. Default: the task_default_queue setting.")
 @click.option("-n", "--hostname", metavar="NAME", help="Worker name. Default: kq@<hostname>.")

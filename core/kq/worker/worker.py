@@ -137,6 +137,19 @@ class Worker:
         """Ask for a warm shutdown: stop consuming, finish running tasks, return the rest."""
         self._stopping.set()
 
+    def abandon(self) -> None:
+        """For a cold shutdown from a signal handler, just before the process exits: close the
+        consumer's connection so the broker takes back unacked messages now (SQLite and Redis
+        would otherwise wait for the visibility timeout). Best effort: the handler may have
+        interrupted the same connection mid-call, and then the timeout has to do."""
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            transport.close()
+        except Exception as exc:
+            log.warning("kq: could not close the broker connection on cold shutdown: %s", exc)
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
