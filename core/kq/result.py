@@ -24,7 +24,22 @@ def _outcome(meta: ResultMeta, propagate: bool, exc: BaseException | None = None
     return error
 
 
-class AsyncResult:
+class _StatePredicates:
+    """``ready``/``successful``/``failed``, derived from ``state`` for both result kinds."""
+
+    state: str
+
+    def ready(self) -> bool:
+        return self.state in READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == FAILURE
+
+
+class AsyncResult(_StatePredicates):
     """The outcome of a task sent to a worker, read from the app's result backend."""
 
     def __init__(self, id: str, app: Any = None, task_name: str | None = None) -> None:
@@ -57,15 +72,6 @@ class AsyncResult:
         return meta.state if meta is not None else PENDING
 
     status = state
-
-    def ready(self) -> bool:
-        return self.state in READY_STATES
-
-    def successful(self) -> bool:
-        return self.state == SUCCESS
-
-    def failed(self) -> bool:
-        return self.state == FAILURE
 
     @property
     def result(self) -> Any:
@@ -112,7 +118,7 @@ class AsyncResult:
         self.app.forget_result(self.id)
 
 
-class EagerResult:
+class EagerResult(_StatePredicates):
     """The outcome of :meth:`Task.apply`: already known, nothing stored.
 
     It keeps the original exception object, so ``get()`` re-raises exactly what the task raised.
@@ -131,15 +137,6 @@ class EagerResult:
         return self._meta.state
 
     status = state
-
-    def ready(self) -> bool:
-        return True
-
-    def successful(self) -> bool:
-        return self.state == SUCCESS
-
-    def failed(self) -> bool:
-        return self.state == FAILURE
 
     @property
     def result(self) -> Any:
