@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 from .current import request_var
-from .exceptions import NotRegistered, TaskRevoked, TimeLimitExceeded
+from .exceptions import BackendUnavailable, NotRegistered, TaskRevoked, TimeLimitExceeded
 from .pool import Job, Outcome
 from .protocol import ResultMeta, TaskMessage, exception_to_meta, utcnow
 from .request import Request
@@ -238,7 +238,11 @@ class Runner:
 
     def _store(self, message: TaskMessage, queue: str, state: str, result: Any,
                traceback: str | None = None) -> bool:
-        """Store a result, retrying while the backend is unreachable; False if it never could."""
+        """Store a result, retrying while the backend is unreachable; False if it never could.
+
+        Only ``BackendUnavailable`` (and ``OSError``) are retried: any other error is permanent
+        and is logged at once.
+        """
         meta = ResultMeta(task_id=message.id, state=state, result=result, traceback=traceback,
                           date_done=utcnow(), name=message.task, worker=self.hostname,
                           retries=message.retries, queue=queue)
@@ -248,7 +252,7 @@ class Runner:
             try:
                 self.app.store_result(meta, message.reply_to)
                 return True
-            except Exception as exc:
+            except (BackendUnavailable, OSError) as exc:
                 if time.monotonic() + delay > deadline:
                     log.error("kq: could not store the result of task %s (%s): %s",
                               message.id, message.task, exc)
@@ -256,5 +260,9 @@ class Runner:
                 if delay == 0.1:
                     log.warning("kq: result backend unavailable (%s); retrying for up to %.0f s",
                                 exc, self.app.conf.result_store_timeout)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            except Exception as exc:  # permanent: retrying cannot help
+                log.error("kq: could not store the result of task %s (%s): %r",
+                          message.id, message.task, exc)
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)

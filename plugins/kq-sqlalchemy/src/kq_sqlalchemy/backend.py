@@ -1,0 +1,172 @@
+"""What the PostgreSQL and MySQL backends share: the engine, the table, reads, deletes, errors.
+
+A subclass names its :class:`~kq_sqlalchemy.flavours.Flavour` and writes the one statement that
+differs between databases, the upsert; PostgreSQL also sends notifications in
+:meth:`SQLBackend._stored` and overrides :meth:`~kq.backend.ResultBackend.wait`.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from kq.backend import ResultBackend, StoredResult
+from kq.config import safe_url
+from kq.exceptions import BackendUnavailable
+
+from .config import database_url, parse_options
+from .flavours import Flavour
+from .schema import create_table, results_table
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's own message on one line (libpq's run over several); for a SQLAlchemy error,
+    that of the driver error inside it, never SQLAlchemy's text, which quotes the statement."""
+    return " ".join(str(getattr(exc, "orig", None) or exc).split())
+
+
+def unavailable(url: str, exc: BaseException) -> BackendUnavailable:
+    """The error the kernel retries on; it names the URL with the password masked."""
+    return BackendUnavailable(f"result backend {safe_url(url)} is unavailable: {reason(exc)}")
+
+
+def is_unavailable(exc: DBAPIError) -> bool:
+    """A lost or refused connection (also a server shutting down, a timeout, a deadlock victim):
+    worth retrying later, unlike an error in the statement itself."""
+    return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+
+
+class SQLBackend(ResultBackend):
+    """Results in one table, one row per task id, shared by every process using the database.
+
+    The engine is created on first use, and the table with it. Its pool pings a connection
+    before lending it out, so after a server restart the dead connections are replaced and the
+    backend works again by itself; while the server is down every call raises
+    :class:`~kq.exceptions.BackendUnavailable`. Options: see :class:`~kq_sqlalchemy.config.Options`.
+
+    Not fork-safe: make backends after forking, never share one across ``fork()``.
+    """
+
+    flavour: ClassVar[Flavour]
+    #: ``create_engine`` arguments particular to one database.
+    engine_options: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(url, options)
+        self.database_url = database_url(url, self.flavour)
+        self.config = parse_options(self.options)
+        self.table = results_table(self.config.table_name)
+        self._upsert = self.upsert(self.table)
+        columns = self.table.c
+        self._get = sa.select(columns.state, columns.payload).where(
+            columns.task_id == sa.bindparam("task_id"),
+            sa.or_(columns.expires_at.is_(None), columns.expires_at > sa.bindparam("now")),
+        )
+        self._forget = sa.delete(self.table).where(columns.task_id == sa.bindparam("task_id"))
+        self._cleanup = sa.delete(self.table).where(columns.expires_at <= sa.bindparam("now"))
+        self._lock = threading.Lock()
+        self._engine: sa.Engine | None = None
+        self._table_ready = False
+
+    @staticmethod
+    @abc.abstractmethod
+    def upsert(table: sa.Table) -> sa.Executable:
+        """An INSERT of one row (all columns but ``date_done`` as parameters) that replaces the
+        stored row with the same ``task_id`` instead of failing."""
+
+    @staticmethod
+    def replacements(new: Any) -> dict[str, Any]:
+        """The SET part of :meth:`upsert`: the columns a later store replaces, where ``new`` is the
+        dialect's name for the row being inserted (``excluded`` / ``inserted``)."""
+        return {"state": new.state, "payload": new.payload, "expires_at": new.expires_at,
+                "date_done": sa.func.current_timestamp()}
+
+    # -- ResultBackend --------------------------------------------------------------------
+
+    def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
+        """One transaction, one batched statement. Rows go in task id order, the same in every
+        process, so two batches sharing ids lock them in the same order and cannot deadlock;
+        an id given twice is written once, the later one winning, as it would have anyway."""
+        expires_at = None if ttl is None else time.time() + ttl
+        latest = {r.task_id: r for r in results}
+        rows = [
+            {"task_id": r.task_id, "state": r.state, "payload": r.payload, "expires_at": expires_at}
+            for _, r in sorted(latest.items())
+        ]
+        if rows:
+            with self._transaction() as conn:
+                conn.execute(self._upsert, rows)
+                self._stored(conn, rows)
+
+    def _stored(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Called inside the storing transaction, after the upsert."""
+
+    def get(self, task_id: str) -> StoredResult | None:
+        with self._transaction() as conn:
+            row = conn.execute(self._get, {"task_id": task_id, "now": time.time()}).first()
+        return None if row is None else StoredResult(task_id, row.state, bytes(row.payload))
+
+    def forget(self, task_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(self._forget, {"task_id": task_id})
+
+    def cleanup(self) -> int:
+        with self._transaction() as conn:
+            return conn.execute(self._cleanup, {"now": time.time()}).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+            self._engine = None
+            self._table_ready = False
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _engine_once(self) -> sa.Engine:
+        """The engine, created on first use (creating it does not connect)."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = sa.create_engine(
+                    self.database_url,
+                    pool_size=self.config.pool_size,
+                    max_overflow=self.config.max_overflow,
+                    pool_pre_ping=True,
+                    # Parameters are result payloads: never put them in logs or error messages.
+                    hide_parameters=True,
+                    connect_args={"connect_timeout": self.config.connect_timeout},
+                    **self.engine_options,
+                )
+            return self._engine
+
+    def _ready_engine(self) -> sa.Engine:
+        """The engine, with the table created on first use. A failed creation (server down) is
+        tried again by the next call."""
+        engine = self._engine
+        if engine is not None and self._table_ready:
+            return engine
+        engine = self._engine_once()
+        with self._lock:
+            if not self._table_ready:
+                create_table(engine, self.table)
+                self._table_ready = True
+        return engine
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction, committed at the end; connection failures, including
+        those while creating the table, come out as :class:`BackendUnavailable`."""
+        try:
+            with self._ready_engine().begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            if not is_unavailable(exc):
+                raise
+            raise unavailable(self.url, exc) from exc

@@ -1,0 +1,44 @@
+"""The results table, and creating it safely when many workers start at the same moment."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import LONGBLOB
+from sqlalchemy.exc import DBAPIError
+
+#: Results are opaque payloads, possibly megabytes: MySQL's plain BLOB stops at 64 KB.
+PAYLOAD = sa.LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb")
+
+
+def results_table(name: str) -> sa.Table:
+    """One row per task id. ``expires_at`` is in epoch seconds (``NULL``: kept until forgotten),
+    a plain number every dialect compares the same way, indexed for :meth:`cleanup`."""
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        # 155: Celery's width; a uuid4 needs 36.
+        sa.Column("task_id", sa.String(155), primary_key=True),
+        sa.Column("state", sa.String(50), nullable=False),
+        sa.Column("payload", PAYLOAD, nullable=False),
+        sa.Column("expires_at", sa.Double(), index=True),
+        # For people reading the table; the payload carries the date kq reads.
+        sa.Column("date_done", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.current_timestamp()),
+        mysql_engine="InnoDB",
+    )
+
+
+def create_table(engine: sa.Engine, table: sa.Table) -> None:
+    """Create ``table`` and its index unless the table exists.
+
+    When several processes start together, each may see no table and try to create it; all but
+    one then fail (PostgreSQL even with IF NOT EXISTS, on its catalog's unique index). Losing
+    that race is fine: the error is ignored when the table is there afterwards. On PostgreSQL
+    table and index are created in one transaction, so nobody sees a table without its index.
+    """
+    try:
+        with engine.begin() as conn:
+            table.create(conn, checkfirst=True)
+    except DBAPIError:
+        if not sa.inspect(engine).has_table(table.name):
+            raise
