@@ -16,13 +16,26 @@ from typing import ClassVar
 from kq.backend import BackendCapabilities, ResultBackend, StoredResult
 from kq.states import READY_STATES
 
-_changed = threading.Condition()
 #: task id -> (result, monotonic expiry time or None)
 _results: dict[str, tuple[StoredResult, float | None]] = {}
+#: Guards the store and wakes waiters. Made on first use, not at import: kq imports plugins
+#: before a green pool monkey-patches threading, and a condition made earlier would stay native
+#: and block the gevent/eventlet hub.
+_changed: threading.Condition | None = None
+_making = threading.Lock()  # held only for the instant of making it, never across a yield
+
+
+def _condition() -> threading.Condition:
+    global _changed
+    if _changed is None:
+        with _making:
+            if _changed is None:
+                _changed = threading.Condition()
+    return _changed
 
 
 def _live(task_id: str, now: float) -> StoredResult | None:
-    """The unexpired result of ``task_id``; the caller holds ``_changed``."""
+    """The unexpired result of ``task_id``; the caller holds the condition."""
     entry = _results.get(task_id)
     if entry is None:
         return None
@@ -39,13 +52,14 @@ class MemoryBackend(ResultBackend):
 
     def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
         expires = None if ttl is None else time.monotonic() + ttl
-        with _changed:
+        changed = _condition()
+        with changed:
             for result in results:
                 _results[result.task_id] = (result, expires)
-            _changed.notify_all()
+            changed.notify_all()
 
     def get(self, task_id: str) -> StoredResult | None:
-        with _changed:
+        with _condition():
             return _live(task_id, time.monotonic())
 
     def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
@@ -53,17 +67,18 @@ class MemoryBackend(ResultBackend):
             found = _live(task_id, time.monotonic())
             return found is not None and found.state in READY_STATES
 
-        with _changed:
-            _changed.wait_for(ready, timeout)
+        changed = _condition()
+        with changed:
+            changed.wait_for(ready, timeout)
             return _live(task_id, time.monotonic())
 
     def forget(self, task_id: str) -> None:
-        with _changed:
+        with _condition():
             _results.pop(task_id, None)
 
     def cleanup(self) -> int:
         now = time.monotonic()
-        with _changed:
+        with _condition():
             expired = [k for k, (_, expires) in _results.items() if expires is not None
                        and expires <= now]
             for task_id in expired:
