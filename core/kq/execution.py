@@ -182,7 +182,9 @@ class Runner:
             return Outcome(message.id, FAILURE, 0.0, error=str(error))
         request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
                                        redelivered=job.redelivered)
-        keep_result = not (message.ignore_result or task.ignore_result)
+        keep_result = bool(self.app.conf.result_backend) and not (
+            message.ignore_result or task.ignore_result
+        )
         if message.is_expired():
             reason = f"expired at {message.expires.isoformat()}" if message.expires else "expired"
             if self.hooks.revoked:

@@ -58,23 +58,31 @@ P = ParamSpec("P")
 K = TypeVar("K", bound="KombuTransport")
 
 
+def unavailable_error(exc: BaseException, connection: kombu.Connection | None, url: str,
+                      unavailable: type[KQError] = BrokerUnavailable) -> KQError | None:
+    """``unavailable`` (naming the URL with its password masked) if ``exc`` is one of
+    ``connection``'s connection or channel errors (see the module docstring for why channel
+    errors count), else ``None``."""
+    if connection is None or isinstance(exc, KQError):
+        return None
+    errors = (*connection.connection_errors, *connection.recoverable_connection_errors,
+              *connection.channel_errors, OSError)
+    if not isinstance(exc, errors):
+        return None
+    return unavailable(f"connection to {safe_url(url)} failed: {exc!r}")
+
+
 @contextmanager
 def kombu_errors(connection: kombu.Connection | None, url: str,
                  unavailable: type[KQError] = BrokerUnavailable) -> Iterator[None]:
-    """Re-raise ``connection``'s connection and channel errors as ``unavailable`` (see the module
-    docstring for why channel errors count), naming the URL with its password masked."""
+    """Re-raise what :func:`unavailable_error` translates."""
     try:
         yield
-    except KQError:
-        raise
     except Exception as exc:
-        if connection is None:
+        error = unavailable_error(exc, connection, url, unavailable)
+        if error is None:
             raise
-        errors = (*connection.connection_errors, *connection.recoverable_connection_errors,
-                  *connection.channel_errors, OSError)
-        if not isinstance(exc, errors):
-            raise
-        raise unavailable(f"lost the connection to {safe_url(url)}: {exc!r}") from exc
+        raise error from exc
 
 
 def connect(url: str, transport_options: Mapping[str, Any],
@@ -95,12 +103,18 @@ def connect(url: str, transport_options: Mapping[str, Any],
 
 
 def _translated(method: Callable[Concatenate[K, P], R]) -> Callable[Concatenate[K, P], R]:
-    """Run a public method under :func:`kombu_errors` for its instance's connection."""
+    """Let a public method raise BrokerUnavailable for its instance's connection errors (looked
+    up when it fails: the method may have opened the connection itself)."""
 
     @functools.wraps(method)
     def wrapper(self: K, *args: P.args, **kwargs: P.kwargs) -> R:
-        with kombu_errors(self._connection, self.url):
+        try:
             return method(self, *args, **kwargs)
+        except Exception as exc:
+            error = unavailable_error(exc, self._connection, self.url)
+            if error is None:
+                raise
+            raise error from exc
 
     return wrapper
 

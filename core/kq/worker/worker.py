@@ -297,13 +297,18 @@ class Worker:
         pool, tasks = self.pool, self.app.tasks
         while self._reserved and (free := pool.free_slots()) > 0:
             starting = [self._reserved.popleft() for _ in range(min(free, len(self._reserved)))]
+            late = {job.ticket: tasks[job.message.task].acks_late for job in starting}
+            self._to_ack.extend(self._deliveries[t] for t, acks_late in late.items()
+                                if not acks_late)
+            try:
+                self._flush_acks()  # early acks go out before the tasks start, in one batch
+            except BrokerUnavailable:
+                self._reserved.extendleft(reversed(starting))  # not started: still reserved
+                raise
             for job in starting:
-                acks_late = tasks[job.message.task].acks_late
-                self._running[job.ticket] = acks_late
-                if not acks_late:
-                    self._to_ack.append(self._take_delivery(job.ticket))
-            self._flush_acks()  # early acks go out before the tasks start, in one batch
-            for job in starting:
+                self._running[job.ticket] = late[job.ticket]
+                if not late[job.ticket]:
+                    self._take_delivery(job.ticket)
                 pool.submit(job, self._on_done)
 
     def _on_done(self, job: Job, outcome: Outcome) -> None:

@@ -1,0 +1,164 @@
+"""The ``amqp://`` broker: the kernel's kombu adapter on py-amqp, plus what RabbitMQ adds.
+
+* Publisher confirms (kombu's ``confirm_publish``): ``publish`` returns once RabbitMQ has taken
+  the message, persistent, into a durable queue.
+* Task queues are declared with ``x-max-priority`` and a dead-letter route to ``<queue>.dlq``.
+  RabbitMQ refuses (406) to redeclare a queue with other arguments; such a queue (declared by
+  Celery, say) is used as it is, with a warning, so kq never fails to start on it.
+* Delays without holding messages in the worker: a message due in *d* ms waits in the queue
+  ``<queue>.delay.<ttl>``, whose ``x-message-ttl`` is *d* rounded up to
+  :data:`DELAY_PRECISION_BITS` significant bits, and which dead-letters expired messages into
+  ``<queue>``. Every message of one delay queue has the same TTL, so expiring at the head is
+  exact (per-message TTLs in one queue would wait behind a longer one).
+* Acks of a run of deliveries go out as one ``basic.ack(multiple=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from amqp.exceptions import PreconditionFailed
+
+from kq.exceptions import ConfigurationError, PluginError
+from kq.kombu_transport import KombuTransport
+from kq.transport import TransportCapabilities
+
+log = logging.getLogger("kq.amqp")
+
+#: A delay keeps this many significant bits when it is rounded up to its delay queue's TTL, so
+#: a delayed message arrives less than 1/128 of its delay late (never early), and one octave of
+#: delays (1-2 s, 1-2 min, ...) needs at most 128 delay queues.
+DELAY_PRECISION_BITS = 8
+#: How long a delay queue outlives its TTL once unused (``x-expires`` = TTL + this); a publisher
+#: redeclares it after half this time, so a waiting message always finds its queue alive.
+DELAY_QUEUE_LEASE_MS = 60_000
+#: The longest wait one delay queue provides (Erlang timers stop at 2**32 - 1 ms, ~49 days;
+#: this keeps TTL + lease below 2**31). A message due later arrives early and the worker holds
+#: it until it is due, as for a broker without native delay.
+MAX_DELAY_MS = 2**31 - 1 - DELAY_QUEUE_LEASE_MS
+QUEUE_TYPES = ("classic", "quorum")
+DEAD_LETTER_SUFFIX = ".dlq"
+
+
+def delay_bucket(delay_ms: int) -> int:
+    """``delay_ms`` rounded up to at most :data:`DELAY_PRECISION_BITS` significant bits."""
+    shift = max(delay_ms.bit_length() - DELAY_PRECISION_BITS, 0)
+    return -(-delay_ms >> shift) << shift
+
+
+class AMQPTransport(KombuTransport):
+    """RabbitMQ through py-amqp. Options (``broker_transport_options``), besides kombu's own:
+
+    ``queue_type``: ``"classic"`` (default) or ``"quorum"`` for task queues and their dead-letter
+    queues. ``max_priority``: the queues' ``x-max-priority`` (default 10; ``None`` for none; must
+    be ``None`` for quorum queues, which RabbitMQ 3.x gives no priorities). ``dead_letter``:
+    route rejected messages to ``<queue>.dlq`` (default true). Setting both off declares queues
+    exactly as Celery does by default. ``prefetch_count``: see :mod:`kq.kombu_transport`.
+    """
+
+    capabilities: ClassVar[TransportCapabilities] = TransportCapabilities(
+        priorities=True, native_delay=True, fanout=True, dead_letter=True
+    )
+    transport_defaults: ClassVar[Mapping[str, Any]] = {"confirm_publish": True}
+    adapter_options: ClassVar[frozenset[str]] = KombuTransport.adapter_options | {
+        "queue_type", "max_priority", "dead_letter",
+    }
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(url, options)
+        self.queue_type: str = self.options.get("queue_type", "classic")
+        if self.queue_type not in QUEUE_TYPES:
+            raise _invalid("queue_type", self.queue_type, "'classic' or 'quorum'")
+        quorum = self.queue_type == "quorum"
+        self.max_priority: int | None = self.options.get("max_priority", None if quorum else 10)
+        if self.max_priority is not None and (
+            type(self.max_priority) is not int or not 1 <= self.max_priority <= 255 or quorum
+        ):
+            allowed = "None for quorum queues" if quorum else "a whole number 1-255 or None"
+            raise _invalid("max_priority", self.max_priority, allowed)
+        self.dead_letter: bool = self.options.get("dead_letter", True)
+        if not isinstance(self.dead_letter, bool):
+            raise _invalid("dead_letter", self.dead_letter, "true or false")
+
+    def _reset(self) -> None:
+        super()._reset()
+        #: delay queue -> monotonic time this connection last declared it
+        self._delay_declared: dict[str, float] = {}
+
+    # -- queues -----------------------------------------------------------------------------
+
+    def _declare_task_queue(self, name: str) -> None:
+        kind = {"x-queue-type": "quorum"} if self.queue_type == "quorum" else {}
+        if name.endswith(DEAD_LETTER_SUFFIX):
+            # Read to inspect or replay dead letters: declared as kq declares it for its queue.
+            declarations = [(name, kind)]
+        else:
+            arguments: dict[str, Any] = dict(kind)
+            if self.max_priority is not None:
+                arguments["x-max-priority"] = self.max_priority
+            declarations = [(name, arguments)]
+            if self.dead_letter:
+                arguments["x-dead-letter-exchange"] = ""
+                arguments["x-dead-letter-routing-key"] = name + DEAD_LETTER_SUFFIX
+                declarations.append((name + DEAD_LETTER_SUFFIX, kind))
+
+        def declare(channel: Any) -> None:
+            for queue, queue_arguments in declarations:
+                channel.queue_declare(queue, durable=True, auto_delete=False,
+                                      arguments=queue_arguments)
+
+        try:
+            self._aside(declare)
+        except PreconditionFailed as exc:
+            log.warning(
+                "kq: queue %s exists with other arguments than kq's, so kq uses it as it is "
+                "(its own priorities and dead-lettering, if any): %s", name, exc.reply_text,
+            )
+
+    def _route(self, queue: str, eta: datetime | None) -> str:
+        """``queue`` for a message due now, else the delay queue that feeds it when due."""
+        if eta is None:
+            return queue
+        delay = math.ceil((eta.timestamp() - time.time()) * 1000)
+        if delay <= 0:
+            return queue
+        ttl = delay_bucket(min(delay, MAX_DELAY_MS))
+        name = f"{queue}.delay.{ttl}"
+        now = time.monotonic()
+        if now - self._delay_declared.get(name, -math.inf) >= DELAY_QUEUE_LEASE_MS / 2000:
+            arguments = {
+                "x-message-ttl": ttl,
+                "x-expires": ttl + DELAY_QUEUE_LEASE_MS,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue,
+            }
+            try:
+                self._aside(lambda channel: channel.queue_declare(
+                    name, durable=True, auto_delete=False, arguments=arguments))
+            except PreconditionFailed as exc:
+                raise PluginError(f"cannot use delay queue {name}: {exc.reply_text}") from exc
+            self._delay_declared[name] = now
+        return name
+
+    # -- acks -------------------------------------------------------------------------------
+
+    def _send_acks(self, messages: list[Any]) -> None:
+        """One ``basic.ack(multiple=True)`` when no older delivery of the channel is unsettled
+        (it would be acked too), else one ack each."""
+        last = max(messages, key=lambda message: message.delivery_tag)
+        oldest = next(iter(self._unsettled), None)  # insertion order is delivery order
+        if len(messages) > 1 and (oldest is None or oldest > last.delivery_tag):
+            last.ack(multiple=True)
+        else:
+            super()._send_acks(messages)
+
+
+def _invalid(option: str, value: Any, allowed: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"broker_transport_options[{option!r}] must be {allowed}, got {value!r}"
+    )

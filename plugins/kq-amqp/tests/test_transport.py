@@ -1,0 +1,249 @@
+"""What the amqp:// transport does beyond the contract suite, against the real RabbitMQ."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import amqp
+import pytest
+
+from kq.exceptions import BrokerUnavailable, ConfigurationError
+from kq.protocol import utcnow
+from kq.testing.contracts.transport import body_n, drain, envelope
+from kq_amqp.transport import DELAY_PRECISION_BITS, AMQPTransport, delay_bucket
+
+
+@pytest.fixture
+def make(amqp_url: str) -> Iterator[Callable[..., AMQPTransport]]:
+    made: list[AMQPTransport] = []
+
+    def make_transport(**options: Any) -> AMQPTransport:
+        made.append(AMQPTransport(amqp_url, options))
+        return made[-1]
+
+    yield make_transport
+    for transport in made:
+        transport.close()
+
+
+# -- confirms -------------------------------------------------------------------------------
+
+def test_publish_returns_once_the_queue_holds_the_message(make: Callable[..., AMQPTransport],
+                                                           queue_name: Callable[[], str]) -> None:
+    # Without confirms a passive declare right after publishing often counts fewer messages.
+    transport, queue = make(), queue_name()
+    for n in range(1, 31):
+        transport.publish(queue, envelope(n))
+        assert transport.depth(queue) == n
+
+
+def test_a_publish_the_broker_refuses_raises(make: Callable[..., AMQPTransport],
+                                             queue_name: Callable[[], str],
+                                             admin: amqp.Channel) -> None:
+    queue = queue_name()
+    admin.queue_declare(queue, durable=True, auto_delete=False,
+                        arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    transport = make()
+    transport.publish(queue, envelope(1))
+    with pytest.raises(BrokerUnavailable, match="MessageNacked"):
+        transport.publish(queue, envelope(2))  # nacked: only a confirmed publish can tell
+
+
+# -- queue arguments: priorities, dead letters, existing queues, quorum ---------------------
+
+def test_rejected_message_is_dead_lettered_with_x_death(make: Callable[..., AMQPTransport],
+                                                        queue_name: Callable[[], str],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    transport, queue = make(), queue_name()
+    transport.publish(queue, envelope(1, priority=3))
+    [got] = drain(transport, [queue], 1, ack=False)
+    transport.reject(got, requeue=False, reason="unknown-task: test")
+    with caplog.at_level(logging.WARNING, logger="kq.amqp"):
+        [dead] = drain(transport, [f"{queue}.dlq"], 1)
+    assert caplog.text == ""  # the dead-letter queue is declared as it was, without a 406
+    assert body_n(dead) == 1 and dead.envelope.priority == 3
+    [death] = dead.envelope.headers["x-death"]
+    assert death["reason"] == "rejected" and death["queue"] == queue and death["count"] == 1
+
+
+def test_priorities_order_a_backlog(make: Callable[..., AMQPTransport],
+                                    queue_name: Callable[[], str]) -> None:
+    transport, queue = make(), queue_name()
+    priorities = [n % 10 for n in range(40)]
+    transport.publish_many((queue, envelope(n, priority=p)) for n, p in enumerate(priorities))
+    got = drain(transport, [queue], 40)
+    assert [d.envelope.priority for d in got] == sorted(priorities, reverse=True)
+    for priority in range(10):  # FIFO within a priority
+        ns = [body_n(d) for d in got if d.envelope.priority == priority]
+        assert ns == sorted(ns)
+
+
+def test_a_queue_declared_with_other_arguments_is_used_as_it_is(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue = queue_name()
+    admin.queue_declare(queue, durable=True, auto_delete=False)  # as Celery declares it
+    transport = make()
+    with caplog.at_level(logging.WARNING, logger="kq.amqp"):
+        transport.publish(queue, envelope(1, priority=1))
+        transport.publish(queue, envelope(2, priority=9))
+    assert "inequivalent arg" in caplog.text and queue in caplog.text
+    got = drain(transport, [queue], 2, ack=False)
+    assert [body_n(d) for d in got] == [1, 2]  # no priorities on this queue
+    transport.reject(got[0], requeue=False)  # no dead-letter route: dropped, not an error
+    transport.ack(got[1:])
+    assert transport.depth(queue) == 0
+    assert transport.depth(f"{queue}.dlq") == 0
+
+
+def test_without_priority_and_dead_letter_queues_are_declared_like_celerys(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel,
+) -> None:
+    queue = queue_name()
+    make(max_priority=None, dead_letter=False).publish(queue, envelope(1))
+    ok = admin.queue_declare(queue, durable=True, auto_delete=False)  # no 406
+    assert ok.message_count == 1
+
+
+def test_quorum_queues_give_back_and_dead_letter_too(make: Callable[..., AMQPTransport],
+                                                      queue_name: Callable[[], str]) -> None:
+    first, queue = make(queue_type="quorum"), queue_name()
+    first.publish_many((queue, envelope(n)) for n in range(2))
+    assert len(drain(first, [queue], 2, ack=False)) == 2
+    first.close()  # unacked: back in the queue
+    second = make(queue_type="quorum")
+    got = drain(second, [queue], 2, ack=False)
+    assert sorted(body_n(d) for d in got) == [0, 1] and all(d.redelivered for d in got)
+    second.ack(got[:1])
+    second.reject(got[1], requeue=False, reason="test")
+    assert [body_n(d) for d in drain(second, [f"{queue}.dlq"], 1)] == [body_n(got[1])]
+
+
+@pytest.mark.parametrize("options, name", [
+    ({"queue_type": "stream"}, "queue_type"),
+    ({"queue_type": "quorum", "max_priority": 10}, "max_priority"),
+    ({"max_priority": 0}, "max_priority"),
+    ({"max_priority": True}, "max_priority"),
+    ({"dead_letter": "yes"}, "dead_letter"),
+])
+def test_invalid_options_name_the_option(amqp_url: str, options: dict[str, Any], name: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"broker_transport_options\\['{name}'\\]"):
+        AMQPTransport(amqp_url, options)
+
+
+# -- delay queues ---------------------------------------------------------------------------
+
+def test_delay_bucket_rounds_up_by_less_than_a_128th() -> None:
+    assert [delay_bucket(ms) for ms in (1, 255, 256, 257, 1500)] == [1, 255, 256, 258, 1504]
+    for ms in (300, 1_000, 60_000, 3_600_000, 86_400_000, 2**31 - 1):
+        bucket = delay_bucket(ms)
+        assert ms <= bucket < ms + ms / 2 ** (DELAY_PRECISION_BITS - 1)
+        assert (bucket >> max(bucket.bit_length() - DELAY_PRECISION_BITS, 0)).bit_length() \
+            <= DELAY_PRECISION_BITS
+
+
+def test_delayed_message_waits_in_the_broker_until_due(make: Callable[..., AMQPTransport],
+                                                       queue_name: Callable[[], str]) -> None:
+    publisher, consumer, queue = make(), make(), queue_name()
+    due = utcnow() + timedelta(seconds=1.5)
+    publisher.publish(queue, envelope(1, priority=5), eta=due)
+    publisher.publish(queue, envelope(2), eta=utcnow() - timedelta(seconds=5))  # overdue: now
+    assert [body_n(d) for d in drain(consumer, [queue], 1)] == [2]
+    assert publisher.depth(queue) == 0  # the early one is not in the queue, nor in a consumer
+    [got] = drain(consumer, [queue], 1, timeout=30)
+    assert utcnow() >= due
+    assert body_n(got) == 1 and got.envelope.priority == 5
+    [death] = got.envelope.headers["x-death"]
+    assert death["reason"] == "expired" and death["queue"].startswith(f"{queue}.delay.")
+
+
+def test_delays_of_one_bucket_share_a_queue(make: Callable[..., AMQPTransport],
+                                            queue_name: Callable[[], str]) -> None:
+    transport, queue = make(), queue_name()
+    eta = utcnow() + timedelta(seconds=60)
+    for n in range(3):
+        transport.publish(queue, envelope(n), eta=eta)
+    delay_queues = [q for q in transport._delay_declared if q.startswith(f"{queue}.delay.")]
+    assert len(delay_queues) <= 2  # the three delays differ by milliseconds
+    assert sum(transport.depth(q) for q in delay_queues) == 3
+    for name in delay_queues:
+        transport.purge(name)
+
+
+# -- acks -----------------------------------------------------------------------------------
+
+def test_a_run_of_the_oldest_deliveries_is_acked_with_one_multiple_ack(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str],
+) -> None:
+    transport, queue = make(), queue_name()
+    transport.publish_many((queue, envelope(n)) for n in range(6))
+    got = drain(transport, [queue], 6, ack=False)
+    acks: list[tuple[int, bool]] = []
+    channel = transport._channel
+    real_ack = channel.basic_ack
+
+    def spy(delivery_tag: int, multiple: bool = False) -> None:
+        acks.append((delivery_tag, multiple))
+        real_ack(delivery_tag, multiple=multiple)
+
+    channel.basic_ack = spy
+    tags = [d.tag.delivery_tag for d in got]
+    transport.ack(got[:3])  # tags 1-3: nothing older is unsettled
+    transport.ack([got[4], got[5]])  # 4 is still unsettled: one by one
+    transport.ack(got[3:])  # 4, and 5-6 again (harmless)
+    assert acks == [(tags[2], True), (tags[4], False), (tags[5], False), (tags[3], False)]
+    transport.close()
+    assert make().fetch([queue], 10, 0.5) == []  # all really acked
+
+
+# -- connection loss ------------------------------------------------------------------------
+
+def test_every_operation_raises_broker_unavailable_with_the_password_masked() -> None:
+    transport = AMQPTransport("amqp://guest:s3cret@127.0.0.1:1//")  # nothing listens on port 1
+    calls: list[Callable[[], Any]] = [
+        lambda: transport.publish("q", envelope()),
+        lambda: transport.publish("q", envelope(), eta=utcnow() + timedelta(seconds=5)),
+        lambda: transport.fetch(["q"], 1, 0.1),
+        lambda: transport.purge("q"),
+        lambda: transport.depth("q"),
+        lambda: transport.broadcast("c", envelope()),
+        lambda: transport.subscribe("c"),
+    ]
+    for call in calls:
+        with pytest.raises(BrokerUnavailable, match=r"amqp://guest:\*\*@127\.0\.0\.1:1//") as info:
+            call()
+        assert "s3cret" not in str(info.value)
+
+
+def test_a_connection_the_broker_closes_raises_broker_unavailable_and_old_acks_are_skipped(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str],
+    close_from_server: Callable[[Any], None],
+) -> None:
+    transport, queue = make(), queue_name()
+    transport.publish_many((queue, envelope(n)) for n in range(3))
+    got = drain(transport, [queue], 3, ack=False)
+    close_from_server(transport._connection)
+    with pytest.raises(BrokerUnavailable, match="CONNECTION_FORCED"):
+        transport.fetch([queue], 10, 5)
+    transport.close()  # what the worker does; it must not raise
+    fresh = make()
+    fresh.ack(got)  # fetched on the dead channel: skipped, not an error, not a reconnect loop
+    again = drain(fresh, [queue], 3)
+    assert sorted(body_n(d) for d in again) == [0, 1, 2]
+    assert all(d.redelivered for d in again)
+
+
+def test_subscription_queues_go_away_with_the_connection(make: Callable[..., AMQPTransport],
+                                                         admin: amqp.Channel) -> None:
+    subscriber = make()
+    queue = subscriber.subscribe("kq-amqp-test-bcast")
+    with pytest.raises(amqp.exceptions.ResourceLocked):  # exists, and only for its connection
+        admin.queue_declare(queue, passive=True)
+    subscriber.close()
+    with pytest.raises(amqp.exceptions.NotFound):
+        admin.queue_declare(queue, passive=True)
+    admin.exchange_delete("kq-amqp-test-bcast")  # py-amqp reopened the channel after the 404
