@@ -1,4 +1,4 @@
-"""kq-threads: the ``threads`` pool, which runs tasks in a fixed set of threads."""
+"""kq-threads: the ``threads`` pool, which runs tasks in threads."""
 
 from __future__ import annotations
 
@@ -17,6 +17,6 @@ def kq_pools() -> list[PoolSpec]:
             name="threads",
             factory=ThreadPool,
             default_concurrency=DEFAULT_CONCURRENCY,
-            description="a fixed set of threads in the worker's process; for I/O-bound tasks",
+            description="threads in the worker's process; for I/O-bound tasks; soft time limits, autoscale",
         )
     ]

@@ -1,4 +1,4 @@
-"""The threads pool: a fixed set of threads fed by one queue.
+"""The threads pool: a set of threads fed by one queue.
 
 Threads share the worker's process, so this pool suits I/O-bound tasks (network calls, database
 queries), which release the GIL while they wait. CPU-bound tasks belong in a process pool.
@@ -7,11 +7,13 @@ Why not :class:`concurrent.futures.ThreadPoolExecutor`: it allocates a ``Future`
 condition variable) per job only for us to turn it back into a callback; its threads are joined
 at interpreter exit, so ``shutdown(wait=False)`` cannot really abandon a running task; and its
 free capacity is not observable, so we would keep our own count anyway. The pool below is the
-part of it we need: a ``SimpleQueue``, one lock-guarded counter, ``concurrency`` threads.
+part of it we need: a ``SimpleQueue``, one lock-guarded counter, ``concurrency`` threads, and a
+:class:`~kq_threads.watchdog.Watchdog` for soft time limits.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -22,6 +24,8 @@ from collections.abc import Callable
 from kq.exceptions import ConfigurationError, PoolClosed
 from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext
 from kq.states import FAILURE
+
+from .watchdog import Alarm, Watchdog
 
 log = logging.getLogger("kq.pool.threads")
 
@@ -40,9 +44,12 @@ class ThreadPool(Pool):
     them. A worker that stops without a warm shutdown (a second Ctrl-C, an error) exits at
     once, and its unacknowledged tasks are redelivered, instead of hanging on idle threads or
     on a task that may never end.
+
+    Soft time limits are raised inside the task's thread (see :mod:`kq_threads.watchdog`);
+    hard ones cannot be: a thread cannot be killed, so the worker warns that it runs without.
     """
 
-    capabilities = PoolCapabilities()
+    capabilities = PoolCapabilities(soft_time_limit=True, autoscale=True)
 
     def __init__(self, context: PoolContext) -> None:
         super().__init__(context)
@@ -51,18 +58,23 @@ class ThreadPool(Pool):
                 f"worker_concurrency must be at least 1 for the threads pool, "
                 f"got {context.concurrency}"
             )
+        self._size = context.concurrency
         self._jobs: queue.SimpleQueue[tuple[Job, OnDone] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending = 0  # submitted and not finished: queued plus running
         self._closed = False
         self._abandoned = False
         self._threads: list[threading.Thread] = []
+        self._names = itertools.count()
+        self._watchdog = Watchdog("kq-threads-watchdog")
+
+    @property
+    def concurrency(self) -> int:
+        return self._size
 
     def start(self) -> None:
-        for n in range(self.concurrency):
-            thread = threading.Thread(target=self._work, name=f"kq-threads-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        with self._lock:
+            self._add_threads(self._size)
 
     def submit(self, job: Job, on_done: OnDone) -> None:
         with self._lock:
@@ -74,7 +86,29 @@ class ThreadPool(Pool):
     def free_slots(self) -> int:
         if self._closed:
             return 0
-        return max(0, self.concurrency - self._pending)
+        return max(0, self._size - self._pending)
+
+    def grow(self, n: int) -> None:
+        """Start ``n`` more threads."""
+        with self._lock:
+            if self._closed:
+                return
+            self._size += n
+            self._add_threads(n)
+
+    def shrink(self, n: int) -> None:
+        """Retire up to ``n`` idle threads, keeping at least one.
+
+        The slots go at once; each retiring thread leaves when it takes its stop marker from
+        the queue, after any job queued before it.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            retire = max(0, min(n, self._size - self._pending, self._size - 1))
+            self._size -= retire
+        for _ in range(retire):
+            self._jobs.put(None)
 
     def shutdown(self, wait: bool) -> None:
         """Stop the threads once the queue is empty; ``wait=False`` also drops queued jobs
@@ -83,23 +117,29 @@ class ThreadPool(Pool):
             first = not self._closed
             self._closed = True
             self._abandoned = self._abandoned or not wait
+            threads = list(self._threads)
         if first:
-            for _ in self._threads:
+            for _ in threads:
                 self._jobs.put(None)
         if wait:
-            for thread in self._threads:
+            for thread in threads:
                 thread.join()
+        self._watchdog.stop()
+
+    def _add_threads(self, count: int) -> None:
+        """Start ``count`` threads; call with the lock held."""
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        for _ in range(count):
+            name = f"kq-threads-{next(self._names)}"
+            thread = threading.Thread(target=self._work, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _work(self) -> None:
         runner = self.context.runner
         while (item := self._jobs.get()) is not None and not self._abandoned:
             job, on_done = item
-            begin = time.perf_counter()
-            try:
-                outcome = runner(job)
-            except BaseException as exc:  # incl. SystemExit: this thread and its slot must live
-                outcome = Outcome(job.message.id, FAILURE, time.perf_counter() - begin,
-                                  error=f"{type(exc).__name__}: {exc}")
+            outcome = self._run(runner, job)
             with self._lock:
                 self._pending -= 1  # before on_done: the worker refills as soon as it hears
             if self._abandoned:
@@ -108,3 +148,29 @@ class ThreadPool(Pool):
                 on_done(job, outcome)
             except Exception:
                 log.exception("kq: on_done failed for task %s", job.message.id)
+
+    def _run(self, runner: Callable[[Job], Outcome], job: Job) -> Outcome:
+        """Run one job under its soft limit; whatever happens, return its outcome.
+
+        The limit can fire the moment it is armed, so arming is inside the guarded block:
+        wherever the exception lands in this thread (before the runner, in it, after it), it
+        ends here, and ``disarm`` makes sure it cannot land anywhere later.
+        """
+        begin = time.perf_counter()
+        alarm: Alarm | None = None
+        outcome: Outcome | None = None
+        try:
+            try:
+                if job.soft_time_limit is not None:
+                    alarm = self._watchdog.arm(job.soft_time_limit)
+                outcome = runner(job)
+            finally:
+                if alarm is not None:
+                    self._watchdog.disarm(alarm)
+        except BaseException as exc:  # incl. SystemExit: this thread and its slot must live
+            # Also a soft limit that fired as the job began or ended and arrived outside the
+            # runner: when the runner did return, its outcome stands.
+            if outcome is None:
+                outcome = Outcome(job.message.id, FAILURE, time.perf_counter() - begin,
+                                  error=f"{type(exc).__name__}: {exc}")
+        return outcome
