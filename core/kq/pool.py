@@ -23,8 +23,9 @@ from typing import Any, ClassVar
 
 import attrs
 
-from .exceptions import PluginError
+from .exceptions import ConfigurationError, PluginError
 from .protocol import TaskMessage
+from .states import FAILURE
 
 
 @attrs.frozen
@@ -56,6 +57,23 @@ class Outcome:
     #: result could not be stored. The kernel decides; pools pass it through.
     requeue: bool = False
 
+    @classmethod
+    def failed(cls, job: Job, exc: BaseException, runtime: float = 0.0) -> Outcome:
+        """A FAILURE outcome for ``job`` naming ``exc``: what a pool reports when the runner
+        itself raised (which it should never do) so that the worker can go on."""
+        return cls(job.message.id, FAILURE, runtime, error=f"{type(exc).__name__}: {exc}")
+
+
+def report_lost(job: Job, exc: BaseException, runtime: float = 0.0) -> Outcome:
+    """The default :attr:`PoolContext.lost` where no worker supplies one (tests, embedding):
+    the job failed, nothing is stored."""
+    return Outcome.failed(job, exc, runtime)
+
+
+def _at_least_one(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"worker_concurrency must be at least 1, got {value!r}")
+
 
 @attrs.frozen
 class PoolCapabilities:
@@ -75,7 +93,7 @@ class PoolCapabilities:
 class PoolContext:
     """Everything a pool gets from the worker when it is created."""
 
-    concurrency: int
+    concurrency: int = attrs.field(validator=_at_least_one)
     #: Runs one job to the end in the calling thread and returns its outcome; never raises.
     runner: Callable[[Job], Outcome]
     #: ``module:attribute`` of the app, for pools that rebuild it in child processes.
@@ -84,9 +102,10 @@ class PoolContext:
     options: Mapping[str, Any] = attrs.field(factory=dict)
     #: Reports a job that could not run to its end, in the worker's process:
     #: ``lost(job, exc, runtime)`` stores the failure (or decides to requeue) and returns the
-    #: Outcome to pass to ``on_done``. Pass ``kq.exceptions.WorkerLostError`` when the job's
-    #: process died and ``kq.exceptions.TimeLimitExceeded`` when the pool stopped it.
-    lost: Callable[..., Outcome] | None = None
+    #: Outcome to pass to ``on_done``; it never raises. Pass ``kq.exceptions.WorkerLostError``
+    #: when the job's process died and ``kq.exceptions.TimeLimitExceeded`` when the pool
+    #: stopped it. The worker passes :meth:`kq.execution.Runner.lost`.
+    lost: Callable[..., Outcome] = report_lost
     #: Replace a child after this many jobs / above this RSS in KiB (``max_tasks_per_child``).
     max_tasks_per_child: int | None = None
     max_memory_per_child: int | None = None
