@@ -258,7 +258,11 @@ class App:
                     if not url:
                         raise KQError("this app has no result backend (result_backend is None)")
                     spec = self.plugins.backend_for(url)
-                    self._backend = spec.factory(url, self.conf.result_backend_options)
+                    options = dict(self.conf.result_backend_options)
+                    if spec.capabilities.reply_to:
+                        # Results travel over the broker (rpc://): tell the backend which one.
+                        options.setdefault("broker_url", self.conf.broker_url)
+                    self._backend = spec.factory(url, options)
         return self._backend
 
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802

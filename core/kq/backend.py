@@ -49,6 +49,8 @@ class BackendCapabilities:
     #: client names its queue with :meth:`ResultBackend.reply_queue`, the kernel puts it in each
     #: message's ``reply_to``, and the worker's ``store_many`` receives it in
     #: ``StoredResult.reply_to``. Such results can be read only by the client that sent the task.
+    #: The app passes its own broker URL to such a backend as the ``broker_url`` option (unless
+    #: ``result_backend_options`` sets one), so ``rpc://`` means "through the app's broker".
     reply_to: bool = False
 
 

@@ -68,3 +68,24 @@ def test_eta_task_waits_until_due(kq_app):
         sent_at = time.time()
         result = stamp.apply_async(countdown=1.5)
         assert result.get(timeout=30) >= sent_at + 1.4
+
+
+def test_rpc_backend_uses_the_apps_rabbitmq_broker():
+    from kq.testing.servers import require
+
+    require("rabbitmq")
+    app = App("rpc", broker="amqp://guest:guest@127.0.0.1:5672//", backend="rpc://",
+              task_default_queue="kq-rpc-thread-test")
+
+    @app.task
+    def add(x, y):
+        return x + y
+
+    try:
+        with worker_thread(app, pool="threads", concurrency=2):
+            assert [add.delay(n, n).get(timeout=30) for n in range(20)] == [2 * n for n in range(20)]
+    finally:
+        transport = app.new_transport()
+        transport.purge("kq-rpc-thread-test")
+        transport.close()
+        app.close()

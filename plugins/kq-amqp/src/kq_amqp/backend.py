@@ -54,8 +54,8 @@ R = TypeVar("R")
 
 def broker_url_of(url: str, options: Mapping[str, Any]) -> str:
     """The AMQP address an rpc URL means: ``rpc+amqp://...`` carries it after the ``rpc+``;
-    plain ``rpc://`` takes it from the ``broker_url`` option, because a backend is given only
-    its own URL and options, not the app's broker URL."""
+    plain ``rpc://`` takes it from the ``broker_url`` option, which the app fills in with its
+    own broker URL (a ``result_backend_options`` entry wins)."""
     scheme, _, rest = url.partition("://")
     if scheme != "rpc":
         return url[len("rpc+"):]
@@ -66,10 +66,12 @@ def broker_url_of(url: str, options: Mapping[str, Any]) -> str:
         )
     broker = options.get("broker_url")
     if not isinstance(broker, str) or broker.partition("://")[0] not in ("amqp", "amqps", "pyamqp"):
+        shown = safe_url(broker) if isinstance(broker, str) else repr(broker)
         raise ConfigurationError(
-            "result_backend 'rpc://' sends results through RabbitMQ but is not told the app's "
-            "broker URL: set result_backend_options={'broker_url': 'amqp://...'} or write the "
-            f"backend as 'rpc+amqp://user:password@host:5672/vhost' (broker_url: {broker!r})"
+            "result_backend 'rpc://' sends results through the app's broker, which must be "
+            "RabbitMQ (amqp://); with another broker set result_backend_options="
+            "{'broker_url': 'amqp://...'} or write the backend as "
+            f"'rpc+amqp://user:password@host:5672/vhost' (broker_url: {shown})"
         )
     return broker
 
