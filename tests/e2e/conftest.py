@@ -52,15 +52,17 @@ def client(db_url: str) -> Iterator[App]:
 
 @pytest.fixture
 def start_worker(tmp_path: pathlib.Path, env: dict[str, str]) -> Iterator:
-    """Start ``kq worker -A e2e_app:app ARGS...`` processes; all are killed at teardown."""
+    """Start ``kq worker -A APP ARGS...`` processes (APP defaults to ``e2e_app:app``, any
+    module in ``apps/`` will do), named ``<name><n>@test``; all are killed at teardown."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, name: str = "w") -> WorkerProcess:
-        worker = WorkerProcess("e2e_app:app", ["-n", f"{name}{len(started)}@test", *args],
+    def start(*args: str, name: str = "w", app: str = "e2e_app:app",
+              wait_ready: float = 30.0) -> WorkerProcess:
+        worker = WorkerProcess(app, ["-n", f"{name}{len(started)}@test", *args],
                                env=env, cwd=str(APPS),
                                log_path=str(tmp_path / f"{name}{len(started)}.log"))
         started.append(worker)
-        return worker.start()
+        return worker.start(wait_ready=wait_ready)
 
     yield start
     for worker in started:

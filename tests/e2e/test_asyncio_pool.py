@@ -1,34 +1,19 @@
 """Real `kq worker` processes: the asyncio pool, threads' soft time limit, the asyncio client."""
 
 import asyncio
-import pathlib
+import functools
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from kq.testing.worker import WorkerProcess
-
 pytestmark = pytest.mark.slow
-
-APPS = pathlib.Path(__file__).parent / "apps"
 
 
 @pytest.fixture
-def start_async_worker(tmp_path: pathlib.Path, env: dict[str, str]) -> Iterator:
-    """Start ``kq worker -A async_app:app ARGS...`` processes; all are killed at teardown."""
-    started: list[WorkerProcess] = []
-
-    def start(*args: str) -> WorkerProcess:
-        name = f"async{len(started)}"
-        worker = WorkerProcess("async_app:app", ["-n", f"{name}@test", *args], env=env,
-                               cwd=str(APPS), log_path=str(tmp_path / f"{name}.log"))
-        started.append(worker)
-        return worker.start(wait_ready=60)
-
-    yield start
-    for worker in started:
-        worker.__exit__(None, None, None)
+def start_async_worker(start_worker):
+    """``start_worker`` for ``async_app:app``; these workers keep the 60 s to get ready they
+    always had (30 s is the default)."""
+    return functools.partial(start_worker, app="async_app:app", name="async", wait_ready=60)
 
 
 def test_a_thousand_awaiting_tasks_run_at_once_on_one_loop(client, start_async_worker):

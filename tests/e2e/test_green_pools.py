@@ -2,18 +2,15 @@
 the app, a thousand waiting tasks at once, time limits. Eventlet runs only where kq-eventlet
 is installed."""
 
-import pathlib
+import functools
 import time
 
 import pytest
 
 from kq.exceptions import TimeLimitExceeded
 from kq.plugins import get_plugins
-from kq.testing.worker import WorkerProcess
 
 pytestmark = pytest.mark.slow
-
-APPS = pathlib.Path(__file__).parent / "apps"
 
 
 @pytest.fixture(params=["gevent", "eventlet"])
@@ -24,20 +21,9 @@ def pool(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def start_green(tmp_path, env, pool):
-    """Start ``kq worker -A green_app:app -P <pool> ARGS...``; killed at teardown."""
-    started: list[WorkerProcess] = []
-
-    def start(*args: str) -> WorkerProcess:
-        name = f"{pool}{len(started)}"
-        worker = WorkerProcess("green_app:app", ["-P", pool, "-n", f"{name}@test", *args],
-                               env=env, cwd=str(APPS), log_path=str(tmp_path / f"{name}.log"))
-        started.append(worker)
-        return worker.start()
-
-    yield start
-    for worker in started:
-        worker.__exit__(None, None, None)
+def start_green(start_worker, pool):
+    """``start_worker`` for ``kq worker -A green_app:app -P <pool> ARGS...``."""
+    return functools.partial(start_worker, "-P", pool, app="green_app:app", name=pool)
 
 
 def test_the_pool_patches_before_the_app_is_imported(client, start_green, pool):

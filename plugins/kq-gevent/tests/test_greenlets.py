@@ -17,7 +17,7 @@ from gevent import monkey
 from gevent.event import Event
 
 from kq.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from kq.pool import Job, Outcome, PoolContext
+from kq.pool import Job, Outcome, PoolContext, report_lost
 from kq.states import FAILURE, SUCCESS
 from kq.testing.contracts.pool import Recorder, make_job, wait_until
 from kq_gevent import create_pool
@@ -60,7 +60,8 @@ class Lost:
 def pools() -> Iterator[Callable[..., GeventPool]]:
     made: list[GeventPool] = []
 
-    def make(runner: Runner = task, concurrency: int = 2, lost: Lost | None = None) -> GeventPool:
+    def make(runner: Runner = task, concurrency: int = 2,
+             lost: Callable[..., Outcome] = report_lost) -> GeventPool:
         pool = create_pool(PoolContext(concurrency=concurrency, runner=runner, lost=lost))
         assert isinstance(pool, GeventPool)
         pool.start()

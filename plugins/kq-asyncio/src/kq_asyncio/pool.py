@@ -26,12 +26,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kq.exceptions import ConfigurationError, PoolClosed, TimeLimitExceeded
+from kq.exceptions import PoolClosed, TimeLimitExceeded
 from kq.execution import Runner, execute_async
 from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext
 
 from .limits import limited
-from .threads import failed, run_in_thread
+from .threads import run_in_thread
 
 log = logging.getLogger("kq.pool.asyncio")
 
@@ -49,16 +49,9 @@ class AsyncioPool(Pool):
 
     def __init__(self, context: PoolContext) -> None:
         super().__init__(context)
-        if context.concurrency < 1:
-            raise ConfigurationError(
-                f"worker_concurrency must be at least 1 for the asyncio pool, "
-                f"got {context.concurrency}"
-            )
         runner = context.runner
         #: kq's runner, whose steps the pool can take apart; None for any other runner.
         self._runner = runner if isinstance(runner, Runner) else None
-        #: Reports a job stopped at its hard limit (stores the failure, or requeues).
-        self._lost = context.lost or (runner.lost if self._runner is not None else failed)
         self._size = context.concurrency
         self._lock = threading.Lock()
         self._busy = 0  # submitted and not reported
@@ -170,7 +163,7 @@ class AsyncioPool(Pool):
             runner = self._runner
             if runner is not None and _is_async(runner, job):
                 return await self._run_async(runner, job)
-            return await run_in_thread(job, self.context.runner, self._lost)
+            return await run_in_thread(job, self.context.runner, self.context.lost)
         except asyncio.CancelledError as exc:
             if self._abandoned:
                 raise
@@ -178,11 +171,11 @@ class AsyncioPool(Pool):
             # cancelled. It could not end; a CancelledError must not reach the client's
             # get(), where it would look like its own cancellation.
             stopped = RuntimeError(f"the task was cancelled before it ended ({exc!r})")
-            return await self._loop.run_in_executor(self._io, self._lost, job, stopped,
+            return await self._loop.run_in_executor(self._io, self.context.lost, job, stopped,
                                                     time.perf_counter() - begin)
         except Exception as exc:  # a bug in kq or a plugin: report it, never lose the slot
             log.exception("kq: internal error running task %s", job.message.id)
-            return failed(job, exc, time.perf_counter() - begin)
+            return Outcome.failed(job, exc, time.perf_counter() - begin)
 
     async def _run_async(self, runner: Runner, job: Job) -> Outcome:
         """prepare in a thread, the body on the loop under its limits, finish in a thread."""
@@ -195,7 +188,7 @@ class AsyncioPool(Pool):
         try:
             done = await limited(body, job.soft_time_limit, job.time_limit)
         except TimeLimitExceeded as exc:
-            return await loop.run_in_executor(self._io, self._lost, job, exc,
+            return await loop.run_in_executor(self._io, self.context.lost, job, exc,
                                               time.perf_counter() - begin)
         return await loop.run_in_executor(self._io, runner.finish, prepared, done)
 

@@ -28,7 +28,6 @@ from collections.abc import Callable
 
 from kq.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kq.pool import Job, Outcome
-from kq.states import FAILURE
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
@@ -42,13 +41,6 @@ Lost = Callable[[Job, BaseException, float], Outcome]
 class Stopped(BaseException):
     """Raised in a sync job's thread at its hard time limit; the pool catches it (a task sees
     it only in a bare ``except:``, which is how it could ignore the limit)."""
-
-
-def failed(job: Job, exc: BaseException, runtime: float) -> Outcome:
-    """The outcome of a job that ended in ``exc`` without its runner reporting it: the runner
-    raised (a bug in kq, a plugin or a custom runner), or it was stopped and no ``lost`` was
-    given to report it."""
-    return Outcome(job.message.id, FAILURE, runtime, error=f"{type(exc).__name__}: {exc}")
 
 
 async def run_in_thread(job: Job, runner: Callable[[Job], Outcome], lost: Lost) -> Outcome:
@@ -113,7 +105,7 @@ class _SyncJob:
                     f"hard time limit ({limit} s) exceeded"), time.perf_counter() - begin)
         except BaseException as exc:  # incl. SystemExit, and a limit arriving outside the runner
             if outcome is None:
-                outcome = failed(self.job, exc, time.perf_counter() - begin)
+                outcome = Outcome.failed(self.job, exc, time.perf_counter() - begin)
         try:
             self._loop.call_soon_threadsafe(_settle, self.future, outcome)
         except RuntimeError:  # the loop is closed: the pool abandoned this job

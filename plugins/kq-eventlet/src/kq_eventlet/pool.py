@@ -24,7 +24,6 @@ from eventlet.support.greenlets import GreenletExit
 
 from kq.exceptions import ConfigurationError, PoolClosed, SoftTimeLimitExceeded
 from kq.pool import Job, Outcome, Pool, PoolContext
-from kq.states import FAILURE
 
 from . import CAPABILITIES
 
@@ -44,11 +43,6 @@ class EventletPool(Pool):
 
     def __init__(self, context: PoolContext) -> None:
         super().__init__(context)
-        if context.concurrency < 1:
-            raise ConfigurationError(
-                f"worker_concurrency must be at least 1 for the eventlet pool, "
-                f"got {context.concurrency}"
-            )
         unpatched = [name for name in MUST_BE_PATCHED if not patcher.is_monkey_patched(name)]
         if unpatched:
             raise ConfigurationError(
@@ -116,8 +110,7 @@ class EventletPool(Pool):
         except GreenletExit:
             raise  # killed by shutdown(wait=False): abandoned, never reported
         except BaseException as exc:  # incl. SystemExit: the slot must live
-            outcome = Outcome(job.message.id, FAILURE, time.perf_counter() - begin,
-                              error=f"{type(exc).__name__}: {exc}")
+            outcome = Outcome.failed(job, exc, time.perf_counter() - begin)
         finally:
             self._threads.discard(eventlet.getcurrent())  # before on_done: the worker refills
         if not self._abandoned:

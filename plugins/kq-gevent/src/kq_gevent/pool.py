@@ -23,7 +23,6 @@ from gevent import Greenlet, GreenletExit, Timeout, monkey
 
 from kq.exceptions import ConfigurationError, PoolClosed, SoftTimeLimitExceeded, TimeLimitExceeded
 from kq.pool import Job, Outcome, Pool, PoolContext
-from kq.states import FAILURE
 
 from . import CAPABILITIES
 from .watchdog import WATCHDOG
@@ -45,11 +44,6 @@ class GeventPool(Pool):
 
     def __init__(self, context: PoolContext) -> None:
         super().__init__(context)
-        if context.concurrency < 1:
-            raise ConfigurationError(
-                f"worker_concurrency must be at least 1 for the gevent pool, "
-                f"got {context.concurrency}"
-            )
         unpatched = [name for name in MUST_BE_PATCHED if not monkey.is_module_patched(name)]
         if unpatched:
             raise ConfigurationError(
@@ -109,9 +103,8 @@ class GeventPool(Pool):
             outcome = self._limited(job, begin)
         except GreenletExit:
             raise  # killed by shutdown(wait=False): abandoned, never reported
-        except BaseException as exc:  # incl. SystemExit or a failing lost(): the slot must live
-            outcome = Outcome(job.message.id, FAILURE, time.perf_counter() - begin,
-                              error=f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # incl. SystemExit: the slot must live
+            outcome = Outcome.failed(job, exc, time.perf_counter() - begin)
         finally:
             self._running.discard(gevent.getcurrent())  # before on_done: the worker refills now
         if self._abandoned:
@@ -136,7 +129,4 @@ class GeventPool(Pool):
             if exc is not hard:
                 raise
         stopped = TimeLimitExceeded(f"hard time limit ({job.time_limit} s) exceeded")
-        runtime = time.perf_counter() - begin
-        if self.context.lost is None:  # a bare context (embedding, tests) brings no policy
-            return Outcome(job.message.id, FAILURE, runtime, error=f"TimeLimitExceeded: {stopped}")
-        return self.context.lost(job, stopped, runtime)
+        return self.context.lost(job, stopped, time.perf_counter() - begin)

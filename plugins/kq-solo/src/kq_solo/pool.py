@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 from kq.exceptions import PoolClosed
 from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext
-from kq.states import FAILURE
 
 
 class SoloPool(Pool):
@@ -52,8 +51,7 @@ class SoloPool(Pool):
             try:
                 outcome = self.context.runner(job)
             except Exception as exc:
-                outcome = Outcome(job.message.id, FAILURE, time.perf_counter() - begin,
-                                  error=f"{type(exc).__name__}: {exc}")
+                outcome = Outcome.failed(job, exc, time.perf_counter() - begin)
             finally:
                 self._running = False
             on_done(job, outcome)

@@ -21,9 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from kq.exceptions import ConfigurationError, PoolClosed
+from kq.exceptions import PoolClosed
 from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext
-from kq.states import FAILURE
 
 from .watchdog import Alarm, Watchdog
 
@@ -53,11 +52,6 @@ class ThreadPool(Pool):
 
     def __init__(self, context: PoolContext) -> None:
         super().__init__(context)
-        if context.concurrency < 1:
-            raise ConfigurationError(
-                f"worker_concurrency must be at least 1 for the threads pool, "
-                f"got {context.concurrency}"
-            )
         self._size = context.concurrency
         self._jobs: queue.SimpleQueue[tuple[Job, OnDone] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -171,6 +165,5 @@ class ThreadPool(Pool):
             # Also a soft limit that fired as the job began or ended and arrived outside the
             # runner: when the runner did return, its outcome stands.
             if outcome is None:
-                outcome = Outcome(job.message.id, FAILURE, time.perf_counter() - begin,
-                                  error=f"{type(exc).__name__}: {exc}")
+                outcome = Outcome.failed(job, exc, time.perf_counter() - begin)
         return outcome
