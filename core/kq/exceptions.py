@@ -93,7 +93,8 @@ class SoftTimeLimitExceeded(KQError):
 
 
 class TimeLimitExceeded(KQError):
-    """A task ran past its hard time limit and was stopped (its process was replaced)."""
+    """A task ran past its hard time limit and was stopped (its process replaced, or its
+    greenlet or coroutine cancelled, depending on the pool)."""
 
 
 class WorkerLostError(KQError):

@@ -219,7 +219,7 @@ class Runner:
         """The job could not run to its end (``WorkerLostError``, ``TimeLimitExceeded``).
 
         With ``acks_late`` and ``reject_on_worker_lost`` the message goes back to its queue;
-        a job that hits its hard time limit a second time fails instead, so it cannot loop.
+        a redelivered job that hits its hard time limit fails instead, so it cannot loop.
         Otherwise the task is marked FAILURE with ``exc``. Pools call this in the worker's
         process, where the job's own process can no longer report.
         """

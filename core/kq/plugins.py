@@ -42,7 +42,9 @@ KNOWN_PACKAGES: Mapping[str, Mapping[str, str]] = {
     },
     "result backend": {
         "sqlite": "kq-sqlite", "memory": "kq-memory", "redis": "kq-redis", "rediss": "kq-redis",
-        "rpc": "kq-amqp", "db+postgresql": "kq-sqlalchemy", "db+mysql": "kq-sqlalchemy",
+        "rpc": "kq-amqp", "rpc+amqp": "kq-amqp", "rpc+amqps": "kq-amqp",
+        "rpc+pyamqp": "kq-amqp", "redis+socket": "kq-redis",
+        "db+postgresql": "kq-sqlalchemy", "db+mysql": "kq-sqlalchemy",
         "db+mariadb": "kq-sqlalchemy", "db+postgresql+psycopg": "kq-sqlalchemy",
         "db+mysql+pymysql": "kq-sqlalchemy", "db+mariadb+pymysql": "kq-sqlalchemy",
     },

@@ -6,7 +6,8 @@ execution context it provides: the worker's own thread, a thread, a process, a g
 event loop. The runner already stores the result and fires the task hooks; the pool reports the
 returned :class:`Outcome` through ``on_done`` so the worker can ack and refill.
 
-A pool whose jobs run in other processes cannot receive the runner itself; it rebuilds the app
+A pool whose jobs run in other processes either lets forked children inherit the runner (and
+calls ``runner.app.after_fork()`` in each, so it opens its own connections), or rebuilds the app
 in each child from :attr:`PoolContext.app_spec` (``kq.loader.load_app``) and makes its own
 ``kq.execution.Runner(app, hostname)``.
 
@@ -85,7 +86,7 @@ class PoolCapabilities:
     autoscale: bool = False
     #: Runs ``async def`` tasks natively on an event loop.
     async_tasks: bool = False
-    #: Jobs run in other processes, so :attr:`PoolContext.app_spec` is required.
+    #: Jobs run in other processes (see the module docstring for how they get a runner).
     processes: bool = False
 
 

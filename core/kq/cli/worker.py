@@ -48,8 +48,9 @@ def install_signal_handlers(worker: Worker) -> None:
                    "Name it here (or in KQ_WORKER_POOL) for pools that must prepare the process "
                    "before the app is imported, such as gevent.")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1),
-              help="Tasks run at once. Default: the pool's own default (threads: CPUs + 4 up to "
-                   "32, solo: 1, prefork: the CPU count).")
+              help="Tasks run at once. Default: the worker_concurrency setting, else the pool's "
+                   "own (threads: CPUs + 4 up to 32; prefork: CPUs; gevent, eventlet, asyncio: "
+                   "100; solo: 1). --autoscale sets the range instead.")
 @click.option("-Q", "--queues", metavar="Q1,Q2",
               help="Queues to consume, comma-separated. Default: the task_default_queue setting.")
 @click.option("-n", "--hostname", metavar="NAME", help="Worker name. Default: kq@<hostname>.")

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from kq.backend import BackendCapabilities, ResultBackend, StoredResult
+from kq.exceptions import BackendUnavailable
 
-from .db import connect, database_path, immediate, parse_options
+from .db import connect, database_path, immediate, parse_options, unavailable_on_error
 
 OPTIONS = ("synchronous", "busy_timeout")
 
@@ -35,6 +36,7 @@ _GET = (
 )
 
 
+@unavailable_on_error(BackendUnavailable, ("__init__", "store_many", "get", "forget", "cleanup"))
 class SQLiteBackend(ResultBackend):
     """Results in one SQLite file, readable by every process on this machine.
 

@@ -9,15 +9,18 @@ blocks written in this package and never an implicit one the sqlite3 module open
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kq.exceptions import ConfigurationError
+
+T = TypeVar("T")
 
 SCHEME = "sqlite"
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -124,9 +127,36 @@ def connect(path: str, options: Options, schema: str) -> sqlite3.Connection:
         except BaseException:
             conn.close()
             raise
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.OperationalError:
+        raise  # locked, disk full, I/O: passing troubles, mapped by @unavailable_on_error
+    except sqlite3.DatabaseError as exc:  # not a database at all (a corrupt or foreign file)
         raise ConfigurationError(f"cannot open SQLite database {path}: {exc}") from exc
     return conn
+
+
+def unavailable_on_error(error: type[Exception], methods: Iterable[str]) -> Callable[[T], T]:
+    """Class decorator: in ``methods``, sqlite3's operational errors (still locked after
+    ``busy_timeout``, disk full, I/O errors) become the kernel's ``error``
+    (``BrokerUnavailable`` or ``BackendUnavailable``), so the worker backs off and retries
+    instead of stopping, and nothing it holds is lost."""
+
+    def decorate(cls: T) -> T:
+        for name in methods:
+            setattr(cls, name, _translating(getattr(cls, name), error))
+        return cls
+
+    return decorate
+
+
+def _translating(method: Callable[..., Any], error: type[Exception]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise error(f"SQLite database {database_path(self.url)}: {exc}") from exc
+
+    return call
 
 
 def _set_up(conn: sqlite3.Connection, path: str, options: Options, schema: str) -> None:

@@ -23,10 +23,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from kq.exceptions import PluginError
+from kq.exceptions import BrokerUnavailable, PluginError
 from kq.transport import Delivery, Envelope, Transport, TransportCapabilities
 
-from .db import connect, database_path, immediate, parse_options
+from .db import connect, database_path, immediate, parse_options, unavailable_on_error
 
 #: Header that records why a message was dead-lettered.
 REJECT_REASON_HEADER = "x-kq-reject-reason"
@@ -101,6 +101,10 @@ _PROBE = (
 _EXPIRED_SUBSCRIBERS = "FROM kq_broadcast_subscribers WHERE channel = ? AND expires_at < ?"
 
 
+@unavailable_on_error(BrokerUnavailable, (
+    "__init__", "publish", "publish_many", "fetch", "ack", "reject", "purge", "depth",
+    "broadcast", "subscribe", "unsubscribe",
+))
 class SQLiteTransport(Transport):
     """A broker in one SQLite file, shared by any number of processes on this machine.
 
