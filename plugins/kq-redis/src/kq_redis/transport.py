@@ -1,0 +1,393 @@
+"""The Redis broker: redis-py directly, in kombu's key and message layout (see :mod:`.wire`).
+
+Fetching is one Lua script (:data:`.scripts.CLAIM`) that, atomically: moves due delayed messages
+to their lists, pops up to ``limit`` messages from the most urgent lists, and records each in
+kombu's ``unacked`` hash and ``unacked_index`` sorted set (scored by lease time) under a tag of
+its own. A message therefore always lives in Redis (in a list, a delayed set or the unacked
+hash) until it is acked; a consumer that dies leaves its leases behind, and the next fetch of any
+consumer gives back those older than ``visibility_timeout``, flagged as redelivered.
+
+When nothing is ready, ``fetch`` blocks in BRPOP on the queues' lists and their *bells* (lists a
+publisher of a delayed message pushes to). BRPOP is only the wake-up: a message it pops is
+pushed back by the next claim, inside that script. Until then the message is in this process
+only, the one window where it can be lost (as in kombu, where every message crosses it): if the
+process dies or the connection breaks between BRPOP's reply and the claim. A consumer also
+wakes by itself when the next delayed message is due; Redis ends a blocked command only on its
+100 ms cron tick, so it blocks until one tick before and polls the last stretch.
+
+Acks are one pipelined MULTI; rejects and give-backs are conditional on the lease still being
+the caller's (:data:`.scripts.GIVE_BACK`), so a lease that expired and went to someone else is
+never pushed twice.
+
+Connection loss raises :class:`~kq.exceptions.BrokerUnavailable`. ``close()`` on an instance
+that has raised it only drops its connections: the kernel keeps the deliveries it fetched and
+acks them through a new instance (leases are in Redis, not in the connection), and a process
+that never comes back leaves them to the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+
+import attrs
+import redis
+
+from kq.exceptions import BrokerUnavailable
+from kq.protocol import as_utc
+from kq.transport import Delivery, Envelope, Transport, TransportCapabilities
+
+from . import scripts, wire
+from .connection import TRANSPORT_OPTIONS, connection_pool, parse_options, unavailable_as
+
+log = logging.getLogger("kq.redis")
+
+SCHEMES = ("redis", "rediss", "redis+socket")
+DEAD_LETTER_SUFFIX = ".dlq"
+#: Redis ends blocked commands on its cron tick (every 100 ms at the default ``hz 10``).
+TICK = 0.1
+#: Pace of the polls in the last tick before a delayed message is due.
+APPROACH_STEP = 0.01
+#: Seconds a bell is kept: only consumers blocked at the time need it.
+BELL_TTL = 60
+_MAX_ARGS = 1000
+
+
+@attrs.frozen
+class Lease:
+    """A delivery's tag: all it takes to ack or give back the message, from any instance."""
+
+    tag: str
+    #: The lease's score in the unacked index; a give-back happens only while it is unchanged.
+    stamp: str
+    queue: str
+    raw: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
+class _Plan:
+    """The keys and arguments for fetching one ordered set of queues."""
+
+    queues: tuple[str, ...]
+    keys: tuple[str, ...]  # KEYS of the claim script
+    names: tuple[str, ...]  # each queue as a JSON string
+    waits: tuple[str, ...]  # what BRPOP watches: every list, then every bell
+    index: Mapping[bytes, int]  # BRPOP's key -> its position in KEYS (1-based, as in Lua)
+
+
+class RedisTransport(Transport):
+    """A broker on Redis that Celery clients and workers can share.
+
+    Options (``broker_transport_options``): ``visibility_timeout`` (s, 3600), ``priority_steps``
+    ([0, 3, 6, 9]), ``global_keyprefix`` (""), ``unacked_key`` ("unacked"),
+    ``unacked_index_key`` ("unacked_index"), ``socket_timeout`` (s, 30),
+    ``socket_connect_timeout`` (s, 5); the first five mean what they mean in kombu.
+    """
+
+    capabilities: ClassVar[TransportCapabilities] = TransportCapabilities(
+        priorities=True, native_delay=True, visibility_timeout=True, fanout=True, dead_letter=True
+    )
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(url, options)
+        opts = parse_options(self.options, TRANSPORT_OPTIONS)
+        self._pool = connection_pool(url, opts, SCHEMES)
+        self._redis = redis.Redis(connection_pool=self._pool)
+        self._keys = wire.Keys(opts.global_keyprefix, opts.priority_steps,
+                               opts.global_keyprefix + opts.unacked_key,
+                               opts.global_keyprefix + opts.unacked_index_key)
+        self._visibility = opts.visibility_timeout
+        self._max_block = opts.socket_timeout / 2  # a blocked read must not look like a dead link
+        self._steps = "".join(str(step) for step in opts.priority_steps)
+        self._claim_script = self._redis.register_script(scripts.CLAIM)
+        self._give_back_script = self._redis.register_script(scripts.GIVE_BACK)
+        self._ready_script = self._redis.register_script(scripts.READY)
+        self._broadcast_script = self._redis.register_script(scripts.BROADCAST)
+        self._tag_prefix = f"{uuid.uuid4().hex}."
+        self._counter = 0
+        self._held: dict[str, Lease] = {}  # fetched by this instance, not acked or rejected
+        self._subscriptions: dict[str, str] = {}  # private queue -> channel
+        self._renewed_at = 0.0
+        self._plans: dict[tuple[str, ...], _Plan] = {}
+        self._turn = 0
+        self._broken = False
+        self._closed = False
+
+    @contextmanager
+    def _io(self) -> Iterator[None]:
+        try:
+            with unavailable_as(BrokerUnavailable, "Redis broker", self.url):
+                yield
+        except BrokerUnavailable:
+            self._broken = True
+            raise
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def publish(self, queue: str, envelope: Envelope, *, eta: datetime | None = None) -> None:
+        raw = wire.encode(envelope, queue)
+        priority = wire.wire_priority(envelope.priority)
+        due = None if eta is None else as_utc(eta).timestamp()
+        with self._io():
+            if due is None or due <= time.time():
+                self._redis.lpush(self._keys.bucket(queue, priority), raw)
+                return
+            bell = self._keys.bell(queue)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zadd(self._keys.delayed(queue), {str(priority).encode() + raw: due})
+            pipe.lpush(bell, b"1").ltrim(bell, 0, 0).expire(bell, BELL_TTL)
+            pipe.execute()
+
+    def publish_many(self, items: Iterable[tuple[str, Envelope]]) -> None:
+        """One MULTI of LPUSHes, one per list (chunked): all or none of the messages go."""
+        lists: dict[str, list[bytes]] = {}
+        for queue, envelope in items:
+            key = self._keys.bucket(queue, wire.wire_priority(envelope.priority))
+            lists.setdefault(key, []).append(wire.encode(envelope, queue))
+        if not lists:
+            return
+        with self._io():
+            pipe = self._redis.pipeline(transaction=True)
+            for key, messages in lists.items():
+                for start in range(0, len(messages), _MAX_ARGS):
+                    pipe.lpush(key, *messages[start : start + _MAX_ARGS])
+            pipe.execute()
+
+    # -- consuming ------------------------------------------------------------------------
+
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
+        if not queues:
+            raise ValueError("fetch needs at least one queue")
+        if self._closed:
+            return []
+        deadline = time.monotonic() + timeout
+        plan = self._plan(queues)
+        popped: tuple[int, bytes] | None = None
+        with self._io():
+            self._renew_subscriptions()
+            while True:
+                batch, due_in = self._claim(plan, limit, popped)
+                remaining = deadline - time.monotonic()
+                if batch or remaining <= 0:
+                    return batch
+                popped = self._wait(plan, remaining, due_in)
+
+    def _plan(self, queues: Sequence[str]) -> _Plan:
+        """The plan for ``queues``, rotated one place per call so no queue is always last."""
+        unique = tuple(dict.fromkeys(queues))
+        start = self._turn % len(unique)
+        self._turn += 1
+        order = (*unique[start:], *unique[:start])
+        plan = self._plans.get(order)
+        if plan is None:
+            keys = [self._keys.unacked, self._keys.unacked_index]
+            index = {}
+            for queue in order:
+                keys.append(self._keys.delayed(queue))
+                for bucket in self._keys.buckets(queue):
+                    keys.append(bucket)
+                    index[bucket.encode()] = len(keys)
+            lists = [self._keys.bucket(q, step) for step in self._keys.steps for q in order]
+            plan = self._plans[order] = _Plan(
+                order, tuple(keys), tuple(json.dumps(q) for q in order),
+                (*lists, *(self._keys.bell(q) for q in order)), index,
+            )
+        return plan
+
+    def _claim(self, plan: _Plan, limit: int, popped: tuple[int, bytes] | None
+               ) -> tuple[list[Delivery], float | None]:
+        """Run the claim script; return the deliveries and seconds until the next due message."""
+        back, message = popped or (0, b"")
+        stamp, due_in, claimed, expired = self._claim_script(
+            keys=plan.keys,
+            args=[limit, self._visibility, self._tag_prefix, self._counter, self._steps, back,
+                  message, *plan.names],
+        )
+        self._counter += len(claimed) // 3
+        stamp = stamp.decode()
+        batch = []
+        for position in range(0, len(claimed), 3):
+            queue_index, tag, raw = claimed[position : position + 3]
+            lease = Lease(tag.decode(), stamp, plan.queues[queue_index], raw)
+            self._held[lease.tag] = lease
+            envelope, redelivered = wire.decode(raw)
+            batch.append(Delivery(envelope, lease.queue, tag=lease, redelivered=redelivered))
+        if expired:
+            self._give_back_expired(expired)
+        return batch, float(due_in) if due_in else None
+
+    def _wait(self, plan: _Plan, remaining: float, due_in: float | None
+              ) -> tuple[int, bytes] | None:
+        """Block until a message may be ready; return ``(KEYS index, message)`` if BRPOP took one."""
+        if due_in is not None and due_in < remaining:
+            if due_in <= TICK:
+                time.sleep(min(max(due_in, 0.0), APPROACH_STEP))
+                return None
+            remaining = due_in - TICK
+        woke = self._redis.brpop(list(plan.waits), timeout=max(0.01, min(remaining, self._max_block)))
+        if woke is None:
+            return None
+        key, message = woke
+        position = plan.index.get(key)
+        return None if position is None else (position, message)
+
+    def _give_back_expired(self, expired: list[bytes]) -> None:
+        """Return leases past the visibility timeout to their queues (whoever took them)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for position in range(0, len(expired), 3):
+            tag, score, value = expired[position : position + 3]
+            entry = wire.unacked_entry(value) if value else None
+            if entry is None:
+                log.error("kq: dropping unacked entry %s: not kombu's [message, exchange, "
+                          "routing_key] layout", tag.decode(errors="replace"))
+                targets: list[str] = []
+                raw = b""
+            else:
+                queues = self._route(entry.exchange, entry.routing_key)
+                targets = [self._keys.bucket(q, entry.wire_priority) for q in queues]
+                raw = entry.raw
+            self._give_back_script(keys=[self._keys.unacked, self._keys.unacked_index, *targets],
+                                   args=[tag, score, raw, "R"], client=pipe)
+        restored = sum(pipe.execute())
+        if restored:
+            log.warning("kq: gave back %d message(s) leased longer than visibility_timeout=%gs",
+                        restored, self._visibility)
+
+    def _route(self, exchange: str, routing_key: str) -> list[str]:
+        """The queues a kombu entry belongs to: its routing key on the default exchange, else
+        the queues bound to ``exchange`` with that key (kombu's direct-exchange lookup)."""
+        if exchange:
+            members = self._redis.smembers(self._keys.binding(exchange))
+            rows = [member.decode(errors="replace").split(wire.SEP) for member in members]
+            bound = [row[2] for row in rows if len(row) == 3 and row[0] == routing_key]
+            if bound:
+                return bound
+        return [routing_key]
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        tags = [delivery.tag.tag for delivery in deliveries]
+        if not tags:
+            return
+        with self._io():
+            pipe = self._redis.pipeline(transaction=True)
+            for start in range(0, len(tags), _MAX_ARGS):
+                chunk = tags[start : start + _MAX_ARGS]
+                pipe.zrem(self._keys.unacked_index, *chunk).hdel(self._keys.unacked, *chunk)
+            pipe.execute()
+        for tag in tags:
+            self._held.pop(tag, None)
+
+    def reject(self, delivery: Delivery, *, requeue: bool, reason: str = "") -> None:
+        """Requeue at the consumer end (the message was next), or dead-letter to ``<queue>.dlq``
+        with ``reason`` in header ``x-kq-reject-reason``. Nothing happens if the lease expired
+        and went back meanwhile: the message is in its queue again either way."""
+        lease: Lease = delivery.tag
+        priority = wire.message_priority(lease.raw)
+        if requeue:
+            target, raw, end = lease.queue, wire.redelivered_copy(lease.raw), "R"
+        else:
+            target = lease.queue + DEAD_LETTER_SUFFIX
+            raw, end = wire.dead_letter_copy(lease.raw, reason, target), "L"
+        with self._io():
+            self._give_back_script(
+                keys=[self._keys.unacked, self._keys.unacked_index, self._keys.bucket(target, priority)],
+                args=[lease.tag, lease.stamp, raw, end],
+            )
+        self._held.pop(lease.tag, None)
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def purge(self, queue: str) -> int:
+        with self._io():
+            return self._ready_script(keys=[self._keys.delayed(queue), *self._keys.buckets(queue)],
+                                      args=["PURGE"])
+
+    def depth(self, queue: str) -> int:
+        with self._io():
+            return self._ready_script(keys=[self._keys.delayed(queue), *self._keys.buckets(queue)],
+                                      args=["COUNT"])
+
+    # -- fan-out --------------------------------------------------------------------------
+
+    def broadcast(self, channel: str, envelope: Envelope) -> None:
+        """Copy ``envelope`` into every subscriber's private queue (one script)."""
+        suffix = self._keys.suffix(wire.wire_priority(envelope.priority))
+        with self._io():
+            self._broadcast_script(
+                keys=[self._keys.subscribers(channel)],
+                args=[wire.encode(envelope, channel), self._keys.prefix, suffix,
+                      *(self._keys.suffix(step) for step in self._keys.steps)],
+            )
+
+    def subscribe(self, channel: str) -> str:
+        """Register a private queue ``<channel>.<uuid>``; it lives while this instance fetches.
+
+        The registration expires one visibility timeout after it was last renewed (by a fetch),
+        so a subscriber that died unclosed stops collecting broadcasts; a live one that did not
+        fetch for that long is registered again by its next fetch.
+        """
+        queue = f"{channel}.{uuid.uuid4().hex}"
+        with self._io():
+            self._redis.zadd(self._keys.subscribers(channel), {queue: time.time() + self._visibility})
+        self._subscriptions[queue] = channel
+        return queue
+
+    def unsubscribe(self, queue: str) -> None:
+        channel = self._subscriptions.pop(queue, None)
+        if channel is not None:
+            with self._io():
+                self._drop_subscription(queue, channel)
+
+    def _drop_subscription(self, queue: str, channel: str) -> None:
+        """Forget ``queue``: its registration, its messages, and this instance's leases on it."""
+        leases = [tag for tag, lease in self._held.items() if lease.queue == queue]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zrem(self._keys.subscribers(channel), queue).delete(*self._keys.buckets(queue))
+        if leases:
+            pipe.zrem(self._keys.unacked_index, *leases).hdel(self._keys.unacked, *leases)
+        pipe.execute()
+        for tag in leases:
+            del self._held[tag]
+
+    def _renew_subscriptions(self) -> None:
+        now = time.time()
+        if not self._subscriptions or now - self._renewed_at < self._visibility / 4:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for queue, channel in self._subscriptions.items():
+            pipe.zadd(self._keys.subscribers(channel), {queue: now + self._visibility})
+        pipe.execute()
+        self._renewed_at = now
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Give back unacked messages (at the consumer end, in their order) and subscriptions,
+        then disconnect. After a connection failure only disconnect: see the module docstring."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._broken and (self._held or self._subscriptions):
+                with self._io():
+                    for queue, channel in list(self._subscriptions.items()):
+                        self._drop_subscription(queue, channel)
+                    pipe = self._redis.pipeline(transaction=False)
+                    for lease in reversed(list(self._held.values())):
+                        bucket = self._keys.bucket(lease.queue, wire.message_priority(lease.raw))
+                        self._give_back_script(
+                            keys=[self._keys.unacked, self._keys.unacked_index, bucket],
+                            args=[lease.tag, lease.stamp, wire.redelivered_copy(lease.raw), "R"],
+                            client=pipe,
+                        )
+                    pipe.execute()
+        finally:
+            self._held.clear()
+            self._subscriptions.clear()
+            self._pool.disconnect()

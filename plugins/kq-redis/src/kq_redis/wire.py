@@ -1,0 +1,255 @@
+"""kombu's Redis layout: key names and the JSON message envelope, so Celery and kq read each other.
+
+A message is the JSON object kombu's Redis transport stores::
+
+    {"body": "<base64>", "content-encoding": "utf-8", "content-type": "application/json",
+     "headers": {...task headers...},
+     "properties": {"correlation_id": "...", "reply_to": "...", "delivery_mode": 2,
+                    "delivery_info": {"exchange": "", "routing_key": "<queue>"},
+                    "priority": <0-9>, "body_encoding": "base64", "delivery_tag": "<uuid4>"}}
+
+in a list named after the queue; producers LPUSH and consumers pop from the right. Priorities
+live in sub-lists ``<queue>\\x06\\x16<step>`` for each of kombu's ``priority_steps`` but the
+first, which is the queue's own list. On Redis, kombu serves *lower* numbers first (0 is the
+most urgent, the opposite of AMQP), while kq's interface says 9 is the highest; so the wire
+carries ``9 - priority`` and a kq priority 9 lands in the queue's own list, exactly where a
+Celery client's priority 0 does. A message without a priority counts as kq's lowest (0), as on
+kq's other brokers, and so travels as wire priority 9.
+
+Every message is parsed defensively: what is not kombu's layout becomes an envelope the kernel
+rejects (and dead-letters) instead of an exception in the consumer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from kq.transport import Envelope
+
+#: kombu's separator between a queue name and its priority step.
+SEP = "\x06\x16"
+#: The header recording why a message was dead-lettered (the name kq-sqlite uses too).
+REJECT_REASON_HEADER = "x-kq-reject-reason"
+_PERSISTENT = 2
+
+
+def wire_priority(priority: int | None) -> int:
+    """kombu's Redis priority (0 first) for kq's ``priority`` (9 first; ``None`` counts as 0)."""
+    if priority is None:
+        return 9
+    return 9 - min(max(int(priority), 0), 9)
+
+
+def kq_priority(wire: Any) -> int | None:
+    """The inverse of :func:`wire_priority`; ``None`` if the wire value is not a number."""
+    if isinstance(wire, bool) or not isinstance(wire, (int, float)):
+        return None
+    return 9 - min(max(int(wire), 0), 9)
+
+
+@attrs.frozen
+class Keys:
+    """Names of every key kq-redis uses, with kombu's ``global_keyprefix`` in front."""
+
+    prefix: str
+    steps: tuple[int, ...]
+    unacked: str
+    unacked_index: str
+
+    def suffix(self, wire: int) -> str:
+        """What follows a queue's name in the list for this wire priority (kombu's ``_q_for_pri``)."""
+        step = max(s for s in self.steps if s <= wire)
+        return f"{SEP}{step}" if step else ""
+
+    def bucket(self, queue: str, wire: int) -> str:
+        """The list holding ``queue``'s messages of this wire priority."""
+        return f"{self.prefix}{queue}{self.suffix(wire)}"
+
+    def buckets(self, queue: str) -> list[str]:
+        """``queue``'s lists, in the order they are served."""
+        return [self.bucket(queue, step) for step in self.steps]
+
+    def delayed(self, queue: str) -> str:
+        """Sorted set of ``queue``'s messages published with an ``eta``, scored by due time."""
+        return f"{self.prefix}_kq.delayed.{queue}"
+
+    def bell(self, queue: str) -> str:
+        """List a publisher of a delayed message pushes to, to wake consumers of ``queue``."""
+        return f"{self.prefix}_kq.bell.{queue}"
+
+    def subscribers(self, channel: str) -> str:
+        """Sorted set of the private queues subscribed to ``channel``, scored by expiry."""
+        return f"{self.prefix}_kq.fanout.{channel}"
+
+    def binding(self, exchange: str) -> str:
+        """kombu's set of ``routing_key SEP pattern SEP queue`` bound to ``exchange``."""
+        return f"{self.prefix}_kombu.binding.{exchange}"
+
+
+def encode(envelope: Envelope, queue: str) -> bytes:
+    """The JSON kombu's Redis transport would have stored for ``envelope`` sent to ``queue``."""
+    properties: dict[str, Any] = {}
+    if envelope.correlation_id is not None:
+        properties["correlation_id"] = envelope.correlation_id
+    if envelope.reply_to is not None:
+        properties["reply_to"] = envelope.reply_to
+    properties.update(
+        delivery_mode=_PERSISTENT,
+        delivery_info={"exchange": "", "routing_key": queue},
+        priority=wire_priority(envelope.priority),
+        body_encoding="base64",
+        delivery_tag=str(uuid.uuid4()),
+    )
+    message = {
+        "body": base64.b64encode(envelope.body).decode("ascii"),
+        "content-encoding": envelope.content_encoding,
+        "content-type": envelope.content_type,
+        "headers": dict(envelope.headers),
+        "properties": properties,
+    }
+    return dumps(message)
+
+
+def decode(raw: bytes) -> tuple[Envelope, bool]:
+    """The envelope in ``raw`` and whether it was delivered before.
+
+    Bytes that are not kombu's layout come back as an envelope without headers, which the
+    worker rejects as malformed; its body is the raw bytes, for whoever reads the dead letter.
+    """
+    message = _parse(raw)
+    if message is None:
+        return _unreadable(raw), False
+    properties = message.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    headers = message.get("headers")
+    headers = headers if isinstance(headers, dict) else {}
+    body = message.get("body")
+    encoding = message.get("content-encoding")
+    encoding = encoding if isinstance(encoding, str) else "utf-8"
+    try:
+        if properties.get("body_encoding") == "base64" and isinstance(body, str):
+            data = base64.b64decode(body, validate=True)
+        elif isinstance(body, str):
+            data = body.encode("utf-8")
+        elif body is None:
+            data = b""
+        else:
+            return _unreadable(raw), False
+    except (binascii.Error, ValueError):
+        return _unreadable(raw), False
+    content_type = message.get("content-type")
+    envelope = Envelope(
+        body=data,
+        content_type=content_type if isinstance(content_type, str) else "",
+        content_encoding=encoding,
+        headers=headers,
+        priority=kq_priority(properties.get("priority")),
+        correlation_id=_text(properties.get("correlation_id")),
+        reply_to=_text(properties.get("reply_to")),
+    )
+    info = properties.get("delivery_info")
+    redelivered = bool(headers.get("redelivered")) or (
+        isinstance(info, dict) and bool(info.get("redelivered"))
+    )
+    return envelope, redelivered
+
+
+def message_priority(raw: bytes) -> int:
+    """The wire priority ``raw`` is filed under (kombu's default 0 when it has none)."""
+    return _priority_of(_parse(raw))
+
+
+def redelivered_copy(raw: bytes) -> bytes:
+    """``raw`` flagged the way kombu flags a message it restores (``delivery_info.redelivered``).
+
+    kombu also sets a ``redelivered`` *header*; kq does not, because for a task message the
+    headers are the task's own and would carry the flag into every retry.
+    """
+    message = _parse(raw)
+    return raw if message is None or not _mark_redelivered(message) else dumps(message)
+
+
+def dead_letter_copy(raw: bytes, reason: str, queue: str) -> bytes:
+    """``raw`` moved to dead-letter ``queue``: the rejection ``reason`` in header
+    :data:`REJECT_REASON_HEADER`, and ``queue`` as its routing key, so that a kombu consumer that
+    restores it puts it back there and not into the queue that refused it."""
+    message = _parse(raw)
+    if message is None:
+        return raw
+    headers = message.get("headers")
+    message["headers"] = {**(headers if isinstance(headers, Mapping) else {}),
+                          REJECT_REASON_HEADER: reason}
+    properties = message.get("properties")
+    if isinstance(properties, dict):
+        properties["delivery_info"] = {"exchange": "", "routing_key": queue}
+    return dumps(message)
+
+
+@attrs.frozen
+class Unacked:
+    """A message to give back, read from kombu's unacked hash ``[message, exchange, routing_key]``."""
+
+    raw: bytes  # already flagged as redelivered
+    exchange: str
+    routing_key: str
+    wire_priority: int
+
+
+def unacked_entry(value: bytes) -> Unacked | None:
+    """Parse one value of the unacked hash; ``None`` if it is not kombu's layout."""
+    try:
+        entry = json.loads(value)
+    except ValueError:
+        return None
+    if (
+        not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], dict)
+        or not isinstance(entry[1], str) or not isinstance(entry[2], str)
+    ):
+        return None
+    message, exchange, routing_key = entry
+    _mark_redelivered(message)
+    return Unacked(dumps(message), exchange, routing_key, _priority_of(message))
+
+
+def dumps(message: Mapping[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _mark_redelivered(message: dict[str, Any]) -> bool:
+    properties = message.get("properties")
+    if not isinstance(properties, dict):
+        return False
+    info = properties.get("delivery_info")
+    properties["delivery_info"] = {**(info if isinstance(info, dict) else {}), "redelivered": True}
+    return True
+
+
+def _priority_of(message: dict[str, Any] | None) -> int:
+    properties = message.get("properties") if message else None
+    wire = properties.get("priority") if isinstance(properties, dict) else None
+    if isinstance(wire, bool) or not isinstance(wire, (int, float)):
+        return 0
+    return min(max(int(wire), 0), 9)
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        message = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _unreadable(raw: bytes) -> Envelope:
+    return Envelope(body=raw, content_type="", content_encoding="binary", headers={})
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
