@@ -138,6 +138,16 @@ class Transport(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most transports need it
         """Release connections. Messages fetched and not yet acked go back to their queues."""
 
+    def disconnect(self) -> None:
+        """Drop the connection after it failed, without giving anything back.
+
+        The worker calls this, not :meth:`close`, after :class:`BrokerUnavailable`: with
+        ``capabilities.visibility_timeout`` it keeps the deliveries it fetched and acks them
+        through a new instance, so they must stay leased. Others keep the default (``close``):
+        their deliveries die with the connection anyway.
+        """
+        self.close()
+
 
 @attrs.frozen
 class TransportSpec:

@@ -364,8 +364,8 @@ class Worker:
         self._connection += 1
         if self.transport is not None:
             try:
-                self.transport.close()
-            except Exception:  # it is broken already; closing is a courtesy
+                self.transport.disconnect()
+            except Exception:  # it is broken already; dropping it is a courtesy
                 pass
             self.transport = None
         delay = min(RECONNECT_MAX, RECONNECT_FIRST * 2**self._reconnects)

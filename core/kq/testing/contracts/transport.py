@@ -304,6 +304,22 @@ class TransportContract:
         assert [body_n(d) for d in got] == [5]
         assert got[0].redelivered
 
+    def test_disconnect_keeps_leases_for_a_new_instance_to_ack(
+        self, transport_spec: TransportSpec, make_transport: Callable[..., Transport],
+        queue: str,
+    ) -> None:
+        if not transport_spec.capabilities.visibility_timeout:
+            pytest.skip("deliveries of transports without visibility_timeout die with their "
+                        "connection")
+        first = make_transport()
+        first.publish(queue, envelope(11))
+        got = drain(first, [queue], 1, ack=False)
+        first.disconnect()  # what the worker does after BrokerUnavailable
+        second = make_transport()
+        assert second.fetch([queue], 10, 0.5) == []  # still leased: not given to anyone
+        second.ack(got)
+        assert second.depth(queue) == 0 and second.fetch([queue], 10, 0.3) == []
+
     def test_dead_letter_keeps_rejected_messages(
         self, transport_spec: TransportSpec, transport: Transport, queue: str
     ) -> None:

@@ -367,6 +367,11 @@ class RedisTransport(Transport):
 
     # -- shutdown -------------------------------------------------------------------------
 
+    def disconnect(self) -> None:
+        """Drop the connection and keep the leases: a new instance acks them by tag."""
+        self._broken = True
+        self.close()
+
     def close(self) -> None:
         """Give back unacked messages (at the consumer end, in their order) and subscriptions,
         then disconnect. After a connection failure only disconnect: see the module docstring."""

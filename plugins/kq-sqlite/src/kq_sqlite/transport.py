@@ -272,6 +272,14 @@ class SQLiteTransport(Transport):
 
     # -- shutdown -------------------------------------------------------------------------
 
+    def disconnect(self) -> None:
+        """Close the file without giving leases back: a new instance acks them by id."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+                self._held.clear()
+
     def close(self) -> None:
         """Give back every message this instance still leases and drop its subscriptions."""
         with self._lock:
