@@ -39,6 +39,7 @@ class Autoscaler:
             elif now - self._idle_since >= self.keepalive:
                 self.pool.shrink(1)
                 self._idle_since = now
-                log.info("kq: autoscale: shrank the pool to %d", self.pool.concurrency)
+                if self.pool.concurrency < size:
+                    log.info("kq: autoscale: shrank the pool to %d", self.pool.concurrency)
         else:
             self._idle_since = None

@@ -138,17 +138,21 @@ class Worker:
         self._stopping.set()
 
     def abandon(self) -> None:
-        """For a cold shutdown from a signal handler, just before the process exits: close the
-        consumer's connection so the broker takes back unacked messages now (SQLite and Redis
-        would otherwise wait for the visibility timeout). Best effort: the handler may have
-        interrupted the same connection mid-call, and then the timeout has to do."""
-        transport = self.transport
-        if transport is None:
-            return
-        try:
-            transport.close()
-        except Exception as exc:
-            log.warning("kq: could not close the broker connection on cold shutdown: %s", exc)
+        """For a cold shutdown from a signal handler, just before the process exits: stop the
+        pool without waiting (process pools end their busy children, which would otherwise run
+        on orphaned), and close the consumer's connection so the broker takes back unacked
+        messages now (SQLite and Redis would otherwise wait for the visibility timeout). Best
+        effort: the handler may have interrupted either mid-call."""
+        if self.pool is not None:
+            try:
+                self.pool.shutdown(wait=False)
+            except Exception as exc:
+                log.warning("kq: could not stop the pool on cold shutdown: %s", exc)
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            except Exception as exc:
+                log.warning("kq: could not close the broker connection on cold shutdown: %s", exc)
 
     @property
     def stopping(self) -> bool:
