@@ -84,3 +84,10 @@ def test_lost_job_fails_or_requeues_by_policy(app):
     again = runner.lost(Job(TaskMessage(id="c", task=idempotent.name), "q", redelivered=True),
                         TimeLimitExceeded("2 s"))
     assert not again.requeue
+
+
+def test_pool_context_refuses_concurrency_below_one():
+    from kq.pool import PoolContext
+
+    with pytest.raises(ConfigurationError, match="worker_concurrency must be at least 1"):
+        PoolContext(concurrency=0, runner=lambda job: None)
