@@ -19,6 +19,7 @@ shutdown ``submit`` raises :class:`~kq.exceptions.PoolClosed`.
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -27,6 +28,8 @@ import attrs
 from .exceptions import ConfigurationError, PluginError
 from .protocol import TaskMessage
 from .states import FAILURE
+
+log = logging.getLogger("kq.pool")
 
 
 @attrs.frozen
@@ -63,6 +66,16 @@ class Outcome:
         """A FAILURE outcome for ``job`` naming ``exc``: what a pool reports when the runner
         itself raised (which it should never do) so that the worker can go on."""
         return cls(job.message.id, FAILURE, runtime, error=f"{type(exc).__name__}: {exc}")
+
+
+def report_done(on_done: Callable[[Job, Outcome], None], job: Job, outcome: Outcome) -> None:
+    """Give ``outcome`` to the worker from a pool's thread, greenlet or loop. Pools call this
+    after freeing the job's slot; a failing ``on_done`` is logged, so it never kills the
+    pool's thread (and with it a slot)."""
+    try:
+        on_done(job, outcome)
+    except Exception:
+        log.exception("kq: on_done failed for task %s", job.message.id)
 
 
 def report_lost(job: Job, exc: BaseException, runtime: float = 0.0) -> Outcome:

@@ -28,7 +28,7 @@ from typing import Any
 
 from kq.exceptions import PoolClosed, TimeLimitExceeded
 from kq.execution import Runner, execute_async
-from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext
+from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext, report_done
 
 from .limits import limited
 from .threads import run_in_thread
@@ -152,10 +152,7 @@ class AsyncioPool(Pool):
             self._busy -= 1  # before on_done: the worker refills as soon as it hears
             if self._abandoned:
                 return
-        try:
-            on_done(job, outcome)
-        except Exception:
-            log.exception("kq: on_done failed for task %s", job.message.id)
+        report_done(on_done, job, outcome)
 
     async def _outcome(self, job: Job) -> Outcome:
         begin = time.perf_counter()

@@ -13,7 +13,6 @@ running green threads is all the pool needs: its size is the busy count, and it 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -23,11 +22,9 @@ from eventlet.greenthread import GreenThread
 from eventlet.support.greenlets import GreenletExit
 
 from kq.exceptions import ConfigurationError, PoolClosed, SoftTimeLimitExceeded
-from kq.pool import Job, Outcome, Pool, PoolContext
+from kq.pool import Job, Outcome, Pool, PoolContext, report_done
 
 from . import CAPABILITIES
-
-log = logging.getLogger("kq.pool.eventlet")
 
 OnDone = Callable[[Job, Outcome], None]
 
@@ -114,7 +111,4 @@ class EventletPool(Pool):
         finally:
             self._threads.discard(eventlet.getcurrent())  # before on_done: the worker refills
         if not self._abandoned:
-            try:
-                on_done(job, outcome)
-            except Exception:
-                log.exception("kq: on_done failed for task %s", job.message.id)
+            report_done(on_done, job, outcome)

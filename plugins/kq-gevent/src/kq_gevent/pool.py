@@ -14,7 +14,6 @@ size is the busy count, and it is what ``shutdown`` joins or kills.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -22,12 +21,10 @@ import gevent
 from gevent import Greenlet, GreenletExit, Timeout, monkey
 
 from kq.exceptions import ConfigurationError, PoolClosed, SoftTimeLimitExceeded, TimeLimitExceeded
-from kq.pool import Job, Outcome, Pool, PoolContext
+from kq.pool import Job, Outcome, Pool, PoolContext, report_done
 
 from . import CAPABILITIES
 from .watchdog import WATCHDOG
-
-log = logging.getLogger("kq.pool.gevent")
 
 OnDone = Callable[[Job, Outcome], None]
 
@@ -109,10 +106,7 @@ class GeventPool(Pool):
             self._running.discard(gevent.getcurrent())  # before on_done: the worker refills now
         if self._abandoned:
             return
-        try:
-            on_done(job, outcome)
-        except Exception:
-            log.exception("kq: on_done failed for task %s", job.message.id)
+        report_done(on_done, job, outcome)
 
     def _limited(self, job: Job, begin: float) -> Outcome:
         """Run ``job`` under its limits. The hard one raises the Timeout itself, a

@@ -12,7 +12,6 @@ that runs in the children.
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import queue
@@ -28,11 +27,9 @@ import billiard.exceptions
 import billiard.pool
 
 from kq.exceptions import ConfigurationError, PoolClosed, TimeLimitExceeded, WorkerLostError
-from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext
+from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext, report_done
 
 from .child import ChildWorker, build_runner, run_job, use_runner
-
-log = logging.getLogger("kq.pool.prefork")
 
 OnDone = Callable[[Job, Outcome], None]
 
@@ -247,9 +244,7 @@ class PreforkPool(Pool):
             abandoned = self._abandoned
         try:
             if not abandoned:
-                running.on_done(running.job, outcome)
-        except Exception:
-            log.exception("kq: on_done failed for task %s", running.job.message.id)
+                report_done(running.on_done, running.job, outcome)
         finally:
             with self._settled:
                 self._unreported -= 1

@@ -14,7 +14,6 @@ part of it we need: a ``SimpleQueue``, one lock-guarded counter, ``concurrency``
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import queue
 import threading
@@ -22,11 +21,9 @@ import time
 from collections.abc import Callable
 
 from kq.exceptions import PoolClosed
-from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext
+from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext, report_done
 
 from .watchdog import Alarm, Watchdog
-
-log = logging.getLogger("kq.pool.threads")
 
 #: Default ``--concurrency``: enough threads to overlap I/O on a small machine, bounded on a
 #: big one (the rule ``concurrent.futures`` uses for the same reason).
@@ -138,10 +135,7 @@ class ThreadPool(Pool):
                 self._pending -= 1  # before on_done: the worker refills as soon as it hears
             if self._abandoned:
                 return
-            try:
-                on_done(job, outcome)
-            except Exception:
-                log.exception("kq: on_done failed for task %s", job.message.id)
+            report_done(on_done, job, outcome)
 
     def _run(self, runner: Callable[[Job], Outcome], job: Job) -> Outcome:
         """Run one job under its soft limit; whatever happens, return its outcome.
