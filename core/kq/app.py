@@ -65,6 +65,7 @@ class App:
         self._serializers: Serializers | None = None
         self._accept: frozenset[str] | None = None
         self._backend: ResultBackend | None = None
+        self._wants_reply_to: bool | None = None
         self._publisher: Transport | None = None
         self._publish_lock = threading.Lock()
         self._setup_lock = threading.RLock()
@@ -97,6 +98,7 @@ class App:
         self._conf = None
         self._serializers = None
         self._accept = None
+        self._wants_reply_to = None
 
     @property
     def conf(self) -> Settings:
@@ -205,11 +207,12 @@ class App:
         return AsyncResult(message.id, app=self, task_name=name)
 
     def _reply_queue(self) -> str | None:
-        """The reply queue to put in messages, for backends that send results to the caller."""
-        url = self.conf.result_backend
-        if not url or not self.plugins.backend_for(url).capabilities.reply_to:
-            return None
-        return self.backend.reply_queue()
+        """The reply queue to put in messages, for backends that send results to the caller.
+        Whether the backend is such is settled once per configuration, off the publish path."""
+        if self._wants_reply_to is None:
+            url = self.conf.result_backend
+            self._wants_reply_to = bool(url) and self.plugins.backend_for(url).capabilities.reply_to
+        return self.backend.reply_queue() if self._wants_reply_to else None
 
     def publish(self, message: TaskMessage, queue: str, serializer: str | None = None) -> None:
         """Encode and publish one task message, retrying through a broken connection."""

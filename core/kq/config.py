@@ -12,7 +12,7 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -175,6 +175,17 @@ class Settings:
         for key in changes:
             check_name(key)
         return attrs.evolve(self, **changes)
+
+
+def reject_unknown_options(what: str, options: Mapping[str, Any], accepted: Iterable[str]) -> None:
+    """Fail on option names a plugin does not know (``what`` names the plugin's options), so a
+    misspelt option cannot silently leave its default in place."""
+    known = sorted(accepted)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {what} {', '.join(unknown)}; accepted: {', '.join(known)}"
+        )
 
 
 def check_name(key: str) -> None:

@@ -64,7 +64,7 @@ def test_options_have_defaults_and_accept_strings():
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"table": "x"}, "unknown result_backend_options table for kq-sqlalchemy; accepted: "
+    ({"table": "x"}, "unknown kq-sqlalchemy option(s) table; accepted: "
                      "connect_timeout, max_overflow, pool_size, table_name"),
     ({"table_name": "kq results"}, "table_name must be a plain SQL identifier"),
     ({"table_name": "1results"}, "table_name must be a plain SQL identifier"),

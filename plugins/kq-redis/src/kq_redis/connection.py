@@ -24,7 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from kq.config import safe_url
+from kq.config import reject_unknown_options, safe_url
 from kq.exceptions import ConfigurationError
 
 #: redis-py errors that mean "the server cannot be used right now; try again later". A replica
@@ -69,11 +69,7 @@ def parse_options(options: Mapping[str, Any], accepted: Collection[str]) -> Opti
 
     Unknown names are an error, so that a misspelt option cannot silently keep its default.
     """
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown redis option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}"
-        )
+    reject_unknown_options("redis option(s)", options, accepted)
     values: dict[str, Any] = {}
     for name, value in options.items():
         if name == "priority_steps":

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError
 
-from kq.config import safe_url
+from kq.config import reject_unknown_options, safe_url
 from kq.exceptions import ConfigurationError
 
 from .flavours import PREFIX, Flavour
@@ -79,13 +79,8 @@ def parse_options(options: Mapping[str, Any]) -> Options:
 
     Unknown names are an error, so a misspelt option cannot silently leave a default in place.
     """
-    accepted = sorted(Options.__dataclass_fields__)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown result_backend_options {', '.join(unknown)} for kq-sqlalchemy; "
-            f"accepted: {', '.join(accepted)}"
-        )
+    reject_unknown_options("kq-sqlalchemy option(s)", options,
+                           Options.__dataclass_fields__)
     values: dict[str, Any] = {}
     for name, value in options.items():
         if name == "table_name":

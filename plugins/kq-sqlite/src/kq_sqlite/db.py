@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from kq.config import reject_unknown_options
 from kq.exceptions import ConfigurationError
 
 T = TypeVar("T")
@@ -82,11 +83,7 @@ def parse_options(options: Mapping[str, Any], accepted: Collection[str]) -> Opti
     Unknown names are an error rather than ignored, so a misspelt option cannot silently leave
     a default in place.
     """
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown sqlite option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}"
-        )
+    reject_unknown_options("sqlite option(s)", options, accepted)
     values: dict[str, Any] = {}
     for name, value in options.items():
         if name == "synchronous":
