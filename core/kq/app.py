@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .backend import ResultBackend, StoredResult
@@ -27,8 +27,8 @@ from .protocol import (
 from .result import AsyncResult
 from .serialization import Serializers
 from .states import FAILURE
-from .task import Task, new_message
-from .transport import Transport
+from .task import CALL_OPTIONS, Task, new_message
+from .transport import Envelope, Transport
 
 log = logging.getLogger("kq.app")
 _UNSET: Any = object()
@@ -66,6 +66,7 @@ class App:
         self._accept: frozenset[str] | None = None
         self._backend: ResultBackend | None = None
         self._wants_reply_to: bool | None = None
+        self._hooks: tuple[Callable[..., None] | None, Callable[..., None] | None] | None = None
         self._publisher: Transport | None = None
         self._publish_lock = threading.Lock()
         self._setup_lock = threading.RLock()
@@ -214,31 +215,100 @@ class App:
             self._wants_reply_to = bool(url) and self.plugins.backend_for(url).capabilities.reply_to
         return self.backend.reply_queue() if self._wants_reply_to else None
 
+    def send_many(self, signatures: Iterable[Any]) -> list[AsyncResult]:
+        """Send many tasks in as few broker round trips as the transport allows.
+
+        Fan-out (a group, a chord header, a batch import) is dominated by one round trip per
+        publish; this encodes every message first and hands them to the transport's
+        ``publish_many`` in one go (one pipeline on Redis). Each item is a signature, or anything
+        with ``task`` (a name), ``args``, ``kwargs`` and ``options`` (``apply_async`` options);
+        registered tasks' defaults (queue, serializer, ignore_result) apply as in ``apply_async``.
+        Messages with an ETA on a transport with native delay are published one by one.
+        """
+        reply_to = self._reply_queue()
+        default_queue = self.conf.task_default_queue
+        batch: list[tuple[str, TaskMessage, Envelope]] = []
+        for sig in signatures:
+            options = dict(sig.options or {})
+            unknown = options.keys() - CALL_OPTIONS
+            if unknown:
+                raise TypeError(f"{sig.task}: unknown option(s) {sorted(unknown)}; "
+                                f"accepted: {sorted(CALL_OPTIONS)}")
+            task = self.tasks.get(sig.task)
+            args, kwargs = tuple(sig.args or ()), dict(sig.kwargs or {})
+            queue, serializer = options.pop("queue", None), options.pop("serializer", None)
+            if task is not None:
+                task._check_arguments(args, kwargs)
+                queue, serializer = queue or task.queue, serializer or task.serializer
+                if options.get("ignore_result") is None:
+                    options["ignore_result"] = task.ignore_result
+            elif options.get("ignore_result") is None:
+                options.pop("ignore_result", None)
+            message = new_message(sig.task, args, kwargs, origin=self.origin, reply_to=reply_to,
+                                  **options)
+            batch.append((queue or default_queue, message, self._encode(message, serializer)))
+        self._publish_batch(batch)
+        return [AsyncResult(message.id, app=self, task_name=message.task) for _, message, _ in batch]
+
     def publish(self, message: TaskMessage, queue: str, serializer: str | None = None) -> None:
         """Encode and publish one task message, retrying through a broken connection."""
-        conf = self.conf
+        self._publish_batch([(queue, message, self._encode(message, serializer))])
+
+    def _encode(self, message: TaskMessage, serializer: str | None) -> Envelope:
         try:
-            envelope = encode_task(message, self.serializers, serializer or conf.task_serializer)
+            return encode_task(message, self.serializers, serializer or self.conf.task_serializer)
         except (TypeError, ValueError) as exc:
             raise EncodeError(f"arguments of {message.task} cannot be serialized: {exc}") from exc
-        self.plugins.notify("kq_before_publish", app=self, message=message, queue=queue)
+
+    def _publish_batch(self, batch: Sequence[tuple[str, TaskMessage, Envelope]]) -> None:
+        """Publish encoded messages on the app's publisher connection, reopening it and retrying
+        the whole batch (``task_publish_retries`` times, with backoff) when the broker drops it.
+        A retried batch may publish some messages twice; at-least-once delivery allows that."""
+        if not batch:
+            return
+        before, after = self._publish_hooks()
+        if before is not None:
+            for queue, message, _ in batch:
+                before(app=self, message=message, queue=queue)
         for attempt in itertools.count():
             try:
                 with self._publish_lock:
                     if self._publisher is None:
                         self._publisher = self.new_transport()
-                    eta = message.eta if self._publisher.capabilities.native_delay else None
-                    self._publisher.publish(queue, envelope, eta=eta)
+                    publisher = self._publisher
+                    if len(batch) == 1:
+                        queue, message, envelope = batch[0]
+                        eta = message.eta if publisher.capabilities.native_delay else None
+                        publisher.publish(queue, envelope, eta=eta)
+                    else:
+                        later = publisher.capabilities.native_delay
+                        now = [(q, env) for q, m, env in batch if not (later and m.eta)]
+                        if now:
+                            publisher.publish_many(now)
+                        for queue, message, envelope in batch if later else ():
+                            if message.eta:
+                                publisher.publish(queue, envelope, eta=message.eta)
                 break
             except BrokerUnavailable as exc:
                 self._drop_publisher()
-                if attempt >= conf.task_publish_retries:
+                if attempt >= self.conf.task_publish_retries:
                     raise
                 delay = min(2.0, 0.2 * 2**attempt)
                 log.warning("kq: publish of %s failed (%s); retrying in %.1f s",
-                            message.id, exc, delay)
+                            batch[0][1].id if len(batch) == 1 else f"{len(batch)} messages",
+                            exc, delay)
                 time.sleep(delay)
-        self.plugins.notify("kq_after_publish", app=self, message=message, queue=queue)
+        if after is not None:
+            for queue, message, _ in batch:
+                after(app=self, message=message, queue=queue)
+
+    def _publish_hooks(self) -> tuple[Callable[..., None] | None, Callable[..., None] | None]:
+        """The before/after publish hooks, looked up once: most apps have none, and then the
+        publish path does not call into pluggy at all."""
+        if self._hooks is None:
+            self._hooks = (self.plugins.notifier("kq_before_publish"),
+                           self.plugins.notifier("kq_after_publish"))
+        return self._hooks
 
     def _drop_publisher(self) -> None:
         with self._publish_lock:

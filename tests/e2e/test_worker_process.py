@@ -2,6 +2,7 @@
 
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,7 +22,9 @@ def test_results_and_failures_cross_processes(client, start_worker):
 
 def test_two_workers_drain_10000_tasks_exactly_once(client, start_worker, ledger, ran):
     total = 10_000
-    sent = [client.send_task("e2e.double", [n]) for n in range(total)]
+    sent = [client.send_task("e2e.double", [n]) for n in range(total // 2)]
+    sent += client.send_many(SimpleNamespace(task="e2e.double", args=[n], kwargs={}, options={})
+                             for n in range(total // 2, total))
     first = start_worker("-P", "threads", "-c", "4")
     second = start_worker("-P", "threads", "-c", "4")
     values = [result.get(timeout=300) for result in sent]
