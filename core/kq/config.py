@@ -122,7 +122,7 @@ class Settings:
     #: How often a client retries a publish when the broker connection fails (with backoff
     #: from 0.2 s doubling to 2 s); 0 fails at once.
     task_publish_retries: int = attrs.field(default=5, validator=_non_negative_int)
-    #: Ack after the task ends instead of before it starts: a crash mid-task redelivers it.
+    #: Ack after the task ends instead of as it starts: a crash mid-task redelivers it.
     task_acks_late: bool = attrs.field(default=False, validator=_bool)
     #: Do not store results (per task: ``@app.task(ignore_result=True)``).
     task_ignore_result: bool = attrs.field(default=False, validator=_bool)

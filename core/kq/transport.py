@@ -104,6 +104,16 @@ class Transport(abc.ABC):
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Remove these messages for good. Acking a message twice is harmless."""
 
+    def ack_and_fetch(self, acks: Sequence[Delivery], queues: Sequence[str], limit: int,
+                      timeout: float) -> list[Delivery]:
+        """:meth:`ack` ``acks``, then :meth:`fetch`: the worker's every step is this pair (the
+        tasks it just started or finished, and the top-up of its prefetch window), so a
+        transport that can send both in one round trip should override this. The acks must
+        hold even when the fetch then times out; if this raises, the worker acks them again
+        (acking twice is harmless)."""
+        self.ack(acks)
+        return self.fetch(queues, limit, timeout)
+
     @abc.abstractmethod
     def reject(self, delivery: Delivery, *, requeue: bool, reason: str = "") -> None:
         """Give a message back (``requeue=True``) or refuse it for good.

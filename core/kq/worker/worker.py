@@ -2,9 +2,10 @@
 
 One thread (the one calling :meth:`Worker.run`) owns the consumer's transport and does all
 broker I/O: it fetches in batches, keeps at most ``concurrency * (1 + prefetch_multiplier)``
-messages reserved, hands jobs to the pool only when a slot is free, and acks in batches
-(before a task starts by default, after it ends with ``acks_late``). Pools report finished jobs
-through a queue that the same thread drains, so no transport is shared between threads.
+messages reserved, hands jobs to the pool only when a slot is free, and acks in batches (as a
+task starts by default, after it ends with ``acks_late``) in the same round trip that tops up
+the prefetch window. Pools report finished jobs through a queue that the same thread drains,
+so no transport is shared between threads.
 
 Messages that cannot run (undecodable, untrusted content type, unknown task, malformed) are
 rejected without requeue (dead-lettered where the transport can), logged once, counted, and the
@@ -210,30 +211,41 @@ class Worker:
         return limit - len(self._reserved) - len(self._running)
 
     def _step(self) -> None:
+        """One turn: start what the pool has room for, then one broker round trip that acks
+        (the early acks of what just started, the late acks of what finished) and tops up the
+        prefetch window, blocking only when there is nothing else to do."""
         self._broker()
         self._collect_done(block=False)
         self._release_due()
         if self.autoscaler is not None:
             self.autoscaler.tick(len(self._reserved), len(self._running))
             self.concurrency = self.pool.concurrency
-        self._dispatch()
-        self._flush_acks()
+        started = self._dispatch()
         wait = self._next_due_in()
         want = self._capacity()
-        if want > 0:
-            # With work reserved the pool is full: top up without blocking, then wait below.
-            timeout = 0.0 if self._reserved else wait
-            deliveries = self.transport.fetch(self.queues, want, timeout)
-            if self._outage_since is not None:
-                log.warning("kq: broker connection restored after %.1f s",
-                            time.monotonic() - self._outage_since)
-                self._outage_since, self._reconnects = None, 0
-            if deliveries:
-                self._receive(deliveries)
-                return
-            if not self._reserved:
-                return
-        self._collect_done(block=True, timeout=wait)
+        acks, self._to_ack = self._to_ack, []
+        try:
+            if want <= 0:
+                if acks:
+                    self.transport.ack(acks)
+            else:
+                # With work reserved or just started, top up without blocking.
+                timeout = 0.0 if self._reserved or started else wait
+                deliveries = self.transport.ack_and_fetch(acks, self.queues, want, timeout)
+                if self._outage_since is not None:
+                    log.warning("kq: broker connection restored after %.1f s",
+                                time.monotonic() - self._outage_since)
+                    self._outage_since, self._reconnects = None, 0
+                if deliveries:
+                    self._receive(deliveries)
+                    return
+                if not self._reserved:
+                    return
+        except BrokerUnavailable:
+            self._to_ack = acks + self._to_ack  # sent again through the next connection
+            raise
+        if not started:
+            self._collect_done(block=True, timeout=wait)
 
     def _next_due_in(self) -> float:
         if not self._held:
@@ -297,23 +309,24 @@ class Worker:
         while self._held and self._held[0][0] <= now:
             self._reserved.append(heapq.heappop(self._held)[2])
 
-    def _dispatch(self) -> None:
-        pool, tasks = self.pool, self.app.tasks
+    def _dispatch(self) -> int:
+        """Hand reserved jobs to the pool while it has free slots; return how many started.
+
+        An early-acked job (the default) starts at once and its ack goes out in this step's
+        round trip, which the worker makes right after, while the job runs: a worker that
+        dies in between leaves the message to be delivered again (at least once), as
+        Celery's prefork pool does between a child accepting a job and the parent's ack.
+        """
+        pool, tasks, started = self.pool, self.app.tasks, 0
         while self._reserved and (free := pool.free_slots()) > 0:
-            starting = [self._reserved.popleft() for _ in range(min(free, len(self._reserved)))]
-            late = {job.ticket: tasks[job.message.task].acks_late for job in starting}
-            self._to_ack.extend(self._deliveries[t] for t, acks_late in late.items()
-                                if not acks_late)
-            try:
-                self._flush_acks()  # early acks go out before the tasks start, in one batch
-            except BrokerUnavailable:
-                self._reserved.extendleft(reversed(starting))  # not started: still reserved
-                raise
-            for job in starting:
-                self._running[job.ticket] = late[job.ticket]
-                if not late[job.ticket]:
-                    self._take_delivery(job.ticket)
+            for _ in range(min(free, len(self._reserved))):
+                job = self._reserved.popleft()
+                acks_late = self._running[job.ticket] = tasks[job.message.task].acks_late
+                if not acks_late:
+                    self._to_ack.append(self._take_delivery(job.ticket))
                 pool.submit(job, self._on_done)
+                started += 1
+        return started
 
     def _on_done(self, job: Job, outcome: Outcome) -> None:
         self._done.put((job, outcome))

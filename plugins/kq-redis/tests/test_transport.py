@@ -188,7 +188,7 @@ def test_after_a_connection_failure_close_keeps_the_leases_for_a_new_instance_to
     consumer = make()
     consumer.publish_many(("work", envelope(n)) for n in range(3))
     held = consumer.fetch(["work"], 10, 1.0)
-    connection_id = consumer._redis.client_id()  # its only connection: the next fetch blocks on it
+    [connection_id] = consumer._link.run(("CLIENT", "ID"))  # the connection the next fetch blocks on
     killer = threading.Timer(0.3, raw.client_kill_filter, kwargs={"_id": connection_id})
     killer.start()
     try:

@@ -200,6 +200,21 @@ class TransportContract:
         first.close()
         assert make_transport().fetch([queue], 10, 0.5) == []
 
+    def test_ack_and_fetch_acks_first_and_fetches_the_rest(
+        self, make_transport: Callable[..., Transport], queue: str
+    ) -> None:
+        first = make_transport()
+        first.publish_many((queue, envelope(n)) for n in range(4))
+        started = drain(first, [queue], 2, ack=False)
+        rest = first.ack_and_fetch(started, [queue], 10, 2.0)
+        rest += drain(first, [queue], 2 - len(rest), ack=False) if len(rest) < 2 else []
+        assert sorted(body_n(d) for d in started + rest) == [0, 1, 2, 3]
+        # The acks held even though this fetch times out; closing returns only the unacked.
+        assert first.ack_and_fetch(rest[:1], [queue], 10, 0.3) == []
+        first.close()
+        again = drain(make_transport(), [queue], 1)
+        assert [body_n(d) for d in again] == [body_n(rest[1])]
+
     def test_unacked_message_comes_back_when_consumer_closes(
         self, make_transport: Callable[..., Transport], queue: str
     ) -> None:

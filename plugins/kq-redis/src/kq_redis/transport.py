@@ -45,6 +45,7 @@ from kq.transport import Delivery, Envelope, Transport, TransportCapabilities
 
 from . import scripts, wire
 from .connection import TRANSPORT_OPTIONS, connection_pool, parse_options, unavailable_as
+from .link import Link, Script
 
 log = logging.getLogger("kq.redis")
 
@@ -105,7 +106,8 @@ class RedisTransport(Transport):
         self._visibility = opts.visibility_timeout
         self._max_block = opts.socket_timeout / 2  # a blocked read must not look like a dead link
         self._steps = "".join(str(step) for step in opts.priority_steps)
-        self._claim_script = self._redis.register_script(scripts.CLAIM)
+        self._claim_script = Script(scripts.CLAIM)
+        self._link = Link(self._pool, [self._claim_script])  # claim, ack, wake, publish
         self._give_back_script = self._redis.register_script(scripts.GIVE_BACK)
         self._ready_script = self._redis.register_script(scripts.READY)
         self._broadcast_script = self._redis.register_script(scripts.BROADCAST)
@@ -136,7 +138,7 @@ class RedisTransport(Transport):
         due = None if eta is None else as_utc(eta).timestamp()
         with self._io():
             if due is None or due <= time.time():
-                self._redis.lpush(self._keys.bucket(queue, priority), raw)
+                self._link.run(("LPUSH", self._keys.bucket(queue, priority), raw))
                 return
             bell = self._keys.bell(queue)
             pipe = self._redis.pipeline(transaction=False)
@@ -152,27 +154,34 @@ class RedisTransport(Transport):
             lists.setdefault(key, []).append(wire.encode(envelope, queue))
         if not lists:
             return
+        pushes = [("LPUSH", key, *messages[start : start + _MAX_ARGS])
+                  for key, messages in lists.items() for start in range(0, len(messages), _MAX_ARGS)]
         with self._io():
-            pipe = self._redis.pipeline(transaction=True)
-            for key, messages in lists.items():
-                for start in range(0, len(messages), _MAX_ARGS):
-                    pipe.lpush(key, *messages[start : start + _MAX_ARGS])
-            pipe.execute()
+            self._link.run(("MULTI",), *pushes, ("EXEC",))
 
     # -- consuming ------------------------------------------------------------------------
 
     def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
+        return self.ack_and_fetch((), queues, limit, timeout)
+
+    def ack_and_fetch(self, acks: Sequence[Delivery], queues: Sequence[str], limit: int,
+                      timeout: float) -> list[Delivery]:
+        """The acks (one MULTI) and the first claim go out in one write."""
         if not queues:
             raise ValueError("fetch needs at least one queue")
         if self._closed:
+            self.ack(acks)
             return []
         deadline = time.monotonic() + timeout
         plan = self._plan(queues)
         popped: tuple[int, bytes] | None = None
+        tags = [delivery.tag.tag for delivery in acks]
         with self._io():
             self._renew_subscriptions()
             while True:
-                batch, due_in = self._claim(plan, limit, popped)
+                batch, due_in = self._claim(plan, limit, popped, tags)
+                self._forget(tags)
+                tags = []
                 remaining = deadline - time.monotonic()
                 if batch or remaining <= 0:
                     return batch
@@ -200,15 +209,17 @@ class RedisTransport(Transport):
             )
         return plan
 
-    def _claim(self, plan: _Plan, limit: int, popped: tuple[int, bytes] | None
-               ) -> tuple[list[Delivery], float | None]:
-        """Run the claim script; return the deliveries and seconds until the next due message."""
+    def _claim(self, plan: _Plan, limit: int, popped: tuple[int, bytes] | None,
+               acks: Sequence[str] = ()) -> tuple[list[Delivery], float | None]:
+        """Ack ``acks`` and run the claim script; return the deliveries and seconds until the
+        next due message."""
         back, message = popped or (0, b"")
-        stamp, due_in, claimed, expired = self._claim_script(
-            keys=plan.keys,
-            args=[limit, self._visibility, self._tag_prefix, self._counter, self._steps, back,
-                  message, *plan.names],
+        claim = self._claim_script.command(
+            plan.keys,
+            [limit, self._visibility, self._tag_prefix, self._counter, self._steps, back, message,
+             *plan.names],
         )
+        *_, (stamp, due_in, claimed, expired) = self._link.run(*self._ack_commands(acks), claim)
         self._counter += len(claimed) // 3
         stamp = stamp.decode()
         batch = []
@@ -230,7 +241,7 @@ class RedisTransport(Transport):
                 time.sleep(min(max(due_in, 0.0), APPROACH_STEP))
                 return None
             remaining = due_in - TICK
-        woke = self._redis.brpop(list(plan.waits), timeout=max(0.01, min(remaining, self._max_block)))
+        [woke] = self._link.run(("BRPOP", *plan.waits, round(max(0.01, min(remaining, self._max_block)), 3)))
         if woke is None:
             return None
         key, message = woke
@@ -275,11 +286,20 @@ class RedisTransport(Transport):
         if not tags:
             return
         with self._io():
-            pipe = self._redis.pipeline(transaction=True)
-            for start in range(0, len(tags), _MAX_ARGS):
-                chunk = tags[start : start + _MAX_ARGS]
-                pipe.zrem(self._keys.unacked_index, *chunk).hdel(self._keys.unacked, *chunk)
-            pipe.execute()
+            self._link.run(*self._ack_commands(tags))
+        self._forget(tags)
+
+    def _ack_commands(self, tags: Sequence[str]) -> list[tuple[Any, ...]]:
+        """One MULTI that drops these leases from the unacked index and hash (chunked)."""
+        if not tags:
+            return []
+        commands: list[tuple[Any, ...]] = [("MULTI",)]
+        for start in range(0, len(tags), _MAX_ARGS):
+            chunk = tags[start : start + _MAX_ARGS]
+            commands += [("ZREM", self._keys.unacked_index, *chunk), ("HDEL", self._keys.unacked, *chunk)]
+        return [*commands, ("EXEC",)]
+
+    def _forget(self, tags: Sequence[str]) -> None:
         for tag in tags:
             self._held.pop(tag, None)
 
@@ -395,4 +415,5 @@ class RedisTransport(Transport):
         finally:
             self._held.clear()
             self._subscriptions.clear()
+            self._link.close()
             self._pool.disconnect()
