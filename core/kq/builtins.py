@@ -27,8 +27,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+#: Built once: ``json.dumps`` with options would build a new encoder for every message.
+_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+
+
 def json_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=_json_default).encode("utf-8")
+    return _encode(obj).encode("utf-8")
 
 
 def json_loads(data: bytes) -> Any:

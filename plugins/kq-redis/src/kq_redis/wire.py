@@ -218,8 +218,11 @@ def unacked_entry(value: bytes) -> Unacked | None:
     return Unacked(dumps(message), exchange, routing_key, _priority_of(message))
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # built once
+
+
 def dumps(message: Mapping[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _encode(message).encode("utf-8")
 
 
 def _mark_redelivered(message: dict[str, Any]) -> bool:
