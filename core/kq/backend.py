@@ -52,6 +52,11 @@ class BackendCapabilities:
     #: The app passes its own broker URL to such a backend as the ``broker_url`` option (unless
     #: ``result_backend_options`` sets one), so ``rpc://`` means "through the app's broker".
     reply_to: bool = False
+    #: :meth:`ResultBackend.incr` and :meth:`ResultBackend.delete_counter` work, atomically across
+    #: every process and machine sharing the backend's URL (within one process for a backend that
+    #: is not ``shared``). Chords count their finished header tasks with it; global rate limits
+    #: count calls.
+    counters: bool = False
 
 
 class ResultBackend(abc.ABC):
@@ -79,6 +84,15 @@ class ResultBackend(abc.ABC):
     @abc.abstractmethod
     def get(self, task_id: str) -> StoredResult | None:
         """Return the stored result for ``task_id``, or ``None`` if there is none (or it expired)."""
+
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """Return the stored results of ``task_ids`` in the same order, ``None`` for each one that
+        is missing or expired (a chord body reads all its header results at once).
+
+        The default calls :meth:`get` once per id; a backend that can read many keys in one round
+        trip should override it, splitting very long lists into chunks its server accepts.
+        """
+        return [self.get(task_id) for task_id in task_ids]
 
     def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
         """Block until the result of ``task_id`` is in a ready state; return it, or the latest
@@ -108,8 +122,39 @@ class ResultBackend(abc.ABC):
     def forget(self, task_id: str) -> None:
         """Delete the result of ``task_id`` if there is one."""
 
+    def incr(self, key: str, amount: int = 1, expires: float | None = None) -> int:
+        """Add ``amount`` (which may be negative or zero) to the counter ``key`` and return the
+        new value; a counter that does not exist, or has expired, counts from 0.
+
+        What a backend declaring ``capabilities.counters`` must guarantee:
+
+        - Atomicity: the read and the write are one indivisible step for every process and
+          machine using the same URL, so concurrent calls never lose an increment and each
+          returns a distinct running value (``n`` increments of 1 return exactly 1..n between
+          them). A chord fires its body when the value reaches the header's size; a lost or
+          repeated value would run it never or twice.
+        - Namespace: counters are kept apart from results; a counter may be named like a task id
+          without either touching the other.
+        - Expiry: with ``expires`` (seconds), the counter may vanish that long after this call,
+          each call pushing the moment back (Redis ``PEXPIRE``); a backend without native expiry
+          keeps an expiry time that every ``incr`` honours and :meth:`cleanup` deletes after.
+          ``expires=None`` keeps the counter until :meth:`delete_counter`, dropping any expiry an
+          earlier call set.
+        """
+        raise NotImplementedError(self._no_counters())
+
+    def delete_counter(self, key: str) -> None:
+        """Delete the counter ``key`` if there is one, so that it counts from 0 again (a finished
+        chord drops its counter). Backends declaring ``capabilities.counters`` implement it."""
+        raise NotImplementedError(self._no_counters())
+
+    def _no_counters(self) -> str:
+        return (f"{type(self).__name__} keeps no counters (capabilities.counters is False); use a "
+                f"result backend that does, such as redis://, sqlite:// or db+postgresql://")
+
     def cleanup(self) -> int:
-        """Delete expired results; return how many. Backends with native expiry keep the default."""
+        """Delete expired results (and expired counters); return how many. Backends with native
+        expiry keep the default."""
         return 0
 
     def close(self) -> None:  # noqa: B027 - optional hook

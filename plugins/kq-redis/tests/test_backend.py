@@ -62,6 +62,20 @@ def test_a_payload_that_hides_its_state_gets_a_state_key(make: Make, raw: redis.
     assert backend.get(task_id).state == "SUCCESS"
 
 
+def test_counters_are_integer_keys_of_their_own_with_native_expiry(make: Make, raw: redis.Redis,
+                                                                   prefix: str) -> None:
+    backend = make()
+    name = uuid.uuid4().hex
+    assert backend.incr(name, 2, expires=60) == 2
+    key = f"{prefix}_kq.counter:{name}"
+    assert raw.get(key) == b"2"
+    assert 59_000 < raw.pttl(key) <= 60_000
+    assert backend.incr(name) == 3
+    assert raw.pttl(key) == -1  # expires=None: kept until deleted
+    backend.delete_counter(name)
+    assert raw.exists(key) == 0
+
+
 def test_every_store_is_announced_like_celerys(make: Make, raw: redis.Redis, prefix: str) -> None:
     task_id = uuid.uuid4().hex
     channel = f"{prefix}celery-task-meta-{task_id}"
@@ -100,7 +114,7 @@ def test_many_threads_wait_at_once_each_for_its_own_results(make: Make) -> None:
     found: dict[str, str | None] = {}
 
     def wait(ids: list[str]) -> None:
-        for task_id in ids:  # one subscriber connection per thread, reused for each wait
+        for task_id in ids:  # each thread waits for its ids in turn, all threads at once
             result = waiter.wait(task_id, timeout=60)
             found[task_id] = result.state if result else None
 
@@ -127,15 +141,17 @@ def test_unreachable_backend_raises_backend_unavailable_without_the_password() -
     backend.close()
 
 
-def test_a_waiter_outlives_its_subscriber_connection(make: Make, raw: redis.Redis) -> None:
-    """After a Redis restart a thread's subscriber connection is dead; the next wait retries."""
+def test_a_waiter_outlives_its_pooled_connection(make: Make, raw: redis.Redis) -> None:
+    """After a Redis restart the pool's idle connections are dead; the next wait reconnects."""
     backend = make()
     first, second = uuid.uuid4().hex, uuid.uuid4().hex
     backend.store(StoredResult(first, "SUCCESS", celery_meta(first)), 60)
-    assert backend.wait(first, timeout=10) is not None  # this thread now has a subscriber
-    host, port = backend._local.pubsub.connection._sock.getsockname()[:2]
-    [victim] = [c for c in raw.client_list() if c["addr"] == f"{host}:{port}"]
-    raw.client_kill_filter(_id=victim["id"])
+    assert backend.wait(first, timeout=10) is not None  # the pool now holds a used connection
+    idle = {"{}:{}".format(*c._sock.getsockname()[:2]) for c in backend._pool._available_connections}
+    victims = [c for c in raw.client_list() if c["addr"] in idle]
+    assert victims
+    for victim in victims:
+        raw.client_kill_filter(_id=victim["id"])
     timer = threading.Timer(0.3, backend.store,
                             args=(StoredResult(second, "SUCCESS", celery_meta(second)), 60))
     timer.start()

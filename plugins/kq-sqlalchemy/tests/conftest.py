@@ -54,6 +54,7 @@ def table(engine: sa.Engine) -> Iterator[str]:
     yield name
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}_counters"))
 
 
 @pytest.fixture

@@ -60,6 +60,59 @@ def test_a_later_store_without_ttl_keeps_a_result_that_would_have_expired(make):
     assert backend.get(first.task_id) == done
 
 
+def test_counters_have_a_table_of_their_own_made_on_first_use(make, engine, table, database):
+    backend = make()
+    backend.store(result(), 60)
+    counters = f"{table}_counters"
+    assert not sa.inspect(engine).has_table(counters)  # results alone do not make it
+    assert backend.incr("chord", 2, expires=60) == 2
+    inspector = sa.inspect(engine)
+    assert [c["name"] for c in inspector.get_columns(counters)] == ["name", "value", "expires_at"]
+    assert inspector.get_pk_constraint(counters)["constrained_columns"] == ["name"]
+    assert [i["column_names"] for i in inspector.get_indexes(counters)] == [["expires_at"]]
+    with engine.connect() as conn:
+        name, value = conn.execute(sa.text(f"SELECT name, value FROM {counters}")).one()
+    assert (bytes(name), value) == (b"chord", 2)
+
+
+def test_the_longest_table_name_leaves_room_for_the_counters_table(url, engine):
+    name = f"kq_test_{uuid.uuid4().hex}".ljust(48, "x")
+    backend = get_plugins().backend_for(url).factory(url, {"table_name": name})
+    try:
+        assert backend.incr("chord") == 1
+        assert sa.inspect(engine).get_indexes(f"{name}_counters")[0]["name"] == f"{name}_counters_exp"
+    finally:
+        backend.close()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}_counters"))
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def test_expired_counters_restart_and_cleanup_counts_them(make):
+    backend = make()
+    for name in ("old1", "old2"):
+        backend.incr(name, 5, expires=1)
+    backend.incr("kept", 5, expires=3600)
+    backend.incr("forever", 5)
+    expired = result()
+    backend.store(expired, ttl=1)
+    time.sleep(1.5)
+    assert backend.incr("old1") == 1  # before any cleanup
+    assert backend.cleanup() == 2  # old2 and the result
+    assert backend.cleanup() == 0
+    assert [backend.incr(n) for n in ("old1", "kept", "forever")] == [2, 6, 6]
+
+
+def test_a_counter_name_longer_than_mysql_allows_is_an_error_on_mysql_only(make, database):
+    backend = make()
+    name = "x" * 256
+    if database == "mysql":
+        with pytest.raises(sa.exc.DBAPIError):
+            backend.incr(name)
+    else:
+        assert backend.incr(name) == 1
+
+
 def test_five_megabyte_payloads_round_trip(make):
     backend = make()
     big = result(os.urandom(5 * 1024 * 1024))
@@ -92,7 +145,9 @@ def test_an_unreachable_server_raises_backend_unavailable_with_the_password_mask
     backend = get_plugins().backend_for(url).factory(url, {"connect_timeout": 2})
     try:
         for call in (lambda: backend.store(result(), 60), lambda: backend.get("x"),
-                     lambda: backend.wait("x", 1), lambda: backend.forget("x"), backend.cleanup):
+                     lambda: backend.wait("x", 1), lambda: backend.forget("x"), backend.cleanup,
+                     lambda: backend.get_many(["x"]), lambda: backend.incr("x"),
+                     lambda: backend.delete_counter("x")):
             with pytest.raises(BackendUnavailable) as caught:
                 call()
             message = str(caught.value)

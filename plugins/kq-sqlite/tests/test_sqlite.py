@@ -146,7 +146,7 @@ def test_broker_and_backend_share_one_file_in_wal_mode(url: str, tmp_path: Path)
     with closing(sqlite3.connect(tmp_path / "kq.sqlite3")) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
-    assert {"kq_messages", "kq_broadcast_subscribers", "kq_results"} <= tables
+    assert {"kq_messages", "kq_broadcast_subscribers", "kq_results", "kq_counters"} <= tables
 
 
 def test_cleanup_deletes_expired_results_and_counts_them(url: str) -> None:
@@ -160,6 +160,23 @@ def test_cleanup_deletes_expired_results_and_counts_them(url: str) -> None:
         assert backend.get("kept") is not None
     finally:
         backend.close()
+
+
+def test_cleanup_deletes_expired_counters_and_counts_them(url: str, tmp_path: Path) -> None:
+    backend = SQLiteBackend(url)
+    try:
+        for name in ("old1", "old2"):
+            backend.incr(name, expires=0.01)
+        backend.incr("kept", expires=60)
+        backend.incr("forever")
+        time.sleep(0.05)
+        assert backend.cleanup() == 2
+        assert backend.cleanup() == 0
+    finally:
+        backend.close()
+    with closing(sqlite3.connect(tmp_path / "kq.sqlite3")) as conn:
+        names = {name for (name,) in conn.execute("SELECT name FROM kq_counters")}
+    assert names == {"kept", "forever"}
 
 
 # -- delivery details ---------------------------------------------------------------------

@@ -6,19 +6,23 @@ Subclass and give the backend's URL::
         @pytest.fixture
         def backend_url(self):
             return "mystore://127.0.0.1/0"
+
+The counter tests run when the spec declares ``counters``, and those across processes only
+when it is also ``shared``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 
-from kq.backend import BackendSpec, ResultBackend, StoredResult
+from kq.backend import BackendCapabilities, BackendSpec, ResultBackend, StoredResult
 from kq.plugins import get_plugins
 from kq.states import FAILURE, PENDING, STARTED, SUCCESS
 
@@ -26,6 +30,28 @@ from kq.states import FAILURE, PENDING, STARTED, SUCCESS
 def result(state: str = SUCCESS, payload: bytes = b'{"status":"SUCCESS"}', task_id: str = "",
            ) -> StoredResult:
     return StoredResult(task_id=task_id or uuid.uuid4().hex, state=state, payload=payload)
+
+
+def counting(capabilities: BackendCapabilities) -> None:
+    """Skip the calling test unless the backend declares ``counters``."""
+    if not capabilities.counters:
+        pytest.skip("backend does not declare counters")
+
+
+def _increment_in_child(factory: Callable[[str, Mapping[str, Any]], ResultBackend], url: str,
+                        options: dict[str, Any], key: str, times: int, ready: Any, out: Any) -> None:
+    """A child process of :meth:`BackendContract.test_incr_is_atomic_across_processes`: open a
+    backend of its own, wait until every child has, then increment and report the values."""
+    try:
+        backend = factory(url, options)
+        try:
+            ready.wait(120)
+            out.put([backend.incr(key) for _ in range(times)])
+        finally:
+            backend.close()
+    except BaseException as exc:  # reported to the test, which fails with it
+        ready.abort()
+        out.put(f"{type(exc).__name__}: {exc}")
 
 
 class BackendContract:
@@ -108,6 +134,7 @@ class BackendContract:
         time.sleep(2.1)
         backend.cleanup()
         assert backend.get(stored.task_id) is None
+        assert backend.get_many([stored.task_id]) == [None]
 
     def test_visible_to_another_instance(self, backend_spec: BackendSpec,
                                          make_backend: Callable[[], ResultBackend]) -> None:
@@ -163,3 +190,165 @@ class BackendContract:
         for task_id in ids:
             found = backend.get(task_id)
             assert found is not None and found.payload == task_id.encode()
+
+    # -- get_many ---------------------------------------------------------------------------
+
+    def test_get_many_keeps_the_order_and_gives_none_for_missing(self, backend: ResultBackend) -> None:
+        stored = [result(SUCCESS, str(n).encode()) for n in range(5)]
+        backend.store_many(stored, ttl=60)
+        missing = uuid.uuid4().hex
+        asked = [stored[3].task_id, missing, stored[0].task_id, stored[4].task_id, stored[3].task_id]
+        assert backend.get_many(asked) == [stored[3], None, stored[0], stored[4], stored[3]]
+        assert backend.get_many([]) == []
+
+    def test_get_many_of_1500_ids(self, backend: ResultBackend) -> None:
+        stored = [result(SUCCESS, str(n).encode()) for n in range(1500)]
+        backend.store_many(stored, ttl=60)
+        asked = [item.task_id for item in reversed(stored)]
+        asked[::7] = [uuid.uuid4().hex for _ in asked[::7]]
+        expected = [None if i % 7 == 0 else item for i, item in enumerate(reversed(stored))]
+        assert backend.get_many(asked) == expected
+
+    # -- counters ---------------------------------------------------------------------------
+
+    def test_without_counters_incr_says_so(self, backend_spec: BackendSpec,
+                                           backend: ResultBackend) -> None:
+        if backend_spec.capabilities.counters:
+            pytest.skip("backend declares counters")
+        for call in (lambda: backend.incr("chord"), lambda: backend.delete_counter("chord")):
+            with pytest.raises(NotImplementedError, match=type(backend).__name__):
+                call()
+
+    def test_incr_starts_at_the_amount_and_returns_running_values(
+        self, backend_spec: BackendSpec, backend: ResultBackend
+    ) -> None:
+        counting(backend_spec.capabilities)
+        key = uuid.uuid4().hex
+        assert [backend.incr(key) for _ in range(3)] == [1, 2, 3]
+        other = uuid.uuid4().hex
+        assert backend.incr(other, 5) == 5
+
+    def test_incr_by_other_amounts(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
+        counting(backend_spec.capabilities)
+        key = uuid.uuid4().hex
+        assert backend.incr(key, -2) == -2
+        assert backend.incr(key, 10) == 8
+        assert backend.incr(key, 0) == 8
+        assert backend.incr(key, -8) == 0
+        assert backend.incr(key, 2**40) == 2**40
+
+    def test_counters_are_apart_from_each_other_and_from_results(
+        self, backend_spec: BackendSpec, backend: ResultBackend
+    ) -> None:
+        counting(backend_spec.capabilities)
+        key, other = uuid.uuid4().hex, uuid.uuid4().hex
+        stored = result(SUCCESS, b"a result named like the counter", task_id=key)
+        backend.store(stored, ttl=60)
+        assert backend.incr(key, 3) == 3
+        assert backend.incr(other) == 1
+        assert backend.get(key) == stored
+        backend.forget(key)
+        assert backend.incr(key) == 4
+        backend.store(stored, ttl=60)
+        backend.delete_counter(key)
+        assert backend.get(key) == stored
+        assert backend.incr(other) == 2
+
+    def test_counter_names_are_compared_exactly(self, backend_spec: BackendSpec,
+                                                backend: ResultBackend) -> None:
+        counting(backend_spec.capabilities)
+        base = uuid.uuid4().hex
+        names = [f"chord:{base}", f"Chord:{base}", f"chord:{base} ", f"chord:{base}:ünï"]
+        assert [backend.incr(name, n) for n, name in enumerate(names, 1)] == [1, 2, 3, 4]
+        assert [backend.incr(name) for name in names] == [2, 3, 4, 5]
+
+    def test_delete_counter_restarts_it(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
+        counting(backend_spec.capabilities)
+        key = uuid.uuid4().hex
+        backend.incr(key, 5)
+        backend.delete_counter(key)
+        backend.delete_counter(key)  # deleting twice is harmless
+        assert backend.incr(key) == 1
+        backend.delete_counter(uuid.uuid4().hex)  # and so is deleting one that never was
+
+    def test_a_counter_is_shared_by_instances(self, backend_spec: BackendSpec,
+                                              make_backend: Callable[[], ResultBackend]) -> None:
+        counting(backend_spec.capabilities)
+        first, second = make_backend(), make_backend()
+        key = uuid.uuid4().hex
+        assert first.incr(key) == 1
+        assert second.incr(key) == 2
+        assert first.incr(key) == 3
+
+    def test_incr_is_atomic_across_threads(self, backend_spec: BackendSpec,
+                                           make_backend: Callable[[], ResultBackend]) -> None:
+        """8 threads, each with its own backend, 200 increments each: every value from 1 to 1600
+        comes back exactly once."""
+        counting(backend_spec.capabilities)
+        key = uuid.uuid4().hex
+        backends = [make_backend() for _ in range(8)]
+        start = threading.Barrier(len(backends))
+        values: list[list[int]] = [[] for _ in backends]
+        errors: list[BaseException] = []
+
+        def count(backend: ResultBackend, into: list[int]) -> None:
+            try:
+                start.wait(60)
+                into.extend(backend.incr(key) for _ in range(200))
+            except BaseException as exc:  # surfaced by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=count, args=pair) for pair in zip(backends, values, strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == []
+        assert sorted(v for chunk in values for v in chunk) == list(range(1, 1601))
+        assert all(chunk == sorted(chunk) for chunk in values)  # each caller sees them rise
+
+    def test_incr_is_atomic_across_processes(
+        self, backend_spec: BackendSpec, backend_url: str, backend_options: dict[str, Any]
+    ) -> None:
+        """4 processes (spawned, so nothing is inherited), each opening the backend from its URL,
+        200 increments each: every value from 1 to 800 comes back exactly once."""
+        counting(backend_spec.capabilities)
+        if not backend_spec.capabilities.shared:
+            pytest.skip("backend is not shared between processes")
+        context = multiprocessing.get_context("spawn")
+        key, children = uuid.uuid4().hex, 4
+        ready, out = context.Barrier(children), context.Queue()
+        processes = [
+            context.Process(target=_increment_in_child, daemon=True, args=(
+                backend_spec.factory, backend_url, backend_options, key, 200, ready, out))
+            for _ in range(children)
+        ]
+        for process in processes:
+            process.start()
+        try:
+            reports = [out.get(timeout=180) for _ in processes]
+        finally:
+            for process in processes:
+                process.join(30)
+                if process.is_alive():
+                    process.kill()
+        assert [r for r in reports if isinstance(r, str)] == []
+        assert sorted(v for chunk in reports for v in chunk) == list(range(1, 801))
+
+    def test_counter_expiry(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
+        """A counter may vanish ``expires`` seconds after its last increment; ``expires=None``
+        keeps it. An expired counter counts from 0 again, before and after ``cleanup()``."""
+        counting(backend_spec.capabilities)
+        read_late, cleaned, kept, renewed = (uuid.uuid4().hex for _ in range(4))
+        for key in (read_late, cleaned, kept):
+            assert backend.incr(key, 5, expires=1) == 5
+        assert backend.incr(kept) == 6
+        assert backend.incr(renewed, expires=2) == 1
+        time.sleep(1.2)
+        assert backend.incr(renewed, expires=2) == 2
+        time.sleep(1.2)
+        assert backend.incr(read_late, expires=1) == 1
+        backend.cleanup()
+        assert backend.incr(cleaned) == 1
+        assert backend.incr(kept) == 7
+        assert backend.incr(renewed) == 3

@@ -3,7 +3,8 @@
 Clients and workers in one process open their own backend instances, so the results live at
 module level, not in the instance: that is what lets an eager or threaded worker's result
 reach the client that waits for it. One condition variable guards the store and wakes waiters
-the moment a result is stored, so :meth:`MemoryBackend.wait` never polls.
+the moment a result is stored, so :meth:`MemoryBackend.wait` never polls. Counters live beside
+the results, under the same condition.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from kq.states import READY_STATES
 
 #: task id -> (result, monotonic expiry time or None)
 _results: dict[str, tuple[StoredResult, float | None]] = {}
+#: counter name -> (value, monotonic expiry time or None)
+_counters: dict[str, tuple[int, float | None]] = {}
 #: Guards the store and wakes waiters. Made on first use, not at import: kq imports plugins
 #: before a green pool monkey-patches threading, and a condition made earlier would stay native
 #: and block the gevent/eventlet hub.
@@ -48,7 +51,9 @@ def _live(task_id: str, now: float) -> StoredResult | None:
 class MemoryBackend(ResultBackend):
     """Results in this process's memory, gone when it exits; the URL's host part is ignored."""
 
-    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(push=True, shared=False)
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
+        push=True, shared=False, counters=True
+    )
 
     def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
         expires = None if ttl is None else time.monotonic() + ttl
@@ -76,11 +81,27 @@ class MemoryBackend(ResultBackend):
         with _condition():
             _results.pop(task_id, None)
 
+    def incr(self, key: str, amount: int = 1, expires: float | None = None) -> int:
+        now = time.monotonic()
+        with _condition():
+            value, expiry = _counters.get(key, (0, None))
+            if expiry is not None and expiry <= now:
+                value = 0
+            value += amount
+            _counters[key] = (value, None if expires is None else now + expires)
+        return value
+
+    def delete_counter(self, key: str) -> None:
+        with _condition():
+            _counters.pop(key, None)
+
     def cleanup(self) -> int:
         now = time.monotonic()
         with _condition():
-            expired = [k for k, (_, expires) in _results.items() if expires is not None
-                       and expires <= now]
-            for task_id in expired:
-                del _results[task_id]
-        return len(expired)
+            expired = 0
+            for store in (_results, _counters):
+                keys = [k for k, (_, expires) in store.items() if expires is not None and expires <= now]
+                for key in keys:
+                    del store[key]
+                expired += len(keys)
+        return expired

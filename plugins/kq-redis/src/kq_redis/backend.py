@@ -6,25 +6,27 @@ payloads are Celery result metas that start with ``{"status": "<STATE>"``, which
 :meth:`RedisBackend.get` reads the state from; only a payload that does not say its state that way
 (another serializer, or an arbitrary payload) gets a second key, ``_kq.state.<id>``, with it.
 
-``wait()`` is pushed, never polled: it SUBSCRIBEs to the result's channel, waits for Redis to
-confirm, and only then reads the key, so a result stored in between is either read or announced.
-An announcement that says its (ready) state is the result itself; any other makes the waiter
-read the keys. So that an announced status is always the true one, a payload whose leading status
-contradicts the state it is stored with (never a kernel-encoded one) is announced empty. Each
-thread keeps one subscriber connection for its waits.
+``wait()`` is pushed, not polled, in one command: a ready result is also kept in a one-element
+list, ``_kq.ready.<id>``, with the payload itself when it is small (``READY_INLINE`` bytes) and
+an empty marker otherwise, and a waiter blocks on that list with ``BLMOVE key key``: the element
+goes back where it was, so every waiter, now or later, is woken by it until the result expires.
+A store that exists before the wait starts answers at once; there is no subscribe-then-read
+window to cover. Results stored by a Celery worker have no such list (Celery only PUBLISHes), so
+a waiter also reads the key between blocking slices that grow to ``FOREIGN_POLL_MAX`` seconds.
+
+Counters (:meth:`RedisBackend.incr`) are plain integer keys, ``_kq.counter:<name>``, apart from
+every result key, incremented and given their expiry in one MULTI.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import redis
-from redis.client import PubSub
 
 from kq.backend import BackendCapabilities, ResultBackend, StoredResult
 from kq.exceptions import BackendUnavailable
@@ -35,6 +37,15 @@ from .connection import BACKEND_OPTIONS, connection_pool, parse_options, unavail
 SCHEMES = ("redis", "rediss", "redis+socket")
 META_PREFIX = "celery-task-meta-"
 STATE_PREFIX = "_kq.state."
+COUNTER_PREFIX = "_kq.counter:"
+READY_PREFIX = "_kq.ready."
+#: Largest payload copied into the ready list; a larger one is read from its key after the wake.
+READY_INLINE = 4096
+#: Blocking slices of a wait grow from the first to the last value (seconds); between slices
+#: the waiter reads the result key, which is how it sees results stored by Celery workers.
+FOREIGN_POLL_FIRST, FOREIGN_POLL_MAX = 0.05, 0.5
+#: Task ids per MGET in :meth:`RedisBackend.get_many` (two keys each), all in one round trip.
+GET_MANY_CHUNK = 500
 #: The leading ``"status"`` of a Celery result meta, in any JSON spacing.
 _STATUS = re.compile(rb'\s*\{\s*"status"\s*:\s*"([A-Z_]{1,32})"')
 
@@ -42,6 +53,16 @@ _STATUS = re.compile(rb'\s*\{\s*"status"\s*:\s*"([A-Z_]{1,32})"')
 def _status(payload: bytes) -> str | None:
     found = _STATUS.match(payload)
     return found.group(1).decode("ascii") if found else None
+
+
+def _stored(task_id: str, payload: bytes | None, state: bytes | None) -> StoredResult | None:
+    """The result read from a task's meta and state keys."""
+    if payload is None:
+        return None
+    # A foreign payload that hides its state (Celery with msgpack results) reads as PENDING
+    # here; the kernel decodes the payload itself for the real state.
+    found = state.decode() if state is not None else _status(payload) or PENDING
+    return StoredResult(task_id, found, payload)
 
 
 class RedisBackend(ResultBackend):
@@ -52,7 +73,7 @@ class RedisBackend(ResultBackend):
     """
 
     capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        push=True, native_expiry=True, shared=True
+        push=True, native_expiry=True, shared=True, counters=True
     )
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
@@ -63,15 +84,18 @@ class RedisBackend(ResultBackend):
         self._prefix = opts.global_keyprefix
         # A read blocked longer than socket_timeout would look like a dead connection.
         self._max_block = opts.socket_timeout / 2
-        self._local = threading.local()  # .pubsub: this thread's subscriber connection
-        self._subscribers: list[PubSub] = []
-        self._lock = threading.Lock()
 
     def _meta_key(self, task_id: str) -> str:
         return f"{self._prefix}{META_PREFIX}{task_id}"
 
     def _state_key(self, task_id: str) -> str:
         return f"{self._prefix}{STATE_PREFIX}{task_id}"
+
+    def _ready_key(self, task_id: str) -> str:
+        return f"{self._prefix}{READY_PREFIX}{task_id}"
+
+    def _counter_key(self, key: str) -> str:
+        return f"{self._prefix}{COUNTER_PREFIX}{key}"
 
     @contextmanager
     def _io(self) -> Iterator[None]:
@@ -80,7 +104,8 @@ class RedisBackend(ResultBackend):
 
     def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
         """One MULTI: each payload, its state key when the payload does not carry the state
-        (else the key is deleted, in case an earlier store wrote one), and its announcement."""
+        (else the key is deleted, in case an earlier store wrote one), its announcement for
+        Celery clients, and for a ready state the list kq's waiters block on."""
         if not results:
             return
         px = None if ttl is None else max(1, round(ttl * 1000))
@@ -95,95 +120,74 @@ class RedisBackend(ResultBackend):
                 else:
                     pipe.set(self._state_key(result.task_id), result.state, px=px)
                 pipe.publish(key, result.payload if status in (None, result.state) else b"")
+                if result.state in READY_STATES:
+                    ready = self._ready_key(result.task_id)
+                    inline = status == result.state and len(result.payload) <= READY_INLINE
+                    pipe.delete(ready).rpush(ready, result.payload if inline else b"")
+                    if px is not None:
+                        pipe.pexpire(ready, px)
             pipe.execute()
 
     def get(self, task_id: str) -> StoredResult | None:
         with self._io():
             payload, state = self._redis.mget(self._meta_key(task_id), self._state_key(task_id))
-        if payload is None:
-            return None
-        # A foreign payload that hides its state (Celery with msgpack results) reads as PENDING
-        # here; the kernel decodes the payload itself for the real state.
-        found = state.decode() if state is not None else _status(payload) or PENDING
-        return StoredResult(task_id, found, payload)
+        return _stored(task_id, payload, state)
+
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """One round trip: a pipeline of MGETs, each of a chunk's meta and state keys."""
+        if not task_ids:
+            return []
+        chunks = [task_ids[i:i + GET_MANY_CHUNK] for i in range(0, len(task_ids), GET_MANY_CHUNK)]
+        with self._io():
+            pipe = self._redis.pipeline(transaction=False)
+            for chunk in chunks:
+                pipe.mget([key for t in chunk for key in (self._meta_key(t), self._state_key(t))])
+            replies = pipe.execute()
+        values = [value for reply in replies for value in reply]
+        return [_stored(t, values[2 * i], values[2 * i + 1]) for i, t in enumerate(task_ids)]
 
     def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
-        """Subscribe, read, then sleep on the subscription until the result is ready.
-
-        A thread's subscriber connection may have died since its last wait (a Redis restart):
-        that failure is retried once on a new connection before it counts as unavailable.
-        """
-        if timeout is not None and timeout <= 0:
-            return self.get(task_id)
+        """Block on the result's ready list (see the module docstring); read the key between
+        slices, for results stored by Celery workers, and at the deadline."""
+        ready = self._ready_key(task_id)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            subscriber, reused = self._subscriber()
-            try:
-                with self._io():
-                    return self._wait(subscriber, task_id, deadline)
-            except BackendUnavailable:
-                self._drop_subscriber()
-                if not reused:
-                    raise
-
-    def _wait(self, subscriber: PubSub, task_id: str, deadline: float | None) -> StoredResult | None:
-        channel = self._meta_key(task_id).encode()
-        subscriber.subscribe(channel)
-        try:
-            if not self._confirmed(subscriber, channel, deadline):
-                return self.get(task_id)
-            found = self.get(task_id)
-            while found is None or found.state not in READY_STATES:
-                remaining = self._max_block if deadline is None else deadline - time.monotonic()
-                if remaining <= 0:
-                    return found
-                message = subscriber.get_message(timeout=min(remaining, self._max_block))
-                if message and message["type"] == "message" and message["channel"] == channel:
-                    state = _status(message["data"])
-                    if state in READY_STATES:
-                        return StoredResult(task_id, state, message["data"])
-                    found = self.get(task_id)
-            return found
-        finally:
-            subscriber.unsubscribe(channel)  # its confirmation is skipped by the next wait
-
-    def _confirmed(self, subscriber: PubSub, channel: bytes, deadline: float | None) -> bool:
-        """Read until Redis confirms the subscription to ``channel`` (skipping what earlier waits
-        left unread); False if ``deadline`` passes first."""
+        block = FOREIGN_POLL_FIRST
         while True:
             remaining = self._max_block if deadline is None else deadline - time.monotonic()
-            message = subscriber.get_message(timeout=max(0.0, min(remaining, self._max_block)))
-            if message is None:
-                if remaining <= 0:
-                    return False
-            elif message["type"] == "subscribe" and message["channel"] == channel:
-                return True
-
-    def _subscriber(self) -> tuple[PubSub, bool]:
-        """This thread's subscriber, and whether it served an earlier wait."""
-        subscriber = getattr(self._local, "pubsub", None)
-        if subscriber is not None:
-            return subscriber, True
-        subscriber = self._local.pubsub = self._redis.pubsub()
-        with self._lock:
-            self._subscribers.append(subscriber)
-        return subscriber, False
-
-    def _drop_subscriber(self) -> None:
-        subscriber = getattr(self._local, "pubsub", None)
-        if subscriber is not None:
-            self._local.pubsub = None
-            with self._lock:
-                self._subscribers.remove(subscriber)
-            subscriber.close()
+            woke = None
+            if remaining > 0:
+                with self._io():
+                    woke = self._redis.blmove(ready, ready, min(block, remaining), "RIGHT", "LEFT")
+                if woke:
+                    state = _status(woke)
+                    if state in READY_STATES:
+                        return StoredResult(task_id, state, woke)
+            found = self.get(task_id)
+            if woke is not None or remaining <= 0 or (found is not None and found.state in READY_STATES):
+                return found
+            block = min(block * 2, FOREIGN_POLL_MAX)
 
     def forget(self, task_id: str) -> None:
         with self._io():
-            self._redis.delete(self._meta_key(task_id), self._state_key(task_id))
+            self._redis.delete(self._meta_key(task_id), self._state_key(task_id),
+                               self._ready_key(task_id))
+
+    def incr(self, key: str, amount: int = 1, expires: float | None = None) -> int:
+        """INCRBY, then PEXPIRE (or PERSIST without ``expires``), in one MULTI."""
+        name = self._counter_key(key)
+        with self._io():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.incrby(name, amount)
+            if expires is None:
+                pipe.persist(name)
+            else:
+                pipe.pexpire(name, max(1, round(expires * 1000)))
+            value, _ = pipe.execute()
+        return int(value)
+
+    def delete_counter(self, key: str) -> None:
+        with self._io():
+            self._redis.delete(self._counter_key(key))
 
     def close(self) -> None:
-        with self._lock:
-            subscribers, self._subscribers = self._subscribers, []
-        for subscriber in subscribers:
-            subscriber.close()
         self._pool.disconnect()

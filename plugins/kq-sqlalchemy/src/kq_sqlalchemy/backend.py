@@ -1,7 +1,7 @@
-"""What the PostgreSQL and MySQL backends share: the engine, the table, reads, deletes, errors.
+"""What the PostgreSQL and MySQL backends share: the engine, the tables, reads, deletes, errors.
 
-A subclass names its :class:`~kq_sqlalchemy.flavours.Flavour` and writes the one statement that
-differs between databases, the upsert; PostgreSQL also sends notifications in
+A subclass names its :class:`~kq_sqlalchemy.flavours.Flavour` and writes the statements that
+differ between databases, the upserts; PostgreSQL also sends notifications in
 :meth:`SQLBackend._stored` and overrides :meth:`~kq.backend.ResultBackend.wait`.
 """
 
@@ -23,7 +23,10 @@ from kq.exceptions import BackendUnavailable
 
 from .config import database_url, parse_options
 from .flavours import Flavour
-from .schema import create_table, results_table
+from .schema import counters_table, create_table, results_table
+
+#: Task ids per SELECT in :meth:`SQLBackend.get_many`.
+GET_MANY_CHUNK = 1000
 
 
 def reason(exc: BaseException) -> str:
@@ -44,11 +47,12 @@ def is_unavailable(exc: DBAPIError) -> bool:
 
 
 class SQLBackend(ResultBackend):
-    """Results in one table, one row per task id, shared by every process using the database.
+    """Results in one table, one row per task id, shared by every process using the database;
+    counters in a second one, ``<table_name>_counters``.
 
-    The engine is created on first use, and the table with it. Its pool pings a connection
-    before lending it out, so after a server restart the dead connections are replaced and the
-    backend works again by itself; while the server is down every call raises
+    The engine is created on first use, and each table on its own first use. Its pool pings a
+    connection before lending it out, so after a server restart the dead connections are replaced
+    and the backend works again by itself; while the server is down every call raises
     :class:`~kq.exceptions.BackendUnavailable`. Options: see :class:`~kq_sqlalchemy.config.Options`.
 
     Not fork-safe: make backends after forking, never share one across ``fork()``.
@@ -71,9 +75,19 @@ class SQLBackend(ResultBackend):
         )
         self._forget = sa.delete(self.table).where(columns.task_id == sa.bindparam("task_id"))
         self._cleanup = sa.delete(self.table).where(columns.expires_at <= sa.bindparam("now"))
+        self._get_many = sa.select(columns.task_id, columns.state, columns.payload).where(
+            columns.task_id.in_(sa.bindparam("task_ids", expanding=True)),
+            sa.or_(columns.expires_at.is_(None), columns.expires_at > sa.bindparam("now")),
+        )
+        self.counters = counters_table(self.table.name)
+        counter = self.counters.c
+        self._incr = self.counter_upsert(self.counters)
+        self._counter_value = sa.select(counter.value).where(counter.name == sa.bindparam("name"))
+        self._delete_counter = sa.delete(self.counters).where(counter.name == sa.bindparam("name"))
+        self._cleanup_counters = sa.delete(self.counters).where(counter.expires_at <= sa.bindparam("now"))
         self._lock = threading.Lock()
         self._engine: sa.Engine | None = None
-        self._table_ready = False
+        self._tables_ready: set[str] = set()
 
     @staticmethod
     @abc.abstractmethod
@@ -87,6 +101,23 @@ class SQLBackend(ResultBackend):
         dialect's name for the row being inserted (``excluded`` / ``inserted``)."""
         return {"state": new.state, "payload": new.payload, "expires_at": new.expires_at,
                 "date_done": sa.func.current_timestamp()}
+
+    @staticmethod
+    @abc.abstractmethod
+    def counter_upsert(table: sa.Table) -> sa.Executable:
+        """An INSERT of one counter row (``name``, ``value``, ``expires_at``, plus the parameter
+        ``now``) that, when the name exists, adds to the stored value instead (see
+        :meth:`counter_replacements`)."""
+
+    @staticmethod
+    def counter_replacements(table: sa.Table, new: Any) -> list[tuple[str, Any]]:
+        """The SET part of :meth:`counter_upsert`, in order: MySQL assigns left to right, so the
+        value must be computed from the stored ``expires_at`` before that is replaced. An expired
+        counter starts again from the new amount."""
+        stored = table.c
+        expired = stored.expires_at <= sa.bindparam("now")
+        return [("value", sa.case((expired, new.value), else_=stored.value + new.value)),
+                ("expires_at", new.expires_at)]
 
     # -- ResultBackend --------------------------------------------------------------------
 
@@ -113,20 +144,50 @@ class SQLBackend(ResultBackend):
             row = conn.execute(self._get, {"task_id": task_id, "now": time.time()}).first()
         return None if row is None else StoredResult(task_id, row.state, bytes(row.payload))
 
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """One SELECT ... IN per chunk of ids, all in one transaction."""
+        found: dict[str, StoredResult] = {}
+        if task_ids:
+            now = time.time()
+            with self._transaction() as conn:
+                for start in range(0, len(task_ids), GET_MANY_CHUNK):
+                    chunk = list(task_ids[start:start + GET_MANY_CHUNK])
+                    rows = conn.execute(self._get_many, {"task_ids": chunk, "now": now})
+                    found.update((r.task_id, StoredResult(r.task_id, r.state, bytes(r.payload)))
+                                 for r in rows)
+        return [found.get(task_id) for task_id in task_ids]
+
     def forget(self, task_id: str) -> None:
         with self._transaction() as conn:
             conn.execute(self._forget, {"task_id": task_id})
 
+    def incr(self, key: str, amount: int = 1, expires: float | None = None) -> int:
+        """The upsert, then a read of the value, in one transaction: the upsert's row lock, held
+        until commit, keeps every other writer out in between (MySQL has no RETURNING)."""
+        now = time.time()
+        name = key.encode()
+        row = {"name": name, "value": amount, "now": now,
+               "expires_at": None if expires is None else now + expires}
+        with self._transaction(self.counters) as conn:
+            conn.execute(self._incr, row)
+            return int(conn.execute(self._counter_value, {"name": name}).scalar_one())
+
+    def delete_counter(self, key: str) -> None:
+        with self._transaction(self.counters) as conn:
+            conn.execute(self._delete_counter, {"name": key.encode()})
+
     def cleanup(self) -> int:
-        with self._transaction() as conn:
-            return conn.execute(self._cleanup, {"now": time.time()}).rowcount
+        now = {"now": time.time()}
+        with self._transaction(self.table, self.counters) as conn:
+            return (conn.execute(self._cleanup, now).rowcount
+                    + conn.execute(self._cleanup_counters, now).rowcount)
 
     def close(self) -> None:
         with self._lock:
             if self._engine is not None:
                 self._engine.dispose()
             self._engine = None
-            self._table_ready = False
+            self._tables_ready.clear()
 
     # -- connections ----------------------------------------------------------------------
 
@@ -146,25 +207,27 @@ class SQLBackend(ResultBackend):
                 )
             return self._engine
 
-    def _ready_engine(self) -> sa.Engine:
-        """The engine, with the table created on first use. A failed creation (server down) is
-        tried again by the next call."""
+    def _ready_engine(self, tables: Sequence[sa.Table]) -> sa.Engine:
+        """The engine, with ``tables`` created on first use (the counters table only once counters
+        are used). A failed creation (server down) is tried again by the next call."""
         engine = self._engine
-        if engine is not None and self._table_ready:
+        if engine is not None and all(t.name in self._tables_ready for t in tables):
             return engine
         engine = self._engine_once()
         with self._lock:
-            if not self._table_ready:
-                create_table(engine, self.table)
-                self._table_ready = True
+            for table in tables:
+                if table.name not in self._tables_ready:
+                    create_table(engine, table)
+                    self._tables_ready.add(table.name)
         return engine
 
     @contextmanager
-    def _transaction(self) -> Iterator[sa.Connection]:
-        """A connection in a transaction, committed at the end; connection failures, including
-        those while creating the table, come out as :class:`BackendUnavailable`."""
+    def _transaction(self, *tables: sa.Table) -> Iterator[sa.Connection]:
+        """A connection in a transaction on ``tables`` (default: the results table), committed at
+        the end; connection failures, including those while creating a table, come out as
+        :class:`BackendUnavailable`."""
         try:
-            with self._ready_engine().begin() as conn:
+            with self._ready_engine(tables or (self.table,)).begin() as conn:
                 yield conn
         except DBAPIError as exc:
             if not is_unavailable(exc):

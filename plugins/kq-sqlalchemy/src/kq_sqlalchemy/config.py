@@ -30,7 +30,7 @@ _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 class Options:
     """``result_backend_options`` this backend accepts."""
 
-    #: The results table, created on first use.
+    #: The results table, created on first use; counters go in ``<table_name>_counters``.
     table_name: str = "kq_results"
     #: Connections kept open per process. A worker's threads each hold one only for the few
     #: milliseconds of a store, so a handful serves many threads.

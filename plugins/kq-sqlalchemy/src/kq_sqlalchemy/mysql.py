@@ -18,7 +18,7 @@ from .flavours import MYSQL
 
 
 class MySQLBackend(SQLBackend):
-    """Results in an InnoDB table, written with ``INSERT ... ON DUPLICATE KEY UPDATE``."""
+    """Results and counters in InnoDB tables, written with ``INSERT ... ON DUPLICATE KEY UPDATE``."""
 
     flavour = MYSQL
     capabilities: ClassVar[BackendCapabilities] = MYSQL.capabilities
@@ -31,3 +31,8 @@ class MySQLBackend(SQLBackend):
         # PyMySQL sends an executemany of this statement as one multi-row INSERT.
         insert = mysql.insert(table)
         return insert.on_duplicate_key_update(SQLBackend.replacements(insert.inserted))
+
+    @staticmethod
+    def counter_upsert(table: sa.Table) -> sa.Executable:
+        insert = mysql.insert(table)
+        return insert.on_duplicate_key_update(SQLBackend.counter_replacements(table, insert.inserted))

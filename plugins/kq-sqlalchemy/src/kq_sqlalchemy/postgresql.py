@@ -38,8 +38,8 @@ _NOTIFY = sa.text(
 
 
 class PostgreSQLBackend(SQLBackend):
-    """Results in a PostgreSQL table, written with ``INSERT ... ON CONFLICT DO UPDATE``; waits
-    are woken by LISTEN/NOTIFY on a channel named like the table."""
+    """Results and counters in PostgreSQL tables, written with ``INSERT ... ON CONFLICT DO
+    UPDATE``; waits are woken by LISTEN/NOTIFY on a channel named like the results table."""
 
     flavour = POSTGRESQL
     capabilities: ClassVar[BackendCapabilities] = POSTGRESQL.capabilities
@@ -54,6 +54,14 @@ class PostgreSQLBackend(SQLBackend):
         insert = postgresql.insert(table)
         return insert.on_conflict_do_update(
             index_elements=[table.c.task_id], set_=SQLBackend.replacements(insert.excluded)
+        )
+
+    @staticmethod
+    def counter_upsert(table: sa.Table) -> sa.Executable:
+        insert = postgresql.insert(table)
+        return insert.on_conflict_do_update(
+            index_elements=[table.c.name],
+            set_=dict(SQLBackend.counter_replacements(table, insert.excluded)),
         )
 
     def _stored(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

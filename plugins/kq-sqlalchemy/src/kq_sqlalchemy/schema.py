@@ -1,13 +1,17 @@
-"""The results table, and creating it safely when many workers start at the same moment."""
+"""The results and counters tables, and creating them safely when many workers start at the same
+moment."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import LONGBLOB
+from sqlalchemy.dialects.mysql import LONGBLOB, VARBINARY
 from sqlalchemy.exc import DBAPIError
 
 #: Results are opaque payloads, possibly megabytes: MySQL's plain BLOB stops at 64 KB.
 PAYLOAD = sa.LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb")
+#: A counter's name as UTF-8 bytes, compared byte for byte: MySQL's default collations would
+#: make ``Chord`` and ``chord`` (or ``a`` and ``a ``) one counter. 255 bytes at most on MySQL.
+COUNTER_NAME = sa.LargeBinary().with_variant(VARBINARY(255), "mysql", "mariadb")
 
 
 def results_table(name: str) -> sa.Table:
@@ -24,6 +28,21 @@ def results_table(name: str) -> sa.Table:
         # For people reading the table; the payload carries the date kq reads.
         sa.Column("date_done", sa.DateTime(timezone=True), nullable=False,
                   server_default=sa.func.current_timestamp()),
+        mysql_engine="InnoDB",
+    )
+
+
+def counters_table(results: str) -> sa.Table:
+    """The counters beside the results table ``results``: a name, a value, and ``expires_at`` as
+    in the results table. The index is named explicitly to stay within identifier limits."""
+    name = f"{results}_counters"
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("name", COUNTER_NAME, primary_key=True),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", sa.Double()),
+        sa.Index(f"{name}_exp", "expires_at"),
         mysql_engine="InnoDB",
     )
 
