@@ -3,14 +3,15 @@
 A plugin for a broker that kombu already speaks returns :class:`KombuTransport` (or a subclass
 that sets :attr:`~kq.transport.Transport.capabilities` and :attr:`KombuTransport.transport_defaults`
 and, where the broker offers more, overrides the ``_declare_task_queue``, ``_route`` or
-``_send_acks`` hooks) as its ``TransportSpec.factory``.
+``_send_acks`` hooks, or ``publish_many``) as its ``TransportSpec.factory``.
 
 Messages keep kombu's envelope unchanged: the body bytes go out with their content type and
 encoding, headers and properties exactly where a Celery worker looks for them, and nothing is
 serialized a second time. Queues are durable and fed through the default exchange ``""`` with
 the queue name as routing key, so they need no bindings. ``publish_many`` is the base class's
-loop over the one cached producer: kombu 5.7's ``Producer.batch`` batches only on Redis, which
-kq-redis speaks natively anyway.
+loop of ``publish``: kombu 5.7's ``Producer.batch`` batches only on Redis, which kq-redis speaks
+natively anyway, and what else makes a batch faster is the broker's (kq-amqp pipelines
+RabbitMQ's publisher confirms, building messages with :meth:`KombuTransport._message`).
 
 Prefetch: consuming starts with ``basic_qos(prefetch_count=N)``, N being the ``prefetch_count``
 option (``0`` means unlimited) or else :data:`PREFETCH_MULTIPLIER` times the ``limit`` of the
@@ -138,7 +139,6 @@ class KombuTransport(Transport):
     def _reset(self) -> None:
         self._connection: kombu.Connection | None = None
         self._channel: Any = None
-        self._producer: kombu.Producer | None = None
         self._declared: set[str] = set()
         self._exchanges: set[str] = set()
         self._subscriptions: dict[str, kombu.Queue] = {}
@@ -163,7 +163,6 @@ class KombuTransport(Transport):
         )
         connection, channel = connect(self.url, transport_options)
         self._connection, self._channel = connection, channel
-        self._producer = kombu.Producer(channel, auto_declare=False)
         return channel
 
     def _aside(self, action: Callable[[Any], R]) -> R:
@@ -221,24 +220,28 @@ class KombuTransport(Transport):
         return queue
 
     def _send(self, envelope: Envelope, exchange: str, routing_key: str, mode: int) -> None:
-        properties: dict[str, Any] = {}
-        if envelope.priority is not None:
-            properties["priority"] = envelope.priority
+        channel = self._channel
+        channel.basic_publish(self._message(channel, envelope, mode), exchange=exchange,
+                              routing_key=routing_key)
+
+    @staticmethod
+    def _message(channel: Any, envelope: Envelope, mode: int = _PERSISTENT) -> Any:
+        """``envelope`` as ``channel``'s own message type, built as kombu's ``Producer`` builds
+        it, for ``channel.basic_publish``. Built here rather than by a ``Producer`` so that a
+        subclass can publish it another way (kq-amqp pipelines confirms for batches). The body
+        bytes go out as they are, never re-serialized."""
+        properties: dict[str, Any] = {"delivery_mode": mode}
         if envelope.correlation_id is not None:
             properties["correlation_id"] = envelope.correlation_id
         if envelope.reply_to is not None:
             properties["reply_to"] = envelope.reply_to
-        assert self._producer is not None
-        # A bytes body with an explicit content type is sent as it is, never re-serialized.
-        self._producer.publish(
+        return channel.prepare_message(
             envelope.body,
-            exchange=exchange,
-            routing_key=routing_key,
-            content_type=envelope.content_type,
-            content_encoding=envelope.content_encoding,
-            headers=dict(envelope.headers),  # kombu may add to it; the envelope stays untouched
-            delivery_mode=mode,
-            **properties,
+            envelope.priority or 0,
+            envelope.content_type,
+            envelope.content_encoding,
+            dict(envelope.headers),  # the transport may add to it; the envelope stays untouched
+            properties,
         )
 
     def _ensure_queue(self, name: str) -> None:

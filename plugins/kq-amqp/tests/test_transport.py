@@ -10,9 +10,11 @@ from typing import Any
 import amqp
 import pytest
 
+from kq import App, Signature
 from kq.exceptions import BrokerUnavailable, ConfigurationError
 from kq.protocol import utcnow
 from kq.testing.contracts.transport import body_n, drain, envelope
+from kq_amqp.confirms import PendingConfirms
 from kq_amqp.transport import DELAY_PRECISION_BITS, AMQPTransport, delay_bucket
 
 
@@ -50,6 +52,114 @@ def test_a_publish_the_broker_refuses_raises(make: Callable[..., AMQPTransport],
     transport.publish(queue, envelope(1))
     with pytest.raises(BrokerUnavailable, match="MessageNacked"):
         transport.publish(queue, envelope(2))  # nacked: only a confirmed publish can tell
+
+
+# -- batches: one wait for the confirms of all -----------------------------------------------
+
+def test_pending_confirms_settle_each_number_once_in_any_order() -> None:
+    # As RabbitMQ answered a batch of 10 (numbers 1-10) into a reject-publish queue of length 3:
+    # single nacks of 4-9, then a multiple-ack up to 3, then the nack of 10.
+    pending = PendingConfirms(1, 10)
+    for tag in range(4, 10):
+        pending.nack(tag, multiple=False)
+    pending.ack(3, multiple=True)
+    assert (pending.remaining, pending.nacked) == (1, 6)
+    pending.nack(10, multiple=False)
+    assert (pending.remaining, pending.nacked) == (0, 7)
+    # Numbers 11-14 of the next batch: answers for earlier numbers count for nothing, a
+    # multiple answer covers only what is still open, and numbers past the batch are not its.
+    pending = PendingConfirms(11, 4)
+    pending.ack(10, multiple=True)
+    pending.ack(12, multiple=False)
+    pending.nack(13, multiple=True)  # 11 and 13; 12 was acked already
+    pending.ack(12, multiple=False)
+    assert (pending.remaining, pending.nacked) == (1, 2)
+    pending.ack(20, multiple=True)
+    assert (pending.remaining, pending.nacked) == (0, 2)
+
+
+def test_a_batch_of_5000_is_in_the_queue_in_order_when_publish_many_returns(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str],
+) -> None:
+    publisher, queue = make(), queue_name()
+    publisher.publish_many((queue, envelope(n)) for n in range(5000))
+    assert publisher.depth(queue) == 5000  # confirmed: nothing is still on its way
+    got = drain(make(), [queue], 5000, timeout=60)
+    assert [body_n(d) for d in got] == list(range(5000))
+
+
+def test_a_batch_over_several_queues_lands_in_each_in_order(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str],
+) -> None:
+    publisher, queues = make(), [queue_name() for _ in range(3)]
+    publisher.publish_many((queues[n % 3], envelope(n)) for n in range(300))
+    assert [publisher.depth(q) for q in queues] == [100, 100, 100]
+    consumer = make()
+    for i, queue in enumerate(queues):
+        assert [body_n(d) for d in drain(consumer, [queue], 100)] == list(range(i, 300, 3))
+
+
+def test_nacks_raise_and_later_publishes_stay_in_step(make: Callable[..., AMQPTransport],
+                                                       queue_name: Callable[[], str],
+                                                       admin: amqp.Channel) -> None:
+    queue = queue_name()
+    admin.queue_declare(queue, durable=True, auto_delete=False,
+                        arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
+    transport = make()
+    with pytest.raises(BrokerUnavailable, match=rf"refused \(nacked\) 2 of 5 messages published to {queue}"):
+        transport.publish_many((queue, envelope(n)) for n in range(5))
+    assert transport.depth(queue) == 3  # (no consumer here: it would keep the queue short)
+    transport.purge(queue)
+    # The same instance again (the kernel would open a new one): batches and single publishes
+    # each wait for their own confirms. A batch that is partly acked, partly nacked counts its
+    # nacks exactly only if it knows which sequence numbers are its own: RabbitMQ answers with
+    # multiple-acks and -nacks that would cover the wrong messages otherwise.
+    transport.publish_many((queue, envelope(n)) for n in range(5, 7))
+    transport.publish(queue, envelope(7))
+    with pytest.raises(BrokerUnavailable, match="MessageNacked"):
+        transport.publish(queue, envelope(8))
+    transport.purge(queue)
+    transport.publish(queue, envelope(9))
+    with pytest.raises(BrokerUnavailable, match=r"refused \(nacked\) 2 of 4 messages"):
+        transport.publish_many((queue, envelope(n)) for n in range(10, 14))
+    transport.purge(queue)
+    transport.publish_many((queue, envelope(n)) for n in range(14, 16))
+    transport.publish(queue, envelope(16))
+    assert [body_n(d) for d in drain(make(), [queue], 3)] == [14, 15, 16]
+
+
+def test_send_many_over_a_broken_connection_publishes_the_whole_batch_again(
+    amqp_url: str, queue_name: Callable[[], str], close_from_server: Callable[[Any], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App("kq-amqp-test", broker=amqp_url, backend=None, task_default_queue=queue_name())
+    try:
+        app.send_many(Signature("t", (n,), {}, app=app) for n in range(2))  # connects
+        publisher = app._publisher
+        assert isinstance(publisher, AMQPTransport)
+        close_from_server(publisher._connection)
+        with caplog.at_level(logging.WARNING, logger="kq"):
+            sent = app.send_many(Signature("t", (n,), {}, app=app) for n in range(2, 1002))
+        assert "publish of 1000 messages failed" in caplog.text and "CONNECTION_FORCED" in caplog.text
+        consumer = app.new_transport()
+        try:
+            got = drain(consumer, [app.conf.task_default_queue], 1002, timeout=60)
+        finally:
+            consumer.close()
+        assert {d.envelope.headers["id"] for d in got} >= {r.id for r in sent}
+    finally:
+        app.close()
+
+
+def test_without_confirms_a_batch_is_published_one_by_one(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel,
+) -> None:
+    queue = queue_name()
+    admin.queue_declare(queue, durable=True, auto_delete=False,
+                        arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
+    transport = make(confirm_publish=False)
+    transport.publish_many((queue, envelope(n)) for n in range(5))  # nacks go unnoticed
+    assert [body_n(d) for d in drain(transport, [queue], 3)] == [0, 1, 2]
 
 
 # -- queue arguments: priorities, dead letters, existing queues, quorum ---------------------

@@ -11,6 +11,7 @@
   ``<queue>``. Every message of one delay queue has the same TTL, so expiring at the head is
   exact (per-message TTLs in one queue would wait behind a longer one).
 * Acks of a run of deliveries go out as one ``basic.ack(multiple=True)``.
+* ``publish_many`` waits once for the confirms of a whole batch (:mod:`kq_amqp.confirms`).
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
 from amqp.exceptions import PreconditionFailed
 
-from kq.exceptions import ConfigurationError, PluginError
-from kq.kombu_transport import KombuTransport
-from kq.transport import TransportCapabilities
+from kq.config import safe_url
+from kq.exceptions import BrokerUnavailable, ConfigurationError, PluginError
+from kq.kombu_transport import KombuTransport, kombu_errors
+from kq.transport import Envelope, TransportCapabilities
+
+from .confirms import publish_confirmed
 
 log = logging.getLogger("kq.amqp")
 
@@ -89,6 +93,9 @@ class AMQPTransport(KombuTransport):
         super()._reset()
         #: delay queue -> monotonic time this connection last declared it
         self._delay_declared: dict[str, float] = {}
+        #: the channel batches are published on, and its next publish sequence number
+        self._batch_channel: Any = None
+        self._batch_sequence = 1
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -144,6 +151,54 @@ class AMQPTransport(KombuTransport):
                 raise PluginError(f"cannot use delay queue {name}: {exc.reply_text}") from exc
             self._delay_declared[name] = now
         return name
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def publish_many(self, items: Iterable[tuple[str, Envelope]]) -> None:
+        """Publish a batch with one wait for RabbitMQ's confirms instead of one per message,
+        and return once every message is confirmed; without confirms (``confirm_publish`` off),
+        one publish after the other.
+
+        Batches go out on a channel of their own, so that only they advance its publish
+        sequence: the main channel's also counts py-amqp's one-by-one confirmed publishes, from
+        a start py-amqp chooses and restarts when it reopens the channel after a channel error.
+        A nack raises :class:`~kq.exceptions.BrokerUnavailable`, as it does for one publish, once
+        every message of the batch is answered; the kernel then publishes the whole batch again,
+        which may deliver the acked ones twice (at-least-once delivery allows that).
+        """
+        batch = list(items)
+        if not batch:
+            return
+        self._open()
+        with kombu_errors(self._connection, self.url):
+            if not self._channel.connection.confirm_publish:
+                super().publish_many(batch)
+                return
+            for queue in dict.fromkeys(queue for queue, _ in batch):
+                self._ensure_queue(queue)
+            channel = self._batch_channel or self._open_batch_channel()
+            messages = [(self._message(channel, envelope), queue) for queue, envelope in batch]
+            first, self._batch_sequence = self._batch_sequence, self._batch_sequence + len(batch)
+            try:
+                nacked = publish_confirmed(self._connection, channel, first, messages)
+            except BaseException:
+                # Its sequence is unknown now. Not closed here: the connection may be broken,
+                # and the kernel closes the whole instance after BrokerUnavailable anyway.
+                self._batch_channel = None
+                raise
+        if nacked:
+            queues = ", ".join(dict.fromkeys(queue for queue, _ in batch))
+            raise BrokerUnavailable(
+                f"RabbitMQ at {safe_url(self.url)} refused (nacked) {nacked} of {len(batch)} "
+                f"messages published to {queues} (a full queue with x-overflow reject-publish?)"
+            )
+
+    def _open_batch_channel(self) -> Any:
+        assert self._connection is not None
+        channel = self._connection.channel()
+        channel.confirm_select()
+        self._batch_channel, self._batch_sequence = channel, 1
+        return channel
 
     # -- acks -------------------------------------------------------------------------------
 
