@@ -6,6 +6,9 @@ the modules named in PLUGIN_GUIDE.md (kq.transport, kq.backend, kq.pool, kq.spec
 
 from . import states
 from .app import App
+from .canvas.mapping import chunks
+from .canvas.primitives import chain, chord, group
+from .canvas.signature import Signature, signature
 from .exceptions import (
     ConfigurationError,
     KQError,
@@ -17,7 +20,7 @@ from .exceptions import (
 )
 from .hookspecs import hookimpl
 from .request import Request
-from .result import AsyncResult, EagerResult
+from .result import AsyncResult, EagerResult, GroupResult
 from .task import Task
 
 __version__ = "0.1.0"
@@ -27,14 +30,21 @@ __all__ = [
     "AsyncResult",
     "ConfigurationError",
     "EagerResult",
+    "GroupResult",
     "KQError",
     "NotRegistered",
     "PluginError",
     "Request",
+    "Signature",
     "Task",
     "TaskError",
     "TaskRevoked",
     "TimeoutError",
+    "chain",
+    "chord",
+    "chunks",
+    "group",
     "hookimpl",
+    "signature",
     "states",
 ]

@@ -229,6 +229,9 @@ class App:
         default_queue = self.conf.task_default_queue
         batch: list[tuple[str, TaskMessage, Envelope]] = []
         for sig in signatures:
+            if getattr(sig, "subtask_type", None):
+                raise TypeError(f"send_many sends single tasks; send the {sig.subtask_type} "
+                                f"{sig!r} with its own apply_async()")
             options = dict(sig.options or {})
             unknown = options.keys() - CALL_OPTIONS
             if unknown:

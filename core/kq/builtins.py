@@ -1,4 +1,5 @@
-"""kq's built-in plugin: the json and pickle serializers.
+"""kq's built-in plugin: the json and pickle serializers, the canvas primitives (chain, group,
+chord, join, xmap, xstarmap, chunks) and the tasks the canvas needs in every worker.
 
 It is registered through the ``kq`` entry point of the core distribution, exactly like any
 third-party plugin, so ``kq plugins`` shows it and ``KQ_DISABLE_PLUGINS`` can turn it off.
@@ -13,8 +14,12 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from .canvas import tasks as canvas_tasks
+from .canvas.mapping import chunks, xmap, xstarmap
+from .canvas.primitives import chain, chord, group, join
 from .hookspecs import hookimpl
 from .serialization import SerializerSpec
+from .specs import CanvasPrimitiveSpec
 
 
 def _json_default(value: Any) -> Any:
@@ -59,3 +64,21 @@ def kq_serializers() -> list[SerializerSpec]:
             description="pickle: runs code when loading; refused unless listed in accept_content",
         ),
     ]
+
+
+@hookimpl
+def kq_canvas_primitives() -> list[CanvasPrimitiveSpec]:
+    return [
+        CanvasPrimitiveSpec("chain", chain.from_dict, "steps one after another"),
+        CanvasPrimitiveSpec("group", group.from_dict, "members in parallel"),
+        CanvasPrimitiveSpec("chord", chord.from_dict, "a group, then a body with its results"),
+        CanvasPrimitiveSpec("join", join.from_dict, "a group's results as one step's result"),
+        CanvasPrimitiveSpec("xmap", xmap.from_dict, "a task per item, in one message"),
+        CanvasPrimitiveSpec("xstarmap", xstarmap.from_dict, "a task per argument tuple, in one message"),
+        CanvasPrimitiveSpec("chunks", chunks.from_dict, "starmaps of n items, as a group"),
+    ]
+
+
+@hookimpl
+def kq_app_configure(app: Any) -> None:
+    canvas_tasks.register(app)

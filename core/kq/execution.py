@@ -8,7 +8,8 @@ fire the task hooks, call the function, store the result. It never raises; it re
 The work is split in three so event-loop pools can await the middle step:
 :meth:`Runner.prepare` (look the task up, skip expired ones, record STARTED),
 :func:`execute` / :func:`execute_async` (the task body and its hooks), and
-:meth:`Runner.finish` (store the result, decide ack or requeue). :meth:`Runner.lost` is the
+:meth:`Runner.finish` (store the result, then send what the message's workflow says comes
+next, :func:`kq.canvas.continuation.after_task`; decide ack or requeue). :meth:`Runner.lost` is the
 kernel's policy for a job that could not run to its end (its process died, a hard time limit).
 """
 
@@ -25,6 +26,8 @@ from typing import Any
 
 import attrs
 
+from .canvas.continuation import after_task
+from .canvas.wire import Cause
 from .current import request_var
 from .exceptions import BackendUnavailable, NotRegistered, TaskRevoked, TimeLimitExceeded
 from .pool import Job, Outcome
@@ -176,20 +179,24 @@ class Runner:
         """Everything before the task body; an Outcome when the body must not run."""
         message = job.message
         task = self.app.tasks.get(message.task)
+        request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
+                                       redelivered=job.redelivered)
         if task is None:
             error = NotRegistered(f"task {message.task!r} is not registered in this worker")
             self._store(message, job.queue, FAILURE, exception_to_meta(error))
+            after_task(self.app, message, request, cause=Cause.of_exception(message.id, error))
             return Outcome(message.id, FAILURE, 0.0, error=str(error))
-        request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
-                                       redelivered=job.redelivered)
-        keep_result = bool(self.app.conf.result_backend) and not (
-            message.ignore_result or task.ignore_result
+        # A chord's body reads its header's results, whatever the header tasks' settings.
+        keep_result = bool(self.app.conf.result_backend) and (
+            message.chord is not None or not (message.ignore_result or task.ignore_result)
         )
         if message.is_expired():
             reason = f"expired at {message.expires.isoformat()}" if message.expires else "expired"
             if self.hooks.revoked:
                 self.hooks.revoked(request=request, reason=reason)
-            self._store(message, job.queue, REVOKED, exception_to_meta(TaskRevoked(reason)))
+            revoked = TaskRevoked(reason)
+            self._store(message, job.queue, REVOKED, exception_to_meta(revoked))
+            after_task(self.app, message, request, cause=Cause.of_exception(message.id, revoked))
             return Outcome(message.id, REVOKED, 0.0, error=reason)
         if keep_result and task.track_started:
             self._store(message, job.queue, STARTED, {"pid": os.getpid(), "hostname": self.hostname})
@@ -213,6 +220,11 @@ class Runner:
             # The outcome exists nowhere: let the task run again rather than lose it.
             return Outcome(message.id, done.state, done.runtime, error="result not stored",
                            requeue=True)
+        if done.exception is None:
+            after_task(self.app, message, prepared.request, value=done.retval)
+        else:
+            after_task(self.app, message, prepared.request,
+                       cause=Cause.of_exception(message.id, done.exception, done.traceback))
         return Outcome(message.id, done.state, done.runtime, error=error)
 
     def lost(self, job: Job, exc: BaseException, runtime: float = 0.0) -> Outcome:
@@ -236,6 +248,7 @@ class Runner:
         if self.hooks.failure and task is not None:
             self.hooks.failure(task=task, request=request, exc=exc, traceback="")
         self._store(message, job.queue, FAILURE, exception_to_meta(exc))
+        after_task(self.app, message, request, cause=Cause.of_exception(message.id, exc))
         return Outcome(message.id, FAILURE, runtime, error=f"{type(exc).__name__}: {exc}")
 
     def _store(self, message: TaskMessage, queue: str, state: str, result: Any,

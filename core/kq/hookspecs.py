@@ -84,8 +84,12 @@ def kq_schedule_stores() -> list[ScheduleStoreSpec]:
 
 @hookspec
 def kq_canvas_primitives() -> list[CanvasPrimitiveSpec]:
-    """Return workflow primitives beyond chain, group and chord, as
-    :class:`~kq.specs.CanvasPrimitiveSpec`."""
+    """Return workflow primitives, as :class:`~kq.specs.CanvasPrimitiveSpec`.
+
+    Each is a :class:`kq.Signature` subclass with its own ``subtask_type`` (the spec's name);
+    workers rebuild it from a message with the spec's factory and call its ``plan``. kq's own
+    chain, group and chord come through this hook too. See PLUGIN_GUIDE.md, "Canvas primitives".
+    """
 
 
 @hookspec

@@ -1,16 +1,26 @@
-"""Handles on a task's outcome: AsyncResult (stored by a worker) and EagerResult (run here)."""
+"""Handles on outcomes: AsyncResult (one task, stored by a worker), GroupResult (many tasks
+started together) and EagerResult (run here)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from .backend import StoredResult
 from .current import current_app, current_request
 from .exceptions import KQError, TaskRevoked
 from .exceptions import TimeoutError as ResultTimeout
-from .protocol import ResultMeta, exception_from_meta
+from .protocol import ResultMeta, decode_result, encode_result, exception_from_meta, utcnow
 from .states import EXCEPTION_STATES, FAILURE, PENDING, READY_STATES, REVOKED, SUCCESS
+
+#: Where a group's member ids are kept (``GroupResult.save``, and every chord's header), apart
+#: from any task's result.
+MEMBERS_KEY = "{}.members"
+#: Longest a GroupResult waits on one member before it looks at all of them again (seconds).
+GROUP_WAIT_SLICE = 0.5
 
 
 def _outcome(meta: ResultMeta, propagate: bool, exc: BaseException | None = None) -> Any:
@@ -19,9 +29,57 @@ def _outcome(meta: ResultMeta, propagate: bool, exc: BaseException | None = None
     if meta.state == REVOKED and propagate:
         raise TaskRevoked(f"task {meta.task_id} was revoked: {exception_from_meta(meta.result)}")
     error = exc if exc is not None else exception_from_meta(meta.result)
+    raised_by = meta.result.get("raised_by") if isinstance(meta.result, Mapping) else None
+    if raised_by and raised_by != meta.task_id and hasattr(error, "add_note"):
+        # A workflow step that did not run because an earlier task failed (kq.canvas.wire).
+        error.add_note(f"raised by task {raised_by}; task {meta.task_id} did not run")
     if propagate:
         raise error
     return error
+
+
+def _refuse_inside_task() -> None:
+    request = current_request()
+    if request is not None and not request.is_eager:
+        raise KQError(
+            "never call result.get() inside a task: it can deadlock the worker; "
+            "chain the tasks instead"
+        )
+
+
+def _decode(app: Any, stored: StoredResult | None) -> ResultMeta | None:
+    if stored is None:
+        return None
+    return decode_result(stored.payload, app.serializers, app.conf.result_serializer)
+
+
+def read_many(app: Any, task_ids: Sequence[str]) -> list[ResultMeta | None]:
+    """The results of ``task_ids`` in order (``None`` where there is none), in one backend
+    round trip where the backend allows."""
+    return [_decode(app, stored) for stored in app.backend.get_many(task_ids)]
+
+
+def save_groups(app: Any, groups: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Record the member ids of each ``(group_id, member_ids)`` in one store, expiring with the
+    results. A chord's header is recorded before any of its tasks is sent, so whichever worker
+    finishes the header last can read every result in order."""
+    serializer, now = app.conf.result_serializer, utcnow()
+    app.backend.store_many([
+        StoredResult(key, SUCCESS, encode_result(
+            ResultMeta(task_id=key, state=SUCCESS, result=list(ids), date_done=now, name="kq.group"),
+            app.serializers, serializer))
+        for key, ids in ((MEMBERS_KEY.format(group_id), ids) for group_id, ids in groups)
+    ], app.conf.result_expires)
+
+
+def group_members(app: Any, group_id: str) -> list[str] | None:
+    """The member ids recorded for ``group_id``, or ``None`` if there is no usable record."""
+    meta = _decode(app, app.backend.get(MEMBERS_KEY.format(group_id)))
+    if meta is None or not isinstance(meta.result, list):
+        return None
+    if not all(isinstance(member, str) for member in meta.result):
+        return None
+    return meta.result
 
 
 class _StatePredicates:
@@ -42,10 +100,14 @@ class _StatePredicates:
 class AsyncResult(_StatePredicates):
     """The outcome of a task sent to a worker, read from the app's result backend."""
 
-    def __init__(self, id: str, app: Any = None, task_name: str | None = None) -> None:
+    def __init__(self, id: str, app: Any = None, task_name: str | None = None,
+                 parent: AsyncResult | GroupResult | None = None) -> None:
         self.id = id
         self.app = app if app is not None else current_app()
         self.task_name = task_name
+        #: The result of the step before this one in a workflow (a chain's previous task, a
+        #: chord's header), when this handle came from sending the workflow.
+        self.parent = parent
         self._cache: ResultMeta | None = None
 
     def __repr__(self) -> str:
@@ -96,11 +158,7 @@ class AsyncResult(_StatePredicates):
         exception if it failed (unless ``propagate=False``, which returns it), and
         :class:`kq.exceptions.TaskRevoked` if it was revoked or expired.
         """
-        if current_request() is not None and not current_request().is_eager:
-            raise KQError(
-                "never call result.get() inside a task: it can deadlock the worker; "
-                "chain the tasks instead"
-            )
+        _refuse_inside_task()
         meta = self._cache or self.app.wait_for_result(self.id, timeout)
         if meta is None or meta.state not in READY_STATES:
             state = meta.state if meta is not None else PENDING
@@ -116,6 +174,128 @@ class AsyncResult(_StatePredicates):
         """Delete the stored result."""
         self._cache = None
         self.app.forget_result(self.id)
+
+
+class GroupResult:
+    """The outcomes of tasks started together (a group, a chord's header), in their order.
+
+    ``id`` is the group's id; a group that never ran because an earlier step of its chain
+    failed has that failure stored under it, and reads as failed.
+    """
+
+    def __init__(self, id: str | None, results: Sequence[AsyncResult | GroupResult],
+                 app: Any = None, parent: AsyncResult | GroupResult | None = None) -> None:
+        self.id = id
+        self.results = list(results)
+        self.app = app if app is not None else current_app()
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id} of {len(self.results)}>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[AsyncResult | GroupResult]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult | GroupResult:
+        return self.results[index]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GroupResult) and (other.id, other.results) == (self.id, self.results)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def restore(cls, group_id: str, app: Any = None) -> GroupResult | None:
+        """The group saved under ``group_id`` with :meth:`save` (every chord header is)."""
+        app = app if app is not None else current_app()
+        ids = group_members(app, group_id)
+        return None if ids is None else cls(group_id, [AsyncResult(i, app) for i in ids], app)
+
+    def save(self) -> None:
+        """Record the member ids, so any process can :meth:`restore` the group by its id."""
+        if self.id is None:
+            raise KQError("a GroupResult without an id cannot be saved")
+        save_groups(self.app, [(self.id, [r.id for r in self.results])])
+
+    def _leaves(self) -> list[AsyncResult]:
+        return [leaf for r in self.results
+                for leaf in (r._leaves() if isinstance(r, GroupResult) else [r])]
+
+    def _read(self) -> tuple[list[ResultMeta | None], ResultMeta | None]:
+        """Every leaf's result (cached ones not read again) and the group's own, in one read."""
+        leaves = self._leaves()
+        unread = [leaf for leaf in leaves if leaf._cache is None]
+        found = read_many(self.app, [leaf.id for leaf in unread] + ([self.id] if self.id else []))
+        own = found.pop() if self.id else None
+        fresh = {}
+        for leaf, meta in zip(unread, found, strict=True):
+            fresh[leaf.id] = meta
+            if meta is not None and meta.state in READY_STATES:
+                leaf._cache = meta
+        metas = [leaf._cache or fresh.get(leaf.id) for leaf in leaves]
+        return metas, own if own is not None and own.state in EXCEPTION_STATES else None
+
+    def completed_count(self) -> int:
+        """How many member tasks have succeeded."""
+        metas, _ = self._read()
+        return sum(1 for meta in metas if meta is not None and meta.state == SUCCESS)
+
+    def ready(self) -> bool:
+        metas, own = self._read()
+        return own is not None or all(m is not None and m.state in READY_STATES for m in metas)
+
+    def successful(self) -> bool:
+        metas, own = self._read()
+        return own is None and all(m is not None and m.state == SUCCESS for m in metas)
+
+    def failed(self) -> bool:
+        metas, own = self._read()
+        return own is not None or any(m is not None and m.state == FAILURE for m in metas)
+
+    def get(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
+        """Wait for every member and return their values in order (nested groups as lists).
+
+        With ``propagate`` (the default) the first failure seen is raised as soon as it is
+        seen, without waiting for the other members; otherwise failures are returned in place.
+        Raises :class:`kq.exceptions.TimeoutError` after ``timeout`` seconds.
+        """
+        _refuse_inside_task()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            metas, own = self._read()
+            if own is not None:
+                return _outcome(own, propagate)
+            failures = [m for m in metas if m is not None and m.state in EXCEPTION_STATES]
+            if propagate and failures:
+                _outcome(failures[0], True)
+            pending = [leaf for leaf, m in zip(self._leaves(), metas, strict=True)
+                       if m is None or m.state not in READY_STATES]
+            if not pending:
+                return self._values(propagate)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ResultTimeout(f"group {self.id}: {len(pending)} of {len(metas)} tasks did not "
+                                    f"finish within {timeout} s")
+            # Tasks mostly finish in the order they were sent: waiting for the last one
+            # means one more read usually finds every other done as well.
+            slice_ = GROUP_WAIT_SLICE if remaining is None else min(GROUP_WAIT_SLICE, remaining)
+            self.app.wait_for_result(pending[-1].id, slice_)
+
+    def _values(self, propagate: bool) -> list[Any]:
+        return [r._values(propagate) if isinstance(r, GroupResult) else _outcome(r._cache, propagate)
+                for r in self.results]
+
+    async def get_async(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
+        """:meth:`get` for asyncio code: waits in a thread, so the event loop keeps running."""
+        return await asyncio.to_thread(self.get, timeout, propagate)
+
+    def forget(self) -> None:
+        """Delete every member's stored result."""
+        for leaf in self._leaves():
+            leaf.forget()
 
 
 class EagerResult(_StatePredicates):

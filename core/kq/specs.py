@@ -40,12 +40,14 @@ class ScheduleStoreSpec:
 
 @attrs.frozen
 class CanvasPrimitiveSpec:
-    """A workflow primitive beyond chain, group and chord (``kq_canvas_primitives``)."""
+    """A workflow primitive (``kq_canvas_primitives``); kq's own chain, group and chord are
+    registered the same way."""
 
     #: The ``subtask_type`` carried in serialized signatures.
     name: str
-    #: Rebuilds the primitive from its serialized signature mapping.
-    factory: Callable[[Mapping[str, Any]], Any]
+    #: Called as ``factory(mapping, app)``: rebuilds the primitive, a :class:`kq.Signature`
+    #: subclass, from its serialized signature mapping (usually its ``from_dict``).
+    factory: Callable[[Mapping[str, Any], Any], Any]
     description: str = ""
 
 

@@ -9,21 +9,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from .canvas.mapping import chunks, xmap, xstarmap
+from .canvas.signature import Signature
+from .canvas.wire import CALL_OPTIONS, as_mapping, as_mappings
 from .current import current_request, request_var
 from .execution import run_eagerly
 from .protocol import TaskMessage, as_utc, utcnow
 from .request import Request
 from .result import AsyncResult, EagerResult
-
-#: Options ``apply_async`` accepts; anything else is a TypeError naming it, which catches typos.
-CALL_OPTIONS = frozenset(
-    {"countdown", "eta", "expires", "queue", "priority", "task_id", "headers", "serializer",
-     "ignore_result", "time_limit", "soft_time_limit"}
-)
 
 
 class Task:
@@ -141,7 +138,10 @@ class Task:
         Options: ``countdown`` (seconds) or ``eta`` (datetime) to run later, ``expires``
         (seconds or datetime) after which it is not run, ``queue``, ``priority`` (0-9),
         ``task_id``, ``headers`` (extra message headers), ``serializer``, ``ignore_result``,
-        ``time_limit`` and ``soft_time_limit`` (seconds, overriding the task's for this call).
+        ``time_limit`` and ``soft_time_limit`` (seconds, overriding the task's for this call),
+        ``link`` and ``link_error`` (signatures to apply when it succeeds, or fails: see
+        docs/canvas.md). ``chain``, ``chord``, ``group_id`` and ``group_index`` are set by the
+        canvas.
         """
         unknown = set(options) - CALL_OPTIONS
         if unknown:
@@ -181,6 +181,34 @@ class Task:
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's spelling
         return self.app.AsyncResult(task_id, task_name=self.name)
 
+    # -- signatures (see kq.canvas) -------------------------------------------------------
+
+    def signature(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                  **options: Any) -> Signature:
+        """This task's call as data: to send later, link, or compose into a workflow."""
+        return Signature(self.name, args, kwargs, app=self.app).set(**options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """``add.s(2)``: a signature with these (partial) arguments; in a chain it gets the
+        previous result as its first argument."""
+        return Signature(self.name, args, kwargs, app=self.app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it ignores the previous result in a chain or chord."""
+        return Signature(self.name, args, kwargs, immutable=True, app=self.app)
+
+    def map(self, it: Iterable[Any]) -> xmap:
+        """One message that calls the task once per item (``task(item)``), in order."""
+        return xmap(self.s(), it, app=self.app)
+
+    def starmap(self, it: Iterable[Sequence[Any]]) -> xstarmap:
+        """One message that calls ``task(*item)`` per item, in order."""
+        return xstarmap(self.s(), it, app=self.app)
+
+    def chunks(self, it: Iterable[Sequence[Any]], n: int) -> chunks:
+        """``task(*item)`` per item, ``n`` items per message, the messages run as a group."""
+        return chunks(self.s(), it, n, app=self.app)
+
 
 def resolve_time(value: float | timedelta | datetime | None, now: datetime) -> datetime | None:
     """Turn seconds-from-now, a timedelta or a datetime into an aware UTC datetime."""
@@ -211,8 +239,19 @@ def new_message(
     reply_to: str | None = None,
     time_limit: float | None = None,
     soft_time_limit: float | None = None,
+    link: Any = None,
+    link_error: Any = None,
+    chain: Any = None,
+    chord: Any = None,
+    group_id: str | None = None,
+    group_index: int | None = None,
 ) -> TaskMessage:
-    """Build the message for one call, linking it to the task running now (if any)."""
+    """Build the message for one call, linking it to the task running now (if any).
+
+    The workflow options (signatures or Celery signature mappings) travel in the message's
+    ``embed``: ``link`` callbacks, ``link_error`` errbacks, the rest of a ``chain`` (next step
+    last), and the ``chord`` body with ``group_id``/``group_index`` for a chord's header task.
+    """
     if countdown is not None and eta is not None:
         raise TypeError("give countdown or eta, not both")
     if priority is not None and (not isinstance(priority, int) or not 0 <= priority <= 9):
@@ -235,4 +274,10 @@ def new_message(
         reply_to=reply_to,
         timelimit=(time_limit, soft_time_limit),
         extra_headers=dict(headers or {}),
+        callbacks=as_mappings(link),
+        errbacks=as_mappings(link_error),
+        chain=as_mappings(chain),
+        chord=None if chord is None else as_mapping(chord),
+        group=group_id,
+        group_index=group_index,
     )

@@ -51,3 +51,10 @@ def test_a_bad_call_fails_before_anything_is_sent(app):
 def test_nothing_to_send_opens_no_connection(app):
     assert app.send_many([]) == []
     assert app._publisher is None
+
+
+def test_a_workflow_is_refused_with_a_pointer_to_apply_async(app):
+    from kq import chain
+
+    with pytest.raises(TypeError, match="apply_async"):
+        app.send_many([chain(app.tasks["t.add"].s(1, 2), app.tasks["t.add"].s(3))])
