@@ -15,7 +15,9 @@ window to cover. Results stored by a Celery worker have no such list (Celery onl
 a waiter also reads the key between blocking slices that grow to ``FOREIGN_POLL_MAX`` seconds.
 
 Counters (:meth:`RedisBackend.incr`) are plain integer keys, ``_kq.counter:<name>``, apart from
-every result key, incremented and given their expiry in one MULTI.
+every result key, incremented and given their expiry in one MULTI. Claims
+(:meth:`RedisBackend.claim`) are string keys, ``_kq.claim:<name>``, each taken or read by one
+small script, so a claim costs one round trip whatever the server version.
 """
 
 from __future__ import annotations
@@ -33,11 +35,25 @@ from kq.exceptions import BackendUnavailable
 from kq.states import PENDING, READY_STATES
 
 from .connection import BACKEND_OPTIONS, connection_pool, parse_options, unavailable_as
+from .link import run_pooled
 
 SCHEMES = ("redis", "rediss", "redis+socket")
 META_PREFIX = "celery-task-meta-"
 STATE_PREFIX = "_kq.state."
 COUNTER_PREFIX = "_kq.counter:"
+CLAIM_PREFIX = "_kq.claim:"
+#: KEYS: the claim; ARGV: value, expiry (ms). Returns the holder, or false when this call took it.
+CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder then return holder end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+#: KEYS: the claim; ARGV: the value that must still hold it for it to be dropped.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 READY_PREFIX = "_kq.ready."
 #: Largest payload copied into the ready list; a larger one is read from its key after the wake.
 READY_INLINE = 4096
@@ -73,7 +89,7 @@ class RedisBackend(ResultBackend):
     """
 
     capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        push=True, native_expiry=True, shared=True, counters=True
+        push=True, native_expiry=True, shared=True, counters=True, claims=True
     )
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
@@ -84,6 +100,8 @@ class RedisBackend(ResultBackend):
         self._prefix = opts.global_keyprefix
         # A read blocked longer than socket_timeout would look like a dead connection.
         self._max_block = opts.socket_timeout / 2
+        self._claim = self._redis.register_script(CLAIM)
+        self._release = self._redis.register_script(RELEASE)
 
     def _meta_key(self, task_id: str) -> str:
         return f"{self._prefix}{META_PREFIX}{task_id}"
@@ -108,29 +126,30 @@ class RedisBackend(ResultBackend):
         Celery clients, and for a ready state the list kq's waiters block on."""
         if not results:
             return
-        px = None if ttl is None else max(1, round(ttl * 1000))
+        expiry: tuple[Any, ...] = () if ttl is None else ("PX", max(1, round(ttl * 1000)))
+        commands: list[tuple[Any, ...]] = [("MULTI",)]
+        for result in results:
+            key = self._meta_key(result.task_id)
+            commands.append(("SET", key, result.payload, *expiry))
+            status = _status(result.payload)
+            if status == result.state:
+                commands.append(("DEL", self._state_key(result.task_id)))
+            else:
+                commands.append(("SET", self._state_key(result.task_id), result.state, *expiry))
+            commands.append(("PUBLISH", key, result.payload if status in (None, result.state) else b""))
+            if result.state in READY_STATES:
+                ready = self._ready_key(result.task_id)
+                inline = status == result.state and len(result.payload) <= READY_INLINE
+                commands += [("DEL", ready), ("RPUSH", ready, result.payload if inline else b"")]
+                if expiry:
+                    commands.append(("PEXPIRE", ready, expiry[1]))
         with self._io():
-            pipe = self._redis.pipeline(transaction=True)
-            for result in results:
-                key = self._meta_key(result.task_id)
-                pipe.set(key, result.payload, px=px)
-                status = _status(result.payload)
-                if status == result.state:
-                    pipe.delete(self._state_key(result.task_id))
-                else:
-                    pipe.set(self._state_key(result.task_id), result.state, px=px)
-                pipe.publish(key, result.payload if status in (None, result.state) else b"")
-                if result.state in READY_STATES:
-                    ready = self._ready_key(result.task_id)
-                    inline = status == result.state and len(result.payload) <= READY_INLINE
-                    pipe.delete(ready).rpush(ready, result.payload if inline else b"")
-                    if px is not None:
-                        pipe.pexpire(ready, px)
-            pipe.execute()
+            run_pooled(self._pool, *commands, ("EXEC",))
 
     def get(self, task_id: str) -> StoredResult | None:
         with self._io():
-            payload, state = self._redis.mget(self._meta_key(task_id), self._state_key(task_id))
+            [(payload, state)] = run_pooled(self._pool, ("MGET", self._meta_key(task_id),
+                                                         self._state_key(task_id)))
         return _stored(task_id, payload, state)
 
     def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
@@ -139,10 +158,9 @@ class RedisBackend(ResultBackend):
             return []
         chunks = [task_ids[i:i + GET_MANY_CHUNK] for i in range(0, len(task_ids), GET_MANY_CHUNK)]
         with self._io():
-            pipe = self._redis.pipeline(transaction=False)
-            for chunk in chunks:
-                pipe.mget([key for t in chunk for key in (self._meta_key(t), self._state_key(t))])
-            replies = pipe.execute()
+            replies = run_pooled(self._pool, *(
+                ("MGET", *(key for t in chunk for key in (self._meta_key(t), self._state_key(t))))
+                for chunk in chunks))
         values = [value for reply in replies for value in reply]
         return [_stored(t, values[2 * i], values[2 * i + 1]) for i, t in enumerate(task_ids)]
 
@@ -157,7 +175,8 @@ class RedisBackend(ResultBackend):
             woke = None
             if remaining > 0:
                 with self._io():
-                    woke = self._redis.blmove(ready, ready, min(block, remaining), "RIGHT", "LEFT")
+                    [woke] = run_pooled(self._pool, ("BLMOVE", ready, ready, "RIGHT", "LEFT",
+                                                     max(0.001, round(min(block, remaining), 3))))
                 if woke:
                     state = _status(woke)
                     if state in READY_STATES:
@@ -175,19 +194,24 @@ class RedisBackend(ResultBackend):
     def incr(self, key: str, amount: int = 1, expires: float | None = None) -> int:
         """INCRBY, then PEXPIRE (or PERSIST without ``expires``), in one MULTI."""
         name = self._counter_key(key)
+        keep = ("PERSIST", name) if expires is None else ("PEXPIRE", name, max(1, round(expires * 1000)))
         with self._io():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.incrby(name, amount)
-            if expires is None:
-                pipe.persist(name)
-            else:
-                pipe.pexpire(name, max(1, round(expires * 1000)))
-            value, _ = pipe.execute()
+            *_, (value, _) = run_pooled(self._pool, ("MULTI",), ("INCRBY", name, amount), keep, ("EXEC",))
         return int(value)
 
     def delete_counter(self, key: str) -> None:
         with self._io():
             self._redis.delete(self._counter_key(key))
+
+    def claim(self, key: str, value: str, expires: float) -> str | None:
+        with self._io():
+            holder = self._claim(keys=[f"{self._prefix}{CLAIM_PREFIX}{key}"],
+                                 args=[value, max(1, round(expires * 1000))])
+        return None if holder is None else holder.decode()
+
+    def release(self, key: str, value: str) -> None:
+        with self._io():
+            self._release(keys=[f"{self._prefix}{CLAIM_PREFIX}{key}"], args=[value])
 
     def close(self) -> None:
         self._pool.disconnect()
