@@ -4,16 +4,21 @@ The public API is what this module exports; plugins and applications import from
 the modules named in PLUGIN_GUIDE.md (kq.transport, kq.backend, kq.pool, kq.specs, kq.testing).
 """
 
-from . import states
+from . import signals, states
 from .app import App
 from .canvas.mapping import chunks
 from .canvas.primitives import chain, chord, group
 from .canvas.signature import Signature, signature
+from .current import Proxy
+from .current import current_app as _current_app
+from .current import current_task as _current_task
 from .exceptions import (
     ConfigurationError,
     KQError,
+    MaxRetriesExceededError,
     NotRegistered,
     PluginError,
+    Retry,
     TaskError,
     TaskRevoked,
     TimeoutError,
@@ -21,7 +26,13 @@ from .exceptions import (
 from .hookspecs import hookimpl
 from .request import Request
 from .result import AsyncResult, EagerResult, GroupResult
+from .shared import shared_task
 from .task import Task
+
+#: The app of the task running here, else the newest App (a proxy: always the current one).
+current_app = Proxy(_current_app)
+#: The Task running in this context, or a proxy that is false outside tasks.
+current_task = Proxy(_current_task)
 
 __version__ = "0.1.0"
 
@@ -32,9 +43,11 @@ __all__ = [
     "EagerResult",
     "GroupResult",
     "KQError",
+    "MaxRetriesExceededError",
     "NotRegistered",
     "PluginError",
     "Request",
+    "Retry",
     "Signature",
     "Task",
     "TaskError",
@@ -43,8 +56,12 @@ __all__ = [
     "chain",
     "chord",
     "chunks",
+    "current_app",
+    "current_task",
     "group",
     "hookimpl",
+    "signals",
+    "shared_task",
     "signature",
     "states",
 ]

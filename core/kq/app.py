@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from .backend import ResultBackend, StoredResult
 from .config import Settings, from_environ, from_object
@@ -25,13 +25,19 @@ from .protocol import (
     exception_to_meta,
 )
 from .result import AsyncResult
+from .revoke import of as revoke_of
+from .revoke import revoke as revoke_tasks
+from .routing import Router
 from .serialization import Serializers
+from .shared import attach as attach_shared_tasks
 from .states import FAILURE
 from .task import CALL_OPTIONS, Task, new_message
 from .transport import Envelope, Transport
 
 log = logging.getLogger("kq.app")
 _UNSET: Any = object()
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class App:
@@ -48,9 +54,12 @@ class App:
         *,
         broker: str | None = None,
         backend: Any = _UNSET,
+        task_cls: type[Task[..., Any]] | None = None,
         **settings: Any,
     ) -> None:
         self.main = main
+        #: The class ``@app.task`` instantiates unless given ``base=``: a custom Task subclass.
+        self.task_cls = task_cls or Task
         self.tasks: dict[str, Task] = {}
         self._code_layers: list[Mapping[str, Any]] = []
         self._cli_layer: dict[str, Any] = {}
@@ -66,12 +75,14 @@ class App:
         self._accept: frozenset[str] | None = None
         self._backend: ResultBackend | None = None
         self._wants_reply_to: bool | None = None
-        self._hooks: tuple[Callable[..., None] | None, Callable[..., None] | None] | None = None
+        self._router: Router | None = None
+        self._hooks: tuple[int, Callable[..., None] | None, Callable[..., None] | None] | None = None
         self._publisher: Transport | None = None
         self._publish_lock = threading.Lock()
         self._setup_lock = threading.RLock()
         self.origin = f"{os.getpid()}@{socket.gethostname()}"
         set_current_app(self)
+        attach_shared_tasks(self)
 
     def __repr__(self) -> str:
         return f"<kq.App {self.main}>"
@@ -135,6 +146,14 @@ class App:
             log.warning("kq: accept_content includes %s: anyone who can write to the broker can "
                         "run code in this process", ", ".join(unsafe))
         self._serializers = serializers
+        self._router = Router(conf.task_routes, conf.task_default_queue)
+
+    @property
+    def router(self) -> Router:
+        """The ``task_routes`` setting, compiled: picks each call's queue (see kq.routing)."""
+        self.conf  # noqa: B018
+        assert self._router is not None
+        return self._router
 
     @property
     def serializers(self) -> Serializers:
@@ -159,19 +178,42 @@ class App:
 
     # -- tasks ----------------------------------------------------------------------------
 
-    def task(self, fun: Callable[..., Any] | None = None, **options: Any) -> Any:
+    # The overloads let type checkers see the function's signature on the Task (Task[P, R]);
+    # a bound task's first parameter (``self``, the task) is dropped from P.
+    @overload
+    def task(self, fun: Callable[Concatenate[Any, P], R], /, *, bind: Literal[True],
+             **options: Any) -> Task[P, R]: ...
+    @overload
+    def task(self, fun: Callable[P, R], /, *, bind: Literal[False] = False,
+             **options: Any) -> Task[P, R]: ...
+    @overload
+    def task(self, /, *, bind: Literal[True],
+             **options: Any) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+    @overload
+    def task(self, /, *, bind: Literal[False] = False,
+             **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    @overload
+    def task(self, /, *, bind: bool,
+             **options: Any) -> Callable[[Callable[..., Any]], Task[..., Any]]: ...
+
+    def task(self, fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True)``.
 
-        Options: ``name``, ``bind``, ``queue``, ``acks_late``, ``ignore_result``,
-        ``track_started``, ``serializer``, ``time_limit``, ``soft_time_limit``,
-        ``reject_on_worker_lost``, ``typing`` (check arguments when sending).
+        Options: ``name``, ``bind``, ``queue``, ``priority`` (the default for calls that give
+        none), ``acks_late``, ``ignore_result``, ``track_started``, ``serializer``,
+        ``time_limit``, ``soft_time_limit``, ``reject_on_worker_lost``, ``rate_limit`` and
+        ``global_rate_limit`` (docs/rate-limits.md), ``typing`` (check arguments when sending),
+        ``base`` (a Task subclass instead of ``task_cls``), the retry policy (``autoretry_for``,
+        ``max_retries``, ``default_retry_delay``, ``retry_backoff``, ``retry_backoff_max``,
+        ``retry_jitter``: see kq.retry) and ``store_errors_even_if_ignored``.
         """
 
         def register(f: Callable[..., Any]) -> Task:
             name = options.pop("name", None) or self._task_name(f)
             if name in self.tasks and self.tasks[name].fun is not f:
                 raise KQError(f"a different task is already registered as {name!r}")
-            task = Task(self, f, name, **options)
+            cls = options.pop("base", None) or self.task_cls
+            task: Task[..., Any] = cls(self, f, name, **options)
             self.tasks[name] = task
             return task
 
@@ -201,10 +243,17 @@ class App:
         serializer: str | None = None,
         **options: Any,
     ) -> AsyncResult:
-        """Send a task by name; the task need not be registered in this process."""
-        message = new_message(name, args or (), kwargs or {}, origin=self.origin,
+        """Send a task by name; the task need not be registered in this process.
+
+        The queue is ``queue`` if given, else the ``task_routes`` setting's, else the task's own,
+        else ``task_default_queue`` (see docs/routing.md).
+        """
+        args, kwargs = args or (), kwargs or {}
+        queue, options["priority"] = self.router.destination(name, args, kwargs, queue, options,
+                                                             self.tasks.get(name))
+        message = new_message(name, args, kwargs, origin=self.origin,
                               reply_to=self._reply_queue(), **options)
-        self.publish(message, queue or self.conf.task_default_queue, serializer)
+        self.publish(message, queue, serializer)
         return AsyncResult(message.id, app=self, task_name=name)
 
     def _reply_queue(self) -> str | None:
@@ -226,7 +275,7 @@ class App:
         Messages with an ETA on a transport with native delay are published one by one.
         """
         reply_to = self._reply_queue()
-        default_queue = self.conf.task_default_queue
+        router = self.router
         batch: list[tuple[str, TaskMessage, Envelope]] = []
         for sig in signatures:
             if getattr(sig, "subtask_type", None):
@@ -242,14 +291,16 @@ class App:
             queue, serializer = options.pop("queue", None), options.pop("serializer", None)
             if task is not None:
                 task._check_arguments(args, kwargs)
-                queue, serializer = queue or task.queue, serializer or task.serializer
+                serializer = serializer or task.serializer
                 if options.get("ignore_result") is None:
                     options["ignore_result"] = task.ignore_result
             elif options.get("ignore_result") is None:
                 options.pop("ignore_result", None)
+            queue, options["priority"] = router.destination(sig.task, args, kwargs, queue, options,
+                                                            task)
             message = new_message(sig.task, args, kwargs, origin=self.origin, reply_to=reply_to,
                                   **options)
-            batch.append((queue or default_queue, message, self._encode(message, serializer)))
+            batch.append((queue, message, self._encode(message, serializer)))
         self._publish_batch(batch)
         return [AsyncResult(message.id, app=self, task_name=message.task) for _, message, _ in batch]
 
@@ -306,12 +357,33 @@ class App:
                 after(app=self, message=message, queue=queue)
 
     def _publish_hooks(self) -> tuple[Callable[..., None] | None, Callable[..., None] | None]:
-        """The before/after publish hooks, looked up once: most apps have none, and then the
-        publish path does not call into pluggy at all."""
-        if self._hooks is None:
-            self._hooks = (self.plugins.notifier("kq_before_publish"),
-                           self.plugins.notifier("kq_after_publish"))
-        return self._hooks
+        """The before/after publish hooks, looked up again only when plugins were (un)registered
+        (a ``kq.signals`` receiver connected): most apps have none, and then the publish path
+        does not call into pluggy at all."""
+        plugins = self.plugins
+        if self._hooks is None or self._hooks[0] != plugins.generation:
+            self._hooks = (plugins.generation, plugins.notifier("kq_before_publish"),
+                           plugins.notifier("kq_after_publish"))
+        return self._hooks[1], self._hooks[2]
+
+    def broadcast(self, channel: str, envelope: Envelope) -> None:
+        """Send ``envelope`` to every current subscriber of ``channel`` through the transport's
+        fan-out, on the publisher connection (workers listen for revokes this way)."""
+        try:
+            with self._publish_lock:
+                if self._publisher is None:
+                    self._publisher = self.new_transport()
+                self._publisher.broadcast(channel, envelope)
+        except BrokerUnavailable:
+            self._drop_publisher()
+            raise
+
+    def revoke(self, task_ids: str | Sequence[str], *, terminate: bool = False,
+               signal: str | int = "SIGTERM") -> None:
+        """Revoke tasks by id: every worker skips them, including workers started later (for
+        ``worker_revoked_expires`` seconds); with ``terminate=True`` a worker running one stops
+        it with ``signal`` where its pool can. See docs/tasks.md, "Revoking"."""
+        revoke_tasks(self, revoke_of(task_ids, terminate, signal))
 
     def _drop_publisher(self) -> None:
         with self._publish_lock:

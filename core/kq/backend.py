@@ -57,6 +57,9 @@ class BackendCapabilities:
     #: is not ``shared``). Chords count their finished header tasks with it; global rate limits
     #: count calls.
     counters: bool = False
+    #: :meth:`ResultBackend.claim` and :meth:`ResultBackend.release` work, atomically across every
+    #: process sharing the URL. Unique tasks hold their key with it.
+    claims: bool = False
 
 
 class ResultBackend(abc.ABC):
@@ -148,12 +151,34 @@ class ResultBackend(abc.ABC):
         chord drops its counter). Backends declaring ``capabilities.counters`` implement it."""
         raise NotImplementedError(self._no_counters())
 
+    def claim(self, key: str, value: str, expires: float) -> str | None:
+        """Set ``key`` to ``value`` unless it is set; return ``None`` when this call set it, else
+        the value that holds it. Backends declaring ``capabilities.claims`` implement it.
+
+        The check and the write are one indivisible step for every process using the URL: of
+        many concurrent claims of a free key exactly one returns ``None`` and every other
+        returns that one's value (a second publish of a unique task returns the first one's
+        handle). The claim vanishes ``expires`` seconds after it was made, or at :meth:`release`;
+        an expired claim reads as free. Claims are kept apart from results and counters.
+        """
+        raise NotImplementedError(self._no_claims())
+
+    def release(self, key: str, value: str) -> None:
+        """Drop the claim on ``key`` if ``value`` still holds it (a claim that expired and was
+        taken by another value is left alone). Backends declaring ``capabilities.claims``
+        implement it."""
+        raise NotImplementedError(self._no_claims())
+
+    def _no_claims(self) -> str:
+        return (f"{type(self).__name__} keeps no claims (capabilities.claims is False); use a "
+                f"result backend that does, such as redis://, sqlite:// or db+postgresql://")
+
     def _no_counters(self) -> str:
         return (f"{type(self).__name__} keeps no counters (capabilities.counters is False); use a "
                 f"result backend that does, such as redis://, sqlite:// or db+postgresql://")
 
     def cleanup(self) -> int:
-        """Delete expired results (and expired counters); return how many. Backends with native
+        """Delete expired results (and expired counters and claims); return how many. Backends with native
         expiry keep the default."""
         return 0
 

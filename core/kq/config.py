@@ -18,6 +18,8 @@ from typing import Any
 import attrs
 
 from .exceptions import ConfigurationError
+from .ratelimit import Rate, parse_rate
+from .routing import Router
 
 ENV_PREFIX = "KQ_"
 DEFAULT_URL = "sqlite:///kq.sqlite3"
@@ -86,6 +88,17 @@ def _autoscale(value: Any) -> tuple[int, int] | None:
     return (numbers[0], numbers[1])
 
 
+def _routes(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    Router(value)  # compiles it, raising ConfigurationError("task_routes: ...") when invalid
+
+
+def _rate_limit(value: Any) -> Rate | None:
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"task_default_rate_limit: {exc}") from None
+
+
 def _tuple(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -119,6 +132,8 @@ class Settings:
     #: The queue a task goes to when neither the call nor the task names one. "celery" so that
     #: kq and Celery clients and workers meet on the same queue without configuration.
     task_default_queue: str = attrs.field(default="celery", validator=_name)
+    #: Which queue (and priority) tasks go to, by name, glob or function; see docs/routing.md.
+    task_routes: Any = attrs.field(factory=dict, validator=_routes)
     #: How often a client retries a publish when the broker connection fails (with backoff
     #: from 0.2 s doubling to 2 s); 0 fails at once.
     task_publish_retries: int = attrs.field(default=5, validator=_non_negative_int)
@@ -137,6 +152,12 @@ class Settings:
     task_reject_on_worker_lost: bool = attrs.field(default=False, validator=_bool)
     #: Also store STARTED when a task begins (one more backend write per task).
     task_track_started: bool = attrs.field(default=False, validator=_bool)
+    #: Starts per period on each worker (``"100/m"``, ``"10/s"``, a number per second) for tasks
+    #: that set no ``rate_limit``; ``None`` for no limit. See docs/rate-limits.md.
+    task_default_rate_limit: Rate | None = attrs.field(default=None, converter=_rate_limit)
+    #: Seconds a unique task's key stays claimed at most, for tasks that set no ``unique_for``
+    #: (calls with ``unique_key=...``); the key is freed earlier when the task ends.
+    task_unique_for: float = attrs.field(default=3600.0, validator=_positive_number)
     #: The pool ``kq worker`` uses when ``--pool`` is not given.
     worker_pool: str = attrs.field(default="threads", validator=_name)
     #: Tasks run at once; ``None`` means the pool's own default (``PoolSpec.default_concurrency``).
@@ -156,6 +177,8 @@ class Settings:
     )
     #: Pool-specific options, passed to the pool factory.
     worker_pool_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
+    #: Seconds a revoke is remembered (workers skip the task until then); see docs/tasks.md.
+    worker_revoked_expires: float = attrs.field(default=10800.0, validator=_positive_number)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -219,6 +242,8 @@ def _parse_env(name: str, raw: str) -> Any:
             if low in ("0", "false", "no", "off"):
                 return False
             raise ValueError("expected true or false")
+        if name == "task_routes" and raw.strip()[:1] not in ("{", "["):
+            return raw.strip()  # the import path of a route mapping or function
         if isinstance(default, Mapping):
             return json.loads(raw)
         if isinstance(default, tuple):
@@ -259,7 +284,8 @@ def from_object(obj: Any) -> dict[str, Any]:
     else:
         items = {
             k: getattr(obj, k) for k in dir(obj)
-            if not k.startswith("_") and k.islower() and not callable(getattr(obj, k))
+            if not k.startswith("_") and k.islower()
+            and (k in _FIELDS or not callable(getattr(obj, k)))  # a route function is a setting
             and not isinstance(getattr(obj, k), type(importlib))
         }
     for key in items:

@@ -68,6 +68,29 @@ class TaskRevoked(KQError):
     """The task was revoked (or expired) before it could run."""
 
 
+class Retry(KQError):
+    """Raised by :meth:`kq.Task.retry` to end this run of a task: the worker records RETRY
+    (with ``exc``, the reason) and sends ``message``, the next attempt, due at ``when``, to
+    ``queue``.
+
+    A task may also raise ``Retry()`` itself: the run is then recorded as RETRY and nothing is
+    sent again.
+    """
+
+    def __init__(self, message: object = None, exc: BaseException | None = None,
+                 when: object = None, queue: str | None = None) -> None:
+        super().__init__(f"retry {'at ' + str(when) if when else 'now'}"
+                         + (f": {exc!r}" if exc is not None else ""))
+        self.message = message
+        self.exc = exc
+        self.when = when
+        self.queue = queue
+
+
+class MaxRetriesExceededError(KQError):
+    """``task.retry()`` was called after the task's ``max_retries`` was used up."""
+
+
 class PoolClosed(KQError, RuntimeError):
     """A job was submitted to a pool that has been shut down."""
 

@@ -28,13 +28,14 @@ import attrs
 
 from .canvas.continuation import after_task
 from .canvas.wire import Cause
-from .current import request_var
-from .exceptions import BackendUnavailable, NotRegistered, TaskRevoked, TimeLimitExceeded
+from .current import request_var, task_var
+from .exceptions import BackendUnavailable, NotRegistered, Retry, TaskRevoked, TimeLimitExceeded
 from .pool import Job, Outcome
 from .protocol import ResultMeta, TaskMessage, exception_to_meta, utcnow
 from .request import Request
 from .result import EagerResult
-from .states import FAILURE, REVOKED, STARTED, SUCCESS
+from .states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
+from .unique import release_for
 
 log = logging.getLogger("kq.execution")
 
@@ -48,6 +49,7 @@ class TaskHooks:
     success: Callable[..., None] | None
     failure: Callable[..., None] | None
     revoked: Callable[..., None] | None
+    retry: Callable[..., None] | None
 
     @classmethod
     def of(cls, plugins: Any) -> TaskHooks:
@@ -57,12 +59,13 @@ class TaskHooks:
             success=plugins.notifier("kq_task_success"),
             failure=plugins.notifier("kq_task_failure"),
             revoked=plugins.notifier("kq_task_revoked"),
+            retry=plugins.notifier("kq_task_retry"),
         )
 
 
 @attrs.frozen
 class Execution:
-    """How one call of a task body ended."""
+    """How one call of a task body ended (for RETRY, ``retval`` is the :class:`Retry`)."""
 
     state: str
     retval: Any
@@ -86,6 +89,33 @@ def _failed(task: Any, request: Request, hooks: TaskHooks, exc: BaseException,
     return _ended(task, request, hooks, Execution(FAILURE, None, exc, text, runtime))
 
 
+def _raised(task: Any, request: Request, hooks: TaskHooks, exc: BaseException,
+            runtime: float) -> Execution:
+    """The body raised ``exc``: a retry it asked for, an automatic retry (``autoretry_for``,
+    while retries are left), or a failure with ``exc`` itself."""
+    retry = exc if isinstance(exc, Retry) else _autoretry(task, request, exc)
+    if retry is None:
+        return _failed(task, request, hooks, exc, runtime)
+    reason = retry.exc if retry.exc is not None else retry
+    if hooks.retry:
+        hooks.retry(task=task, request=request, reason=reason)
+    return _ended(task, request, hooks,
+                  Execution(RETRY, retry, reason, tb_module.format_exc(), runtime))
+
+
+def _autoretry(task: Any, request: Request, exc: BaseException) -> Retry | None:
+    policy = task.retry_policy
+    if not (policy.autoretry_for and isinstance(exc, policy.autoretry_for)):
+        return None
+    if policy.exhausted(request.retries) or request.message is None:
+        return None  # fail with the original exception, not MaxRetriesExceededError
+    try:
+        task.retry(exc=exc, countdown=policy.autoretry_delay(request.retries))
+    except Retry as retry:
+        return retry
+    return None
+
+
 def _ended(task: Any, request: Request, hooks: TaskHooks, done: Execution) -> Execution:
     if hooks.postrun:
         hooks.postrun(task=task, request=request, state=done.state, retval=done.retval)
@@ -97,7 +127,7 @@ def execute(task: Any, request: Request, hooks: TaskHooks) -> Execution:
 
     An ``async def`` task run outside an event-loop pool gets an event loop of its own.
     """
-    token = request_var.set(request)
+    token, task_token = request_var.set(request), task_var.set(task)
     try:
         if hooks.prerun:
             hooks.prerun(task=task, request=request)
@@ -107,16 +137,17 @@ def execute(task: Any, request: Request, hooks: TaskHooks) -> Execution:
             if inspect.iscoroutine(retval):
                 retval = asyncio.run(retval)
         except (Exception, SystemExit) as exc:  # sys.exit() in a task fails the task, not the pool
-            return _failed(task, request, hooks, exc, time.perf_counter() - start)
+            return _raised(task, request, hooks, exc, time.perf_counter() - start)
         return _succeeded(task, request, hooks, retval, time.perf_counter() - start)
     finally:
+        task_var.reset(task_token)
         request_var.reset(token)
 
 
 async def execute_async(task: Any, request: Request, hooks: TaskHooks) -> Execution:
     """:func:`execute` for event-loop pools: an ``async def`` body is awaited on the running
     loop, so a task awaiting I/O does not block the others."""
-    token = request_var.set(request)
+    token, task_token = request_var.set(request), task_var.set(task)
     try:
         if hooks.prerun:
             hooks.prerun(task=task, request=request)
@@ -126,16 +157,22 @@ async def execute_async(task: Any, request: Request, hooks: TaskHooks) -> Execut
             if inspect.isawaitable(retval):
                 retval = await retval
         except (Exception, SystemExit) as exc:
-            return _failed(task, request, hooks, exc, time.perf_counter() - start)
+            return _raised(task, request, hooks, exc, time.perf_counter() - start)
         return _succeeded(task, request, hooks, retval, time.perf_counter() - start)
     finally:
+        task_var.reset(task_token)
         request_var.reset(token)
 
 
 def run_eagerly(task: Any, message: TaskMessage) -> EagerResult:
-    """Run a task in this thread, as a worker would, without a broker or a backend."""
-    request = Request.from_message(message, is_eager=True)
-    done = execute(task, request, TaskHooks.of(task.app.plugins))
+    """Run a task in this thread, as a worker would, without a broker or a backend; a retry
+    runs the next attempt at once (its countdown is not waited for)."""
+    hooks = TaskHooks.of(task.app.plugins)
+    while True:
+        done = execute(task, Request.from_message(message, is_eager=True), hooks)
+        if done.state != RETRY or done.retval.message is None:
+            break
+        message = done.retval.message
     value = done.retval if done.exception is None else exception_to_meta(done.exception)
     meta = ResultMeta(task_id=message.id, state=done.state, result=value,
                       traceback=done.traceback, date_done=utcnow(), name=task.name)
@@ -192,24 +229,38 @@ class Runner:
         )
         if message.is_expired():
             reason = f"expired at {message.expires.isoformat()}" if message.expires else "expired"
-            if self.hooks.revoked:
-                self.hooks.revoked(request=request, reason=reason)
-            revoked = TaskRevoked(reason)
-            self._store(message, job.queue, REVOKED, exception_to_meta(revoked))
-            after_task(self.app, message, request, cause=Cause.of_exception(message.id, revoked))
-            return Outcome(message.id, REVOKED, 0.0, error=reason)
+            return self.revoked(job, reason, request)
         if keep_result and task.track_started:
             self._store(message, job.queue, STARTED, {"pid": os.getpid(), "hostname": self.hostname})
         return Prepared(job, task, request, keep_result)
 
+    def revoked(self, job: Job, reason: str, request: Request | None = None) -> Outcome:
+        """Skip a job that must not run (expired, or revoked: the worker calls this for those in
+        its own process): fire ``kq_task_revoked``, store REVOKED, tell its workflow."""
+        message = job.message
+        if request is None:
+            request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
+                                           redelivered=job.redelivered)
+        if self.hooks.revoked:
+            self.hooks.revoked(request=request, reason=reason)
+        revoked = TaskRevoked(reason)
+        self._store(message, job.queue, REVOKED, exception_to_meta(revoked))
+        release_for(self.app, message)
+        after_task(self.app, message, request, cause=Cause.of_exception(message.id, revoked))
+        return Outcome(message.id, REVOKED, 0.0, error=reason)
+
     def finish(self, prepared: Prepared, done: Execution) -> Outcome:
         """Store the outcome of the body; ask for a requeue if it could not be stored."""
         message, queue = prepared.job.message, prepared.job.queue
+        if done.state == RETRY:
+            return self._retry(prepared, done)
         if done.exception is not None:
             log.error("kq: task %s[%s] failed in %.3fs: %r", message.task, message.id,
                       done.runtime, done.exception)
             error = f"{type(done.exception).__name__}: {done.exception}"
-            stored = not prepared.keep_result or self._store(
+            keep = prepared.keep_result or (prepared.task.store_errors_even_if_ignored
+                                            and bool(self.app.conf.result_backend))
+            stored = not keep or self._store(
                 message, queue, FAILURE, exception_to_meta(done.exception), done.traceback)
         else:
             log.debug("kq: task %s[%s] succeeded in %.3fs", message.task, message.id,
@@ -220,6 +271,7 @@ class Runner:
             # The outcome exists nowhere: let the task run again rather than lose it.
             return Outcome(message.id, done.state, done.runtime, error="result not stored",
                            requeue=True)
+        release_for(self.app, message)
         if done.exception is None:
             after_task(self.app, message, prepared.request, value=done.retval)
         else:
@@ -227,8 +279,36 @@ class Runner:
                        cause=Cause.of_exception(message.id, done.exception, done.traceback))
         return Outcome(message.id, done.state, done.runtime, error=error)
 
+    def _retry(self, prepared: Prepared, done: Execution) -> Outcome:
+        """Record RETRY, then send the next attempt (same id, ``retries`` one higher, the
+        workflow it carries kept): in this order, so a next attempt that finishes at once is
+        never overwritten by the RETRY of this one."""
+        message, queue = prepared.job.message, prepared.job.queue
+        retry: Retry = done.retval
+        log.info("kq: task %s[%s] will retry%s: %r", message.task, message.id,
+                 f" at {retry.when}" if retry.when else "", done.exception)
+        if prepared.keep_result:
+            self._store(message, queue, RETRY, exception_to_meta(done.exception or retry),
+                        done.traceback)
+        if retry.message is not None:
+            try:
+                self.app.publish(retry.message, retry.queue or queue, prepared.task.serializer)
+            except Exception as exc:  # broker gone past the publish retries: the task fails
+                log.error("kq: could not send the retry of task %s[%s]: %r",
+                          message.task, message.id, exc)
+                if prepared.task.acks_late:
+                    return Outcome(message.id, RETRY, done.runtime, error="retry not sent",
+                                   requeue=True)
+                if prepared.keep_result:
+                    self._store(message, queue, FAILURE, exception_to_meta(exc))
+                after_task(self.app, message, prepared.request,
+                           cause=Cause.of_exception(message.id, exc))
+                return Outcome(message.id, FAILURE, done.runtime, error=f"retry not sent: {exc!r}")
+        return Outcome(message.id, RETRY, done.runtime, error=repr(done.exception))
+
     def lost(self, job: Job, exc: BaseException, runtime: float = 0.0) -> Outcome:
-        """The job could not run to its end (``WorkerLostError``, ``TimeLimitExceeded``).
+        """The job could not run to its end (``WorkerLostError``, ``TimeLimitExceeded``, or
+        ``TaskRevoked`` when the pool terminated it: that one is stored REVOKED).
 
         With ``acks_late`` and ``reject_on_worker_lost`` the message goes back to its queue;
         a redelivered job that hits its hard time limit fails instead, so it cannot loop.
@@ -236,6 +316,8 @@ class Runner:
         process, where the job's own process can no longer report.
         """
         message = job.message
+        if isinstance(exc, TaskRevoked):  # the pool stopped it for revoke(terminate=True)
+            return self.revoked(job, str(exc))
         task = self.app.tasks.get(message.task)
         looping = isinstance(exc, TimeLimitExceeded) and job.redelivered
         if task is not None and task.acks_late and task.reject_on_worker_lost and not looping:
@@ -248,6 +330,7 @@ class Runner:
         if self.hooks.failure and task is not None:
             self.hooks.failure(task=task, request=request, exc=exc, traceback="")
         self._store(message, job.queue, FAILURE, exception_to_meta(exc))
+        release_for(self.app, message)
         after_task(self.app, message, request, cause=Cause.of_exception(message.id, exc))
         return Outcome(message.id, FAILURE, runtime, error=f"{type(exc).__name__}: {exc}")
 

@@ -142,7 +142,8 @@ def kq_task_prerun(task: Any, request: Any) -> None:
 
 @hookspec
 def kq_task_postrun(task: Any, request: Any, state: str, retval: Any) -> None:
-    """Called after the task body ran, whatever the outcome; ``state`` is the final state."""
+    """Called after the task body ran, whatever the outcome; ``state`` is how this run ended
+    (``RETRY`` when the task will run again)."""
 
 
 @hookspec
@@ -157,7 +158,9 @@ def kq_task_failure(task: Any, request: Any, exc: BaseException, traceback: str)
 
 @hookspec
 def kq_task_retry(task: Any, request: Any, reason: BaseException) -> None:
-    """Called when the task asked to be retried; ``reason`` is the exception given to retry."""
+    """Called in the executing thread/process when a run ends in a retry (``self.retry()``, or an
+    ``autoretry_for`` exception while retries are left), before RETRY is stored and the next
+    attempt sent; ``reason`` is the exception given to retry (the ``kq.Retry`` itself if none)."""
 
 
 @hookspec

@@ -143,6 +143,8 @@ class Plugins:
         self.failures: dict[str, str] = {}
         self._registries: dict[str, Registry[Any]] | None = None
         self._has_impls: dict[str, bool] = {}
+        #: Counts (un)registrations, so that callers caching a notifier know when to look again.
+        self.generation = 0
         self._lock = threading.Lock()
 
     # -- loading --------------------------------------------------------------------------
@@ -178,8 +180,19 @@ class Plugins:
         hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or ()))
         module = getattr(plugin, "__name__", type(plugin).__name__)
         self.infos[name] = PluginInfo(name, module, distribution, version, hooks)
+        self._changed()
+
+    def unregister(self, name: str) -> None:
+        """Remove the plugin registered as ``name`` (nothing happens if there is none)."""
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        if self.infos.pop(name, None) is not None:
+            self._changed()
+
+    def _changed(self) -> None:
         self._registries = None
         self._has_impls.clear()
+        self.generation += 1
 
     def _fail(self, name: str, distribution: str | None, exc: BaseException) -> None:
         where = f" from {distribution}" if distribution else ""
@@ -279,6 +292,18 @@ class Plugins:
 
 _current: Plugins | None = None
 _current_lock = threading.Lock()
+_on_load: list[Callable[[Plugins], None]] = []
+
+
+def on_load(callback: Callable[[Plugins], None]) -> None:
+    """Call ``callback(plugins)`` with the plugins of this process, now if they are loaded and
+    again each time they are (re)loaded: for kernel parts that register plugin objects at run
+    time (:mod:`kq.signals`), which would otherwise be lost by :func:`reload_plugins`."""
+    with _current_lock:
+        _on_load.append(callback)
+        current = _current
+    if current is not None:
+        callback(current)
 
 
 def get_plugins() -> Plugins:
@@ -288,6 +313,8 @@ def get_plugins() -> Plugins:
         if _current is None:
             plugins = Plugins(os.environ.get(DISABLE_ENV, "").split(","))
             plugins.load_entry_points()
+            for callback in _on_load:
+                callback(plugins)
             _current = plugins
         return _current
 

@@ -101,6 +101,8 @@ class PoolCapabilities:
     async_tasks: bool = False
     #: Jobs run in other processes (see the module docstring for how they get a runner).
     processes: bool = False
+    #: :meth:`Pool.terminate` stops a running job (``revoke(terminate=True)``).
+    terminate: bool = False
 
 
 @attrs.frozen
@@ -158,6 +160,15 @@ class Pool(abc.ABC):
     @abc.abstractmethod
     def shutdown(self, wait: bool) -> None:
         """Stop. ``wait=True`` lets running jobs finish first; ``False`` abandons them."""
+
+    def terminate(self, task_id: str, signal_name: str) -> bool:
+        """Stop the running job of task ``task_id`` (``capabilities.terminate``), with the
+        signal named ``signal_name`` (``"SIGTERM"``) where the job has a process of its own,
+        and report it through :attr:`PoolContext.lost` with a
+        :class:`~kq.exceptions.TaskRevoked` (the kernel stores REVOKED). Return ``False``
+        when no job of that task runs here right now (it ended, or no process has taken it
+        yet). Called from the worker's thread."""
+        raise PluginError(f"{type(self).__name__} cannot terminate jobs (no terminate capability)")
 
     def grow(self, n: int) -> None:
         """Add ``n`` slots (``capabilities.autoscale``); :attr:`concurrency` must follow."""

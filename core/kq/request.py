@@ -29,7 +29,15 @@ class Request:
     queue: str | None = None
     redelivered: bool = False
     is_eager: bool = False
+    priority: int | None = None
     headers: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The message this run came from; :meth:`kq.Task.retry` sends it again, changed.
+    message: TaskMessage | None = attrs.field(default=None, repr=False, eq=False)
+
+    @property
+    def delivery_info(self) -> dict[str, Any]:
+        """Where the message came from: ``queue``, ``redelivered`` and ``priority``."""
+        return {"queue": self.queue, "redelivered": self.redelivered, "priority": self.priority}
 
     @classmethod
     def from_message(cls, message: TaskMessage, *, hostname: str | None = None,
@@ -39,6 +47,6 @@ class Request:
             id=message.id, task=message.task, args=message.args, kwargs=message.kwargs,
             retries=message.retries, root_id=message.root_id, parent_id=message.parent_id,
             group=message.group, eta=message.eta, expires=message.expires, hostname=hostname,
-            queue=queue, redelivered=redelivered, is_eager=is_eager,
-            headers=message.extra_headers,
+            queue=queue, redelivered=redelivered, is_eager=is_eager, priority=message.priority,
+            headers=message.extra_headers, message=message,
         )

@@ -142,6 +142,12 @@ class AsyncResult(_StatePredicates):
         return None if meta is None else _outcome(meta, propagate=False)
 
     @property
+    def info(self) -> Any:
+        """What the task says now: the meta of a custom state (``update_state``, e.g. progress),
+        the reason of a RETRY, the STARTED details, or once ready the value or exception."""
+        return self.result
+
+    @property
     def traceback(self) -> str | None:
         meta = self._meta()
         return None if meta is None else meta.traceback
@@ -150,6 +156,11 @@ class AsyncResult(_StatePredicates):
     def date_done(self) -> datetime | None:
         meta = self._meta()
         return None if meta is None else meta.date_done
+
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> None:
+        """Revoke the task: no worker starts it; with ``terminate`` a worker running it stops it
+        where its pool can (``App.revoke``, docs/tasks.md "Revoking")."""
+        self.app.revoke(self.id, terminate=terminate, signal=signal)
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """Wait for the task to finish and return its value.
@@ -292,6 +303,10 @@ class GroupResult:
         """:meth:`get` for asyncio code: waits in a thread, so the event loop keeps running."""
         return await asyncio.to_thread(self.get, timeout, propagate)
 
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM") -> None:
+        """Revoke every member task in one call (see :meth:`AsyncResult.revoke`)."""
+        self.app.revoke([leaf.id for leaf in self._leaves()], terminate=terminate, signal=signal)
+
     def forget(self) -> None:
         """Delete every member's stored result."""
         for leaf in self._leaves():
@@ -321,6 +336,8 @@ class EagerResult(_StatePredicates):
     @property
     def result(self) -> Any:
         return _outcome(self._meta, False, self._exception)
+
+    info = result
 
     @property
     def traceback(self) -> str | None:

@@ -1,14 +1,25 @@
 """Fixtures for end-to-end tests: a SQLite broker file, a ledger, real worker processes."""
 
+import fcntl
+import json
+import os
 import pathlib
+import tempfile
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import amqp
 import pytest
+import redis
 
 from kq import App
+from kq.testing.servers import require
 from kq.testing.worker import WorkerProcess
 
 APPS = pathlib.Path(__file__).parent / "apps"
+#: Held shared by every test using Redis; test_redis.py's restart test takes it exclusively.
+REDIS_LOCK = os.path.join(tempfile.gettempdir(), "kq-redis-server.lock")
 
 
 @pytest.fixture
@@ -37,15 +48,61 @@ def ran(ledger: pathlib.Path):
 
 
 @pytest.fixture
-def env(db_url: str, ledger: pathlib.Path) -> dict[str, str]:
-    return {"KQ_BROKER_URL": db_url, "KQ_RESULT_BACKEND": db_url,
-            "KQ_TEST_LEDGER_DIR": str(ledger), "PYTHONPATH": str(APPS)}
+def broker_settings() -> dict[str, Any]:
+    """Settings that move the test's broker off its SQLite file; a module overrides this, e.g.
+    with ``request.getfixturevalue("redis_broker")``, to run on a real server."""
+    return {}
 
 
 @pytest.fixture
-def client(db_url: str) -> Iterator[App]:
-    """A client app on the test's SQLite file; it sends the e2e tasks by name."""
-    app = App("client", broker=db_url, backend=db_url)
+def redis_broker() -> Iterator[dict[str, Any]]:
+    """Broker settings for the real Redis (database 15) under a key prefix of the test's own,
+    deleted afterwards, with the server lock held shared."""
+    with open(REDIS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)  # waits while a restart test holds it alone
+        host, port = require("redis")
+        prefix = f"kqtest-{uuid.uuid4().hex[:12]}:"
+        yield {"broker_url": f"redis://{host}:{port}/15",
+               "broker_transport_options": {"global_keyprefix": prefix}}
+        client = redis.Redis(host=host, port=port, db=15, socket_timeout=10)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def amqp_broker() -> Iterator[dict[str, Any]]:
+    """Broker settings for the real RabbitMQ with a task queue of the test's own, deleted
+    afterwards with its dead-letter queue."""
+    host, port = require("rabbitmq")
+    queue = f"kq-e2e-{uuid.uuid4().hex[:10]}"
+    yield {"broker_url": f"amqp://guest:guest@{host}:{port}//", "task_default_queue": queue}
+    connection = amqp.Connection(f"{host}:{port}")
+    connection.connect()
+    try:
+        channel = connection.channel()
+        channel.queue_delete(queue)
+        channel.queue_delete(f"{queue}.dlq")
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def env(db_url: str, ledger: pathlib.Path, broker_settings: dict[str, Any]) -> dict[str, str]:
+    as_env = {f"KQ_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+              for name, value in broker_settings.items()}
+    return {"KQ_BROKER_URL": db_url, "KQ_RESULT_BACKEND": db_url,
+            "KQ_TEST_LEDGER_DIR": str(ledger), "PYTHONPATH": str(APPS), **as_env}
+
+
+@pytest.fixture
+def client(db_url: str, broker_settings: dict[str, Any]) -> Iterator[App]:
+    """A client app on the test's SQLite file (or ``broker_settings``' broker); it sends the
+    e2e tasks by name."""
+    app = App("client", **{"broker_url": db_url, "result_backend": db_url, **broker_settings})
     yield app
     app.close()
 

@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from ..exceptions import TimeoutError as ResultTimeout
-from ..states import FAILURE, READY_STATES
+from ..states import FAILURE, READY_STATES, REVOKED
 from .common import app_options, make_app
+from .follow import follow as follow_states
 
 
 def _json_option(value: str | None, kind: type, what: str) -> Any:
@@ -37,7 +38,8 @@ def _show(value: Any) -> str:
 @click.option("-a", "--args", "args_json", metavar="JSON", help="Positional arguments, a JSON list.")
 @click.option("-k", "--kwargs", "kwargs_json", metavar="JSON",
               help="Keyword arguments, a JSON object.")
-@click.option("-Q", "--queue", help="Queue to send to. Default: the task_default_queue setting.")
+@click.option("-Q", "--queue", help="Queue to send to. Default: the task_routes setting's, else "
+              "the task's own, else task_default_queue.")
 @click.option("--countdown", type=float, help="Run no sooner than this many seconds from now.")
 @click.option("--expires", type=float, help="Do not run after this many seconds from now.")
 @click.option("--priority", type=click.IntRange(0, 9), help="0 (lowest) to 9 (highest).")
@@ -71,12 +73,17 @@ def call(task_name: str, app_spec: str | None, broker: str | None, result_backen
 @click.argument("task_id")
 @app_options
 @click.option("--wait", is_flag=True, help="Wait until the task is finished.")
+@click.option("--follow", is_flag=True,
+              help="Print each state as it changes, progress as a bar, until the task is finished; "
+                   "exit status 1 if it failed or was revoked.")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="With --wait: how long to wait.")
+              help="With --wait or --follow: how long to wait.")
+@click.option("--interval", type=click.FloatRange(min=0.01), default=0.2, show_default=True,
+              help="With --follow: seconds between reads.")
 @click.option("--traceback", "show_traceback", is_flag=True,
               help="Print the traceback of a failed task.")
 def result(task_id: str, app_spec: str | None, broker: str | None, result_backend: str | None,
-           wait: bool, timeout: float, show_traceback: bool) -> None:
+           wait: bool, follow: bool, timeout: float, interval: float, show_traceback: bool) -> None:
     """Print the state and result of TASK_ID.
 
     An unknown id reads as PENDING: the backend cannot tell "not run yet" from "never sent"
@@ -84,7 +91,12 @@ def result(task_id: str, app_spec: str | None, broker: str | None, result_backen
     """
     app = make_app(app_spec, broker, result_backend)
     handle = app.AsyncResult(task_id)
-    if wait:
+    if follow:
+        try:
+            follow_states(app, task_id, timeout, interval)
+        except ResultTimeout as exc:
+            raise click.ClickException(str(exc)) from None
+    elif wait:
         try:
             handle.get(timeout=timeout, propagate=False)
         except ResultTimeout as exc:
@@ -97,6 +109,8 @@ def result(task_id: str, app_spec: str | None, broker: str | None, result_backen
     click.echo(f"{state}: {_show(value) if state != FAILURE else repr(value)}")
     if show_traceback and handle.traceback:
         click.echo(handle.traceback.rstrip())
+    if follow and state in (FAILURE, REVOKED):
+        raise SystemExit(1)
 
 
 @click.command()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import queue as queue_module
 import socket
@@ -33,6 +34,8 @@ from ..exceptions import BrokerUnavailable, ConfigurationError, MessageRejected
 from ..execution import Runner
 from ..pool import Job, Outcome, Pool, PoolContext
 from ..protocol import TaskMessage, decode_task
+from ..ratelimit import worker_throttle
+from ..revoke import Revocations, Revoke
 from ..states import FAILURE, REVOKED, SUCCESS
 from ..transport import Delivery, Transport
 from .autoscale import Autoscaler
@@ -114,6 +117,11 @@ class Worker:
         self._running: dict[int, bool] = {}  # ticket -> acks_late
         self._to_ack: list[Delivery] = []
         self._reject_hook = app.plugins.notifier("kq_message_rejected")
+        self._throttle = worker_throttle(app)  # holds rate-limited jobs; None when no task has one
+        self._runner: Runner | None = None
+        self._revocations: Revocations | None = None
+        self._revoked: dict[str, float] = {}  # the revocations' ids: looked up before each start
+        self._revokes: queue_module.SimpleQueue[Revoke] = queue_module.SimpleQueue()
 
     def __repr__(self) -> str:
         return f"<kq.Worker {self.hostname} pool={self.pool_name} c={self.concurrency}>"
@@ -161,8 +169,8 @@ class Worker:
 
     @property
     def reserved_count(self) -> int:
-        """Messages fetched and waiting for a pool slot (ETA not yet due included)."""
-        return len(self._reserved) + len(self._held)
+        """Messages fetched and waiting for a pool slot (ETA not yet due, rate limited included)."""
+        return len(self._reserved) + len(self._held) + len(self._throttle or ())
 
     @property
     def running_count(self) -> int:
@@ -175,7 +183,7 @@ class Worker:
     def run(self) -> None:
         """Consume until :meth:`stop`; then shut down warmly and return."""
         self.app.check()
-        runner = Runner(self.app, self.hostname)
+        runner = self._runner = Runner(self.app, self.hostname)
         conf = self.app.conf
         context = PoolContext(
             concurrency=self.concurrency, runner=runner, app_spec=self.app_spec,
@@ -192,6 +200,9 @@ class Worker:
         log.info("kq: worker %s ready: broker %s, backend %s, pool %s x%d, queues %s, tasks %d",
                  self.hostname, safe_url(conf.broker_url), safe_url(conf.result_backend),
                  self.pool_name, self.concurrency, ",".join(self.queues), len(self.app.tasks))
+        self._revocations = Revocations(self.app, self._revokes.put)
+        self._revoked = self._revocations.ids
+        self._revocations.start()
         self.app.plugins.notify("kq_worker_start", worker=self)
         self._ready.set()
         try:
@@ -208,13 +219,15 @@ class Worker:
     def _capacity(self) -> int:
         """How many more messages may be fetched now."""
         limit = self.max_concurrency * (1 + self.prefetch_multiplier)
-        return limit - len(self._reserved) - len(self._running)
+        return limit - len(self._reserved) - len(self._running) - len(self._throttle or ())
 
     def _step(self) -> None:
         """One turn: start what the pool has room for, then one broker round trip that acks
         (the early acks of what just started, the late acks of what finished) and tops up the
         prefetch window, blocking only when there is nothing else to do."""
         self._broker()
+        if not self._revokes.empty():
+            self._apply_revokes()
         self._collect_done(block=False)
         self._release_due()
         if self.autoscaler is not None:
@@ -248,9 +261,10 @@ class Worker:
             self._collect_done(block=True, timeout=wait)
 
     def _next_due_in(self) -> float:
-        if not self._held:
-            return POLL_INTERVAL
-        return max(0.0, min(POLL_INTERVAL, self._held[0][0] - time.monotonic()))
+        due = self._held[0][0] if self._held else math.inf
+        if self._throttle is not None:
+            due = min(due, self._throttle.next_due(self.pool.free_slots() > 0))
+        return max(0.0, min(POLL_INTERVAL, due - time.monotonic()))
 
     def _receive(self, deliveries: list[Delivery]) -> None:
         now = time.monotonic()
@@ -268,11 +282,14 @@ class Worker:
             job = self._job(message, delivery, ticket)
             self._deliveries[ticket] = delivery
             self._generation[ticket] = self._connection
+            if self._revoked and message.id in self._revoked:
+                self._skip_revoked(job)
+                continue
             delay = message.seconds_until_eta()
             if delay > 0:
                 heapq.heappush(self._held, (now + delay, ticket, job))
             else:
-                self._reserved.append(job)
+                self._reserve(job)
 
     def _job(self, message: TaskMessage, delivery: Delivery, ticket: int) -> Job:
         """The job for a message, with its effective time limits."""
@@ -307,7 +324,12 @@ class Worker:
     def _release_due(self) -> None:
         now = time.monotonic()
         while self._held and self._held[0][0] <= now:
-            self._reserved.append(heapq.heappop(self._held)[2])
+            self._reserve(heapq.heappop(self._held)[2])
+
+    def _reserve(self, job: Job) -> None:
+        """Queue a job to start, unless its task is rate limited: the throttle holds those."""
+        if self._throttle is None or not self._throttle.hold(job):
+            self._reserved.append(job)
 
     def _dispatch(self) -> int:
         """Hand reserved jobs to the pool while it has free slots; return how many started.
@@ -318,15 +340,54 @@ class Worker:
         Celery's prefork pool does between a child accepting a job and the parent's ack.
         """
         pool, tasks, started = self.pool, self.app.tasks, 0
+        if self._throttle is not None:  # rate-limited jobs whose turn has come go first
+            self._reserved.extendleft(reversed(self._throttle.release(pool.free_slots())))
         while self._reserved and (free := pool.free_slots()) > 0:
             for _ in range(min(free, len(self._reserved))):
                 job = self._reserved.popleft()
+                if self._revoked and job.message.id in self._revoked:
+                    self._skip_revoked(job)
+                    continue
                 acks_late = self._running[job.ticket] = tasks[job.message.task].acks_late
                 if not acks_late:
                     self._to_ack.append(self._take_delivery(job.ticket))
                 pool.submit(job, self._on_done)
                 started += 1
         return started
+
+    def _apply_revokes(self) -> None:
+        """Act on revokes the listener heard: drop held (ETA) messages of revoked tasks now
+        rather than when they fall due (reserved ones are skipped as they come up), and stop
+        running ones when asked to terminate, where the pool can."""
+        while True:
+            try:
+                revoke = self._revokes.get_nowait()
+            except queue_module.Empty:
+                return
+            ids = set(revoke.task_ids)
+            dropped = [entry for entry in self._held if entry[2].message.id in ids]
+            if dropped:
+                self._held = [entry for entry in self._held if entry[2].message.id not in ids]
+                heapq.heapify(self._held)
+                for _, _, job in dropped:
+                    self._skip_revoked(job)
+            if revoke.terminate and self._running:
+                self._terminate(revoke)
+
+    def _terminate(self, revoke: Revoke) -> None:
+        if not self.pool_spec.capabilities.terminate:
+            log.warning("kq: the %s pool cannot terminate running tasks; %s run on",
+                        self.pool_name, ", ".join(revoke.task_ids))
+            return
+        for task_id in revoke.task_ids:
+            if self.pool.terminate(task_id, revoke.signal):
+                log.info("kq: terminated task %s with %s", task_id, revoke.signal)
+
+    def _skip_revoked(self, job: Job) -> None:
+        """Ack a revoked job without running it: REVOKED stored, ``kq_task_revoked`` fired,
+        counted (it goes through :meth:`_finish` as if it had run with acks_late)."""
+        self._running[job.ticket] = True
+        self._finish(job, self._runner.revoked(job, "revoked"))
 
     def _on_done(self, job: Job, outcome: Outcome) -> None:
         self._done.put((job, outcome))
@@ -372,7 +433,7 @@ class Worker:
             log.error("kq: broker connection lost: %s; reconnecting with backoff", exc)
         if not self._leases_survive:
             # What was fetched on the broken connection is the broker's again: forget it.
-            dropped = list(self._reserved) + [job for _, _, job in self._held]
+            dropped = list(self._reserved) + [job for _, _, job in self._held] + self._unthrottle()
             self._reserved.clear()
             self._held.clear()
             for job in dropped:
@@ -389,6 +450,9 @@ class Worker:
         self._reconnects += 1
         self._stopping.wait(delay)
 
+    def _unthrottle(self) -> list[Job]:
+        return self._throttle.drain() if self._throttle is not None else []
+
     def _flush_acks(self) -> None:
         if self._to_ack:
             batch, self._to_ack = self._to_ack, []
@@ -402,7 +466,7 @@ class Worker:
         If the broker is unreachable the broker-side steps are skipped with a warning: their
         messages are redelivered by the broker, which at-least-once delivery allows.
         """
-        unstarted = list(self._reserved) + [job for _, _, job in self._held]
+        unstarted = list(self._reserved) + [job for _, _, job in self._held] + self._unthrottle()
         log.info("kq: worker %s shutting down: %d running, %d reserved returned to the broker",
                  self.hostname, len(self._running), len(unstarted))
         self._reserved.clear()
@@ -423,6 +487,8 @@ class Worker:
             except (BrokerUnavailable, OSError) as exc:
                 log.warning("kq: could not ack finished tasks (%s); they may run again", exc)
         finally:
+            if self._revocations is not None:
+                self._revocations.stop()
             self.app.plugins.notify("kq_worker_stop", worker=self)
             if self.transport is not None:
                 try:

@@ -59,7 +59,7 @@ def test_spec_declares_a_process_pool_sized_by_cpus() -> None:
     assert spec.default_concurrency is None
     assert spec.capabilities == PoolCapabilities(
         soft_time_limit=True, hard_time_limit=True, max_tasks_per_child=True, autoscale=True,
-        processes=True)
+        processes=True, terminate=True)
 
 
 @pytest.mark.parametrize(("options", "message"), [

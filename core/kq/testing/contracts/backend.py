@@ -7,8 +7,8 @@ Subclass and give the backend's URL::
         def backend_url(self):
             return "mystore://127.0.0.1/0"
 
-The counter tests run when the spec declares ``counters``, and those across processes only
-when it is also ``shared``.
+The counter tests run when the spec declares ``counters``, the claim tests when it declares
+``claims``, and those across processes only when it is also ``shared``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,27 @@ def _increment_in_child(factory: Callable[[str, Mapping[str, Any]], ResultBacken
         try:
             ready.wait(120)
             out.put([backend.incr(key) for _ in range(times)])
+        finally:
+            backend.close()
+    except BaseException as exc:  # reported to the test, which fails with it
+        ready.abort()
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def claiming(capabilities: BackendCapabilities) -> None:
+    """Skip the calling test unless the backend declares ``claims``."""
+    if not capabilities.claims:
+        pytest.skip("backend does not declare claims")
+
+
+def _claim_in_child(factory: Callable[[str, Mapping[str, Any]], ResultBackend], url: str,
+                    options: dict[str, Any], key: str, value: str, ready: Any, out: Any) -> None:
+    """A child process of :meth:`BackendContract.test_claim_is_atomic_across_processes`."""
+    try:
+        backend = factory(url, options)
+        try:
+            ready.wait(120)
+            out.put((value, backend.claim(key, value, 60)))
         finally:
             backend.close()
     except BaseException as exc:  # reported to the test, which fails with it
@@ -352,3 +373,126 @@ class BackendContract:
         assert backend.incr(cleaned) == 1
         assert backend.incr(kept) == 7
         assert backend.incr(renewed) == 3
+
+    # -- claims -----------------------------------------------------------------------------
+
+    def test_without_claims_claim_says_so(self, backend_spec: BackendSpec,
+                                          backend: ResultBackend) -> None:
+        if backend_spec.capabilities.claims:
+            pytest.skip("backend declares claims")
+        for call in (lambda: backend.claim("k", "v", 1), lambda: backend.release("k", "v")):
+            with pytest.raises(NotImplementedError, match="claims"):
+                call()
+
+    def test_claim_returns_the_holder(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
+        claiming(backend_spec.capabilities)
+        key = uuid.uuid4().hex
+        assert backend.claim(key, "first", 60) is None
+        assert backend.claim(key, "second", 60) == "first"
+        assert backend.claim(key, "first", 60) == "first"
+
+    def test_claims_are_apart_from_results_and_counters(
+        self, backend_spec: BackendSpec, backend: ResultBackend
+    ) -> None:
+        claiming(backend_spec.capabilities)
+        key = uuid.uuid4().hex
+        backend.store(result(SUCCESS, b"a result named like the claim", task_id=key), None)
+        assert backend.claim(key, "holder", 60) is None
+        assert backend.get(key).payload == b"a result named like the claim"
+        if backend_spec.capabilities.counters:
+            assert backend.incr(key) == 1
+            assert backend.claim(key, "other", 60) == "holder"
+
+    def test_release_frees_only_for_its_holder(self, backend_spec: BackendSpec,
+                                               backend: ResultBackend) -> None:
+        claiming(backend_spec.capabilities)
+        key = uuid.uuid4().hex
+        assert backend.claim(key, "first", 60) is None
+        backend.release(key, "someone else")
+        assert backend.claim(key, "second", 60) == "first"
+        backend.release(key, "first")
+        backend.release(key, "first")  # releasing twice is harmless
+        assert backend.claim(key, "second", 60) is None
+        backend.release(uuid.uuid4().hex, "never claimed")  # and so is releasing nothing
+
+    def test_claim_lapses_after_expires(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
+        """A lapsed claim is free again, before and after ``cleanup()``; releasing a claim that
+        lapsed and was taken by another value leaves the new holder in place."""
+        claiming(backend_spec.capabilities)
+        taken_over, cleaned = uuid.uuid4().hex, uuid.uuid4().hex
+        for key in (taken_over, cleaned):
+            assert backend.claim(key, "old", 1) is None
+        time.sleep(1.2)
+        assert backend.claim(taken_over, "new", 60) is None
+        backend.release(taken_over, "old")
+        assert backend.claim(taken_over, "third", 60) == "new"
+        backend.cleanup()
+        assert backend.claim(cleaned, "new", 60) is None
+
+    def test_claim_is_shared_by_instances(self, backend_spec: BackendSpec,
+                                          make_backend: Callable[[], ResultBackend]) -> None:
+        claiming(backend_spec.capabilities)
+        first, second = make_backend(), make_backend()
+        key = uuid.uuid4().hex
+        assert first.claim(key, "one", 60) is None
+        assert second.claim(key, "two", 60) == "one"
+
+    def test_claim_is_atomic_across_threads(self, backend_spec: BackendSpec,
+                                            make_backend: Callable[[], ResultBackend]) -> None:
+        """16 threads, each with its own backend, claim one key at once, 20 rounds: each round
+        exactly one wins and every other is told the winner."""
+        claiming(backend_spec.capabilities)
+        backends = [make_backend() for _ in range(16)]
+        for _ in range(20):
+            key = uuid.uuid4().hex
+            start = threading.Barrier(len(backends))
+            answers: dict[str, str | None] = {}
+            errors: list[BaseException] = []
+
+            def claim(backend: ResultBackend, value: str, key: str = key,
+                      start: threading.Barrier = start, answers: dict = answers,
+                      errors: list = errors) -> None:
+                try:
+                    start.wait(60)
+                    answers[value] = backend.claim(key, value, 60)
+                except BaseException as exc:  # surfaced by the assertion below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=claim, args=(b, f"v{i}")) for i, b in enumerate(backends)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            assert errors == []
+            winners = [value for value, holder in answers.items() if holder is None]
+            assert len(winners) == 1
+            assert {holder for holder in answers.values() if holder is not None} == set(winners)
+
+    def test_claim_is_atomic_across_processes(
+        self, backend_spec: BackendSpec, backend_url: str, backend_options: dict[str, Any]
+    ) -> None:
+        """4 spawned processes claim one key at once: one wins, the others name it."""
+        claiming(backend_spec.capabilities)
+        if not backend_spec.capabilities.shared:
+            pytest.skip("backend is not shared between processes")
+        context = multiprocessing.get_context("spawn")
+        key, children = uuid.uuid4().hex, 4
+        ready, out = context.Barrier(children), context.Queue()
+        processes = [
+            context.Process(target=_claim_in_child, daemon=True, args=(
+                backend_spec.factory, backend_url, backend_options, key, f"p{i}", ready, out))
+            for i in range(children)
+        ]
+        for process in processes:
+            process.start()
+        try:
+            reports = [out.get(timeout=180) for _ in processes]
+        finally:
+            for process in processes:
+                process.join(30)
+                if process.is_alive():
+                    process.kill()
+        assert [r for r in reports if isinstance(r, str)] == []
+        winners = [value for value, holder in reports if holder is None]
+        assert len(winners) == 1
+        assert {holder for _, holder in reports if holder is not None} <= set(winners)

@@ -37,7 +37,7 @@ Every context carries ``lost`` (:class:`LostRecorder`, standing in for the kerne
 whose process died, and report the Outcome it returns.
 
 Tests of optional features (soft and hard time limits, ``max_tasks_per_child``, autoscale, the
-death of a child process) skip unless the pool's :class:`~kq.pool.PoolCapabilities` declare
+death of a child process, ``terminate``) skip unless the pool's :class:`~kq.pool.PoolCapabilities` declare
 them, and must pass when they do. ``make_pool(**context)`` builds a further pool with other
 context fields (``max_tasks_per_child=2``). A pool's own tests can reuse :class:`Probe`,
 :class:`ProcessProbe`, :class:`LostRecorder`, :class:`Recorder`, :class:`Feeder` and
@@ -61,7 +61,14 @@ from typing import Any
 import attrs
 import pytest
 
-from kq.exceptions import PoolClosed, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from kq.exceptions import (
+    PluginError,
+    PoolClosed,
+    SoftTimeLimitExceeded,
+    TaskRevoked,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
 from kq.plugins import get_plugins
 from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext, PoolSpec
 from kq.protocol import TaskMessage
@@ -669,6 +676,37 @@ class PoolContract:
         assert [outcome.error for _, outcome in calls] == [None] * concurrency
         assert len(lost.calls) == 1
         assert wait_until(lambda: pool.free_slots() == concurrency)
+
+    # -- terminate (capability terminate) ---------------------------------------------------
+
+    def test_terminate_stops_a_running_job_and_reports_it_revoked(
+        self, pool_spec: PoolSpec, pool: Pool, feeder: Feeder, probe: Probe | ProcessProbe,
+        lost: LostRecorder, concurrency: int,
+    ) -> None:
+        """``terminate(task_id, "SIGTERM")`` of a job computing without end stops it: the pool
+        reports what ``lost(job, TaskRevoked(...))`` returned, once, and every slot works again.
+        An id that runs nowhere in the pool gives ``False``."""
+        _require(pool_spec, "terminate")
+        job = make_job(1, spin=True)
+        assert pool.terminate(job.message.id, "SIGTERM") is False
+        feeder.submit(job)
+        assert wait_until(lambda: pool.terminate(job.message.id, "SIGTERM")), "never terminated"
+        [(_, outcome)] = feeder.wait_done(1)
+        assert [(j.ticket, type(exc)) for j, exc, _ in lost.calls] == [(1, TaskRevoked)]
+        assert outcome == lost.returned[1]
+        assert 1 not in probe.returned, "the job ran to its end"
+        assert pool.terminate(job.message.id, "SIGTERM") is False
+        feeder.submit(*(make_job(n, barrier=True) for n in range(2, 2 + concurrency)))
+        calls = feeder.wait_done(1 + concurrency)[1:]
+        assert [outcome.error for _, outcome in calls] == [None] * concurrency
+        assert len(lost.calls) == 1
+        assert wait_until(lambda: pool.free_slots() == concurrency)
+
+    def test_without_terminate_terminate_says_so(self, pool_spec: PoolSpec, pool: Pool) -> None:
+        if pool_spec.capabilities.terminate:
+            pytest.skip(f"the {pool_spec.name} pool declares terminate")
+        with pytest.raises(PluginError, match="terminate"):
+            pool.terminate(uuid.uuid4().hex, "SIGTERM")
 
     # -- child processes (capabilities processes, max_tasks_per_child) -----------------------
 

@@ -4,7 +4,7 @@ Clients and workers in one process open their own backend instances, so the resu
 module level, not in the instance: that is what lets an eager or threaded worker's result
 reach the client that waits for it. One condition variable guards the store and wakes waiters
 the moment a result is stored, so :meth:`MemoryBackend.wait` never polls. Counters live beside
-the results, under the same condition.
+the results, and claims beside them, under the same condition.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from kq.states import READY_STATES
 _results: dict[str, tuple[StoredResult, float | None]] = {}
 #: counter name -> (value, monotonic expiry time or None)
 _counters: dict[str, tuple[int, float | None]] = {}
+#: claim name -> (holder, monotonic expiry time)
+_claims: dict[str, tuple[str, float | None]] = {}
 #: Guards the store and wakes waiters. Made on first use, not at import: kq imports plugins
 #: before a green pool monkey-patches threading, and a condition made earlier would stay native
 #: and block the gevent/eventlet hub.
@@ -52,7 +54,7 @@ class MemoryBackend(ResultBackend):
     """Results in this process's memory, gone when it exits; the URL's host part is ignored."""
 
     capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        push=True, shared=False, counters=True
+        push=True, shared=False, counters=True, claims=True
     )
 
     def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
@@ -95,11 +97,25 @@ class MemoryBackend(ResultBackend):
         with _condition():
             _counters.pop(key, None)
 
+    def claim(self, key: str, value: str, expires: float) -> str | None:
+        now = time.monotonic()
+        with _condition():
+            holder, expiry = _claims.get(key, (None, None))
+            if holder is not None and expiry is not None and expiry > now:
+                return holder
+            _claims[key] = (value, now + expires)
+        return None
+
+    def release(self, key: str, value: str) -> None:
+        with _condition():
+            if _claims.get(key, (None, None))[0] == value:
+                del _claims[key]
+
     def cleanup(self) -> int:
         now = time.monotonic()
         with _condition():
             expired = 0
-            for store in (_results, _counters):
+            for store in (_results, _counters, _claims):
                 keys = [k for k, (_, expires) in store.items() if expires is not None and expires <= now]
                 for key in keys:
                     del store[key]

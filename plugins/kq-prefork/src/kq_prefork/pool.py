@@ -26,7 +26,7 @@ import billiard
 import billiard.exceptions
 import billiard.pool
 
-from kq.exceptions import ConfigurationError, PoolClosed, TimeLimitExceeded, WorkerLostError
+from kq.exceptions import ConfigurationError, PoolClosed, TaskRevoked, TimeLimitExceeded, WorkerLostError
 from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext, report_done
 
 from .child import ChildWorker, build_runner, run_job, use_runner
@@ -85,7 +85,8 @@ class PreforkPool(Pool):
     """
 
     capabilities = PoolCapabilities(soft_time_limit=True, hard_time_limit=True,
-                                     max_tasks_per_child=True, autoscale=True, processes=True)
+                                     max_tasks_per_child=True, autoscale=True, processes=True,
+                                     terminate=True)
 
     def __init__(self, context: PoolContext) -> None:
         super().__init__(context)
@@ -166,6 +167,20 @@ class PreforkPool(Pool):
         if self._closed:
             return 0
         return max(0, self._concurrency - self._pending)
+
+    def terminate(self, task_id: str, signal_name: str) -> bool:
+        """Send ``signal_name`` to the child running ``task_id``; billiard then reports the child
+        lost and replaces it, and :meth:`Running.failed` reports the job revoked."""
+        with self._lock:
+            running = next((r for r in self._busy.values() if r.job.message.id == task_id), None)
+            if running is None:
+                return False
+            running.terminated = signal_name
+        try:
+            os.kill(running.pid, getattr(signal, signal_name))
+        except ProcessLookupError:  # it ended in between: its own outcome is on its way
+            return False
+        return True
 
     def grow(self, n: int) -> None:
         """Add ``n`` slots now; billiard starts their processes within a second."""
@@ -263,7 +278,7 @@ class PreforkPool(Pool):
 class Running:
     """One submitted job: billiard's callbacks for it, bound to the pool's bookkeeping."""
 
-    __slots__ = ("pool", "job", "on_done", "pid", "started")
+    __slots__ = ("pool", "job", "on_done", "pid", "started", "terminated")
 
     def __init__(self, pool: PreforkPool, job: Job, on_done: OnDone) -> None:
         self.pool = pool
@@ -273,6 +288,8 @@ class Running:
         #: processes share); 0 until then.
         self.pid = 0
         self.started = 0.0
+        #: The signal :meth:`PreforkPool.terminate` sent, if it did.
+        self.terminated: str | None = None
 
     def accepted(self, pid: int, accepted_at: float) -> None:
         self.pid, self.started = pid, accepted_at
@@ -286,8 +303,10 @@ class Running:
         this is billiard saying the job was stopped or its process died."""
         exc = getattr(error.exception, "exc", error.exception)  # unwrapped from its traceback
         job = self.job
-        if isinstance(exc, billiard.exceptions.TimeLimitExceeded):
-            lost: BaseException = TimeLimitExceeded(
+        if self.terminated and isinstance(exc, billiard.exceptions.WorkerLostError):
+            lost: BaseException = TaskRevoked(f"terminated with {self.terminated}")
+        elif isinstance(exc, billiard.exceptions.TimeLimitExceeded):
+            lost = TimeLimitExceeded(
                 f"task {job.message.task}[{job.message.id}] ran past its time limit of "
                 f"{job.time_limit} s and its process was stopped")
         elif isinstance(exc, billiard.exceptions.WorkerLostError):

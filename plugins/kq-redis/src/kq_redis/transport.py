@@ -12,8 +12,9 @@ publisher of a delayed message pushes to). BRPOP is only the wake-up: a message 
 pushed back by the next claim, inside that script. Until then the message is in this process
 only, the one window where it can be lost (as in kombu, where every message crosses it): if the
 process dies or the connection breaks between BRPOP's reply and the claim. A consumer also
-wakes by itself when the next delayed message is due; Redis ends a blocked command only on its
-100 ms cron tick, so it blocks until one tick before and polls the last stretch.
+wakes by itself when the next delayed message is due and when its fetch timeout ends (the worker
+times its held jobs by it); Redis ends a blocked command only on its 100 ms cron tick, so it
+blocks until one tick before and polls the last stretch in 10 ms steps.
 
 Acks are one pipelined MULTI; rejects and give-backs are conditional on the lease still being
 the caller's (:data:`.scripts.GIVE_BACK`), so a lease that expired and went to someone else is
@@ -241,6 +242,15 @@ class RedisTransport(Transport):
                 time.sleep(min(max(due_in, 0.0), APPROACH_STEP))
                 return None
             remaining = due_in - TICK
+        elif remaining <= TICK:
+            # BRPOP would end on Redis's next tick, up to 100 ms past the caller's deadline: the
+            # last tick is polled in short steps, as for a delayed message coming due, so a
+            # worker waiting for a held job's turn wakes on time and a message arriving meanwhile
+            # waits at most one step.
+            time.sleep(min(remaining, APPROACH_STEP))
+            return None
+        else:
+            remaining -= TICK
         [woke] = self._link.run(("BRPOP", *plan.waits, round(max(0.01, min(remaining, self._max_block)), 3)))
         if woke is None:
             return None

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from kq.backend import ResultBackend, StoredResult
 from kq.config import safe_url
@@ -23,7 +23,7 @@ from kq.exceptions import BackendUnavailable
 
 from .config import database_url, parse_options
 from .flavours import Flavour
-from .schema import counters_table, create_table, results_table
+from .schema import claims_table, counters_table, create_table, results_table
 
 #: Task ids per SELECT in :meth:`SQLBackend.get_many`.
 GET_MANY_CHUNK = 1000
@@ -48,7 +48,7 @@ def is_unavailable(exc: DBAPIError) -> bool:
 
 class SQLBackend(ResultBackend):
     """Results in one table, one row per task id, shared by every process using the database;
-    counters in a second one, ``<table_name>_counters``.
+    counters in a second one, ``<table_name>_counters``, claims in ``<table_name>_claims``.
 
     The engine is created on first use, and each table on its own first use. Its pool pings a
     connection before lending it out, so after a server restart the dead connections are replaced
@@ -85,6 +85,16 @@ class SQLBackend(ResultBackend):
         self._counter_value = sa.select(counter.value).where(counter.name == sa.bindparam("name"))
         self._delete_counter = sa.delete(self.counters).where(counter.name == sa.bindparam("name"))
         self._cleanup_counters = sa.delete(self.counters).where(counter.expires_at <= sa.bindparam("now"))
+        self.claims = claims_table(self.table.name)
+        claim = self.claims.c
+        self._claim_row = sa.select(claim.holder, claim.expires_at).where(
+            claim.name == sa.bindparam("name")).with_for_update()
+        self._take_claim = sa.update(self.claims).where(claim.name == sa.bindparam("b_name")).values(
+            holder=sa.bindparam("holder"), expires_at=sa.bindparam("expires_at"))
+        self._new_claim = sa.insert(self.claims)
+        self._release = sa.delete(self.claims).where(claim.name == sa.bindparam("name"),
+                                                     claim.holder == sa.bindparam("holder"))
+        self._cleanup_claims = sa.delete(self.claims).where(claim.expires_at <= sa.bindparam("now"))
         self._lock = threading.Lock()
         self._engine: sa.Engine | None = None
         self._tables_ready: set[str] = set()
@@ -176,11 +186,38 @@ class SQLBackend(ResultBackend):
         with self._transaction(self.counters) as conn:
             conn.execute(self._delete_counter, {"name": key.encode()})
 
+    def claim(self, key: str, value: str, expires: float) -> str | None:
+        """Read the claim's row locked (``FOR UPDATE``) and take it when it is missing or lapsed,
+        in one transaction. Two claims of a missing row may both insert: the loser's insert fails
+        on the primary key once the winner commits, and its second attempt reads the winner."""
+        try:
+            return self._claim_once(key, value, expires)
+        except IntegrityError:
+            return self._claim_once(key, value, expires)
+
+    def _claim_once(self, key: str, value: str, expires: float) -> str | None:
+        now = time.time()
+        row = {"name": key.encode(), "holder": value, "expires_at": now + expires}
+        with self._transaction(self.claims) as conn:
+            found = conn.execute(self._claim_row, {"name": row["name"]}).first()
+            if found is None:
+                conn.execute(self._new_claim, row)
+            elif found.expires_at <= now:
+                conn.execute(self._take_claim, {**row, "b_name": row["name"]})
+            else:
+                return str(found.holder)
+        return None
+
+    def release(self, key: str, value: str) -> None:
+        with self._transaction(self.claims) as conn:
+            conn.execute(self._release, {"name": key.encode(), "holder": value})
+
     def cleanup(self) -> int:
         now = {"now": time.time()}
-        with self._transaction(self.table, self.counters) as conn:
+        with self._transaction(self.table, self.counters, self.claims) as conn:
             return (conn.execute(self._cleanup, now).rowcount
-                    + conn.execute(self._cleanup_counters, now).rowcount)
+                    + conn.execute(self._cleanup_counters, now).rowcount
+                    + conn.execute(self._cleanup_claims, now).rowcount)
 
     def close(self) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""The results and counters tables, and creating them safely when many workers start at the same
+"""The results, counters and claims tables, and creating them safely when many workers start at the same
 moment."""
 
 from __future__ import annotations
@@ -42,6 +42,21 @@ def counters_table(results: str) -> sa.Table:
         sa.Column("name", COUNTER_NAME, primary_key=True),
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.Column("expires_at", sa.Double()),
+        sa.Index(f"{name}_exp", "expires_at"),
+        mysql_engine="InnoDB",
+    )
+
+
+def claims_table(results: str) -> sa.Table:
+    """The claims beside the results table ``results`` (unique tasks): a name, the value that
+    holds it (a task id, as wide as the results table's), and when the claim lapses."""
+    name = f"{results}_claims"
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("name", COUNTER_NAME, primary_key=True),
+        sa.Column("holder", sa.String(155), nullable=False),
+        sa.Column("expires_at", sa.Double(), nullable=False),
         sa.Index(f"{name}_exp", "expires_at"),
         mysql_engine="InnoDB",
     )

@@ -2,7 +2,8 @@
 
 Results are opaque payloads (the kernel encodes them), so the table is a key-value store with
 an optional expiry. Expired rows read as missing at once and are deleted by :meth:`cleanup`.
-Counters (:meth:`SQLiteBackend.incr`) live in a table of their own, with the same kind of expiry.
+Counters (:meth:`SQLiteBackend.incr`) and claims (:meth:`SQLiteBackend.claim`) live in tables of
+their own, with the same kind of expiry.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ CREATE TABLE IF NOT EXISTS kq_counters (
     value INTEGER NOT NULL,
     expires_at REAL
 );
+CREATE TABLE IF NOT EXISTS kq_claims (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
 
 _STORE = "INSERT OR REPLACE INTO kq_results (task_id, state, payload, expires_at) VALUES (?, ?, ?, ?)"
@@ -52,10 +58,19 @@ ON CONFLICT (name) DO UPDATE SET
     expires_at = :expires_at
 RETURNING value
 """
+# An expired claim is taken over; a live one is rewritten as it is, so RETURNING names its holder.
+_CLAIM = """
+INSERT INTO kq_claims (name, holder, expires_at) VALUES (:name, :holder, :expires_at)
+ON CONFLICT (name) DO UPDATE SET
+    holder = CASE WHEN expires_at <= :now THEN :holder ELSE holder END,
+    expires_at = CASE WHEN expires_at <= :now THEN :expires_at ELSE expires_at END
+RETURNING holder, expires_at = :expires_at
+"""
 
 
 @unavailable_on_error(BackendUnavailable, (
-    "__init__", "store_many", "get", "get_many", "forget", "incr", "delete_counter", "cleanup",
+    "__init__", "store_many", "get", "get_many", "forget", "incr", "delete_counter", "claim",
+    "release", "cleanup",
 ))
 class SQLiteBackend(ResultBackend):
     """Results in one SQLite file, readable by every process on this machine.
@@ -66,7 +81,7 @@ class SQLiteBackend(ResultBackend):
     """
 
     capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        push=False, native_expiry=False, shared=True, counters=True
+        push=False, native_expiry=False, shared=True, counters=True, claims=True
     )
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
@@ -119,12 +134,25 @@ class SQLiteBackend(ResultBackend):
         with self._lock:
             self._conn.execute("DELETE FROM kq_counters WHERE name = ?", (key,))
 
+    def claim(self, key: str, value: str, expires: float) -> str | None:
+        """One upsert ... RETURNING in ``BEGIN IMMEDIATE``, like :meth:`incr`."""
+        now = time.time()
+        params = {"name": key, "holder": value, "now": now, "expires_at": now + expires}
+        with self._lock, immediate(self._conn) as conn:
+            holder, taken = conn.execute(_CLAIM, params).fetchone()
+        return None if taken and holder == value else holder
+
+    def release(self, key: str, value: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM kq_claims WHERE name = ? AND holder = ?", (key, value))
+
     def cleanup(self) -> int:
         now = time.time()
         with self._lock, immediate(self._conn) as conn:
             results = conn.execute("DELETE FROM kq_results WHERE expires_at <= ?", (now,)).rowcount
             counters = conn.execute("DELETE FROM kq_counters WHERE expires_at <= ?", (now,)).rowcount
-        return results + counters
+            claims = conn.execute("DELETE FROM kq_claims WHERE expires_at <= ?", (now,)).rowcount
+        return results + counters + claims
 
     def close(self) -> None:
         with self._lock:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from kq import hookimpl
 from kq.pool import PoolSpec
 
-from .pool import DEFAULT_CONCURRENCY, ThreadPool
+from .pool import DEFAULT_CONCURRENCY, Terminated, ThreadPool
 
-__all__ = ["DEFAULT_CONCURRENCY", "ThreadPool", "kq_pools"]
+__all__ = ["DEFAULT_CONCURRENCY", "Terminated", "ThreadPool", "kq_pools"]
 
 
 @hookimpl
@@ -17,6 +17,7 @@ def kq_pools() -> list[PoolSpec]:
             name="threads",
             factory=ThreadPool,
             default_concurrency=DEFAULT_CONCURRENCY,
-            description="threads in the worker's process; for I/O-bound tasks; soft time limits, autoscale",
+            description="threads in the worker's process; for I/O-bound tasks; soft time limits, "
+                        "terminate, autoscale",
         )
     ]

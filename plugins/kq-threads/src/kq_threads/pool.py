@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from kq.exceptions import PoolClosed
+from kq.exceptions import PoolClosed, TaskRevoked
 from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext, report_done
 
 from .watchdog import Alarm, Watchdog
@@ -30,6 +30,13 @@ from .watchdog import Alarm, Watchdog
 DEFAULT_CONCURRENCY = min(32, (os.cpu_count() or 1) + 4)
 
 OnDone = Callable[[Job, Outcome], None]
+
+
+class Terminated(BaseException):
+    """Raised in a job's thread by :meth:`ThreadPool.terminate`. Not an ``Exception``: neither
+    the task's ``except Exception`` nor the runner catches it, so it ends the job at once and
+    reaches the pool, which reports the job revoked (``finally`` blocks in the task still run).
+    """
 
 
 class ThreadPool(Pool):
@@ -43,9 +50,12 @@ class ThreadPool(Pool):
 
     Soft time limits are raised inside the task's thread (see :mod:`kq_threads.watchdog`);
     hard ones cannot be: a thread cannot be killed, so the worker warns that it runs without.
+    :meth:`terminate` raises :class:`Terminated` in the job's thread the same way, so it stops
+    a task at its next Python bytecode (a task inside one long C call, such as ``time.sleep``,
+    stops when that call returns).
     """
 
-    capabilities = PoolCapabilities(soft_time_limit=True, autoscale=True)
+    capabilities = PoolCapabilities(soft_time_limit=True, autoscale=True, terminate=True)
 
     def __init__(self, context: PoolContext) -> None:
         super().__init__(context)
@@ -58,6 +68,7 @@ class ThreadPool(Pool):
         self._threads: list[threading.Thread] = []
         self._names = itertools.count()
         self._watchdog = Watchdog("kq-threads-watchdog")
+        self._alarms: dict[str, Alarm] = {}  # task id -> the alarm of its running job
 
     @property
     def concurrency(self) -> int:
@@ -78,6 +89,12 @@ class ThreadPool(Pool):
         if self._closed:
             return 0
         return max(0, self._size - self._pending)
+
+    def terminate(self, task_id: str, signal_name: str) -> bool:
+        """Raise :class:`Terminated` in the thread running ``task_id`` (threads take no
+        signals: ``signal_name`` is not used)."""
+        alarm = self._alarms.get(task_id)
+        return alarm is not None and self._watchdog.fire(alarm, Terminated)
 
     def grow(self, n: int) -> None:
         """Start ``n`` more threads."""
@@ -147,17 +164,26 @@ class ThreadPool(Pool):
         begin = time.perf_counter()
         alarm: Alarm | None = None
         outcome: Outcome | None = None
+        task_id = job.message.id
         try:
             try:
                 if job.soft_time_limit is not None:
                     alarm = self._watchdog.arm(job.soft_time_limit)
+                else:
+                    alarm = self._watchdog.track()
+                self._alarms[task_id] = alarm
                 outcome = runner(job)
             finally:
                 if alarm is not None:
+                    self._alarms.pop(task_id, None)
                     self._watchdog.disarm(alarm)
         except BaseException as exc:  # incl. SystemExit: this thread and its slot must live
             # Also a soft limit that fired as the job began or ended and arrived outside the
             # runner: when the runner did return, its outcome stands.
             if outcome is None:
-                outcome = Outcome.failed(job, exc, time.perf_counter() - begin)
+                runtime = time.perf_counter() - begin
+                if isinstance(exc, Terminated):
+                    outcome = self.context.lost(job, TaskRevoked("terminated"), runtime)
+                else:
+                    outcome = Outcome.failed(job, exc, runtime)
         return outcome

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import heapq
 import itertools
+import math
 import threading
 import time
 
@@ -38,15 +39,17 @@ _COMPACT_AFTER = 64
 
 
 class Alarm:
-    """One job's soft limit, armed in the job's thread."""
+    """One job's soft limit, armed in the job's thread; or, with no deadline, only the means
+    to stop the job on request (:meth:`Watchdog.track`, :meth:`Watchdog.fire`)."""
 
-    __slots__ = ("deadline", "thread", "fired", "disarmed")
+    __slots__ = ("deadline", "thread", "fired", "disarmed", "queued")
 
-    def __init__(self, deadline: float, thread: int) -> None:
+    def __init__(self, deadline: float, thread: int, queued: bool = True) -> None:
         self.deadline = deadline
         self.thread = thread
         self.fired = False
         self.disarmed = False
+        self.queued = queued  # in the heap (a deadline to watch)
 
 
 class Watchdog:
@@ -84,6 +87,22 @@ class Watchdog:
                 self._wake.notify()
         return alarm
 
+    def track(self) -> Alarm:
+        """An alarm for the calling thread with no deadline: it goes off only through
+        :meth:`fire`, and is disarmed like any other. Costs no lock and no heap entry."""
+        return Alarm(math.inf, threading.get_ident(), queued=False)
+
+    def fire(self, alarm: Alarm, exc: type[BaseException]) -> bool:
+        """Raise ``exc`` in the alarm's thread now, unless the alarm went off or was disarmed
+        already; return whether it was raised. Excluded from :meth:`disarm` as the watchdog's
+        own firing is, so it can never reach the thread's next job."""
+        with self._lock:
+            if alarm.fired or alarm.disarmed:
+                return False
+            alarm.fired = True
+            _set_async_exc(alarm.thread, exc)
+        return True
+
     def disarm(self, alarm: Alarm) -> None:
         """Call in the alarm's thread when its job ends; see the module docstring.
 
@@ -94,7 +113,7 @@ class Watchdog:
         with self._lock:
             alarm.disarmed = True
             fired = alarm.fired
-            if not fired:
+            if not fired and alarm.queued:
                 self._dead += 1
         if fired:
             _set_async_exc(alarm.thread, _NOTHING)
