@@ -1,10 +1,7 @@
 """Fixtures for end-to-end tests: a SQLite broker file, a ledger, real worker processes."""
 
-import fcntl
 import json
-import os
 import pathlib
-import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,12 +11,10 @@ import pytest
 import redis
 
 from kq import App
-from kq.testing.servers import require
+from kq.testing.servers import hold, require
 from kq.testing.worker import WorkerProcess
 
 APPS = pathlib.Path(__file__).parent / "apps"
-#: Held shared by every test using Redis; test_redis.py's restart test takes it exclusively.
-REDIS_LOCK = os.path.join(tempfile.gettempdir(), "kq-redis-server.lock")
 
 
 @pytest.fixture
@@ -58,9 +53,7 @@ def broker_settings() -> dict[str, Any]:
 def redis_broker() -> Iterator[dict[str, Any]]:
     """Broker settings for the real Redis (database 15) under a key prefix of the test's own,
     deleted afterwards, with the server lock held shared."""
-    with open(REDIS_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_SH)  # waits while a restart test holds it alone
-        host, port = require("redis")
+    with hold("redis") as (host, port):  # waits while a restart test holds it alone
         prefix = f"kqtest-{uuid.uuid4().hex[:12]}:"
         yield {"broker_url": f"redis://{host}:{port}/15",
                "broker_transport_options": {"global_keyprefix": prefix}}

@@ -5,12 +5,10 @@ failures reaching the errbacks once, and a plugin's primitive inside a chain.
 Run with ``-s`` to see the timings (printed, not asserted).
 """
 
-import fcntl
 import importlib
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 
@@ -19,14 +17,12 @@ import redis
 
 from kq import App, Signature, chain, chord, chunks, group
 from kq.plugins import get_plugins, reload_plugins
-from kq.testing.servers import require
+from kq.testing.servers import hold
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 APP = "canvas_app:app"
 APPS = os.path.join(os.path.dirname(__file__), "apps")
-#: Held shared by every test using Redis; test_redis.py's restart test takes it exclusively.
-REDIS_LOCK = os.path.join(tempfile.gettempdir(), "kq-redis-server.lock")
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -39,16 +35,7 @@ def db_url(backend, tmp_path):
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'kq.sqlite3'}"
         return
-    with open(REDIS_LOCK, "a") as lock:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                assert time.monotonic() < deadline, f"{REDIS_LOCK} stayed locked for 10 minutes"
-                time.sleep(0.1)
-        host, port = require("redis")
+    with hold("redis") as (host, port):
         yield f"redis://{host}:{port}/15"
 
 

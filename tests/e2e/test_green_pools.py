@@ -1,6 +1,6 @@
 """Real ``kq worker -P gevent`` / ``-P eventlet`` processes on a SQLite file: patching before
-the app, a thousand waiting tasks at once, time limits. Eventlet runs only where kq-eventlet
-is installed."""
+the app, a thousand waiting tasks at once, ``kq.current_task`` per greenlet, time limits.
+Eventlet runs only where kq-eventlet is installed."""
 
 import functools
 import time
@@ -43,6 +43,13 @@ def test_a_thousand_sleeping_tasks_take_seconds_not_minutes(client, start_green,
           f"all results in {elapsed:.1f} s")
     assert values == list(range(1000))
     assert elapsed < 60, f"{elapsed:.0f} s: the tasks did not wait concurrently"
+    assert worker.stop() == 0
+
+
+def test_current_task_is_each_greenlets_own(client, start_green):
+    worker = start_green("-c", "50")
+    sent = [client.send_task("green.whoami", [0.2]) for _ in range(100)]
+    assert [result.get(timeout=60) for result in sent] == [True] * 100
     assert worker.stop() == 0
 
 

@@ -8,11 +8,8 @@ and the restart test holds it alone, so that it never pulls Redis from under ano
 """
 
 import bisect
-import fcntl
 import json
-import os
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -22,7 +19,7 @@ import pytest
 import redis
 
 from kq import App
-from kq.testing.servers import require
+from kq.testing.servers import hold
 from kq.testing.worker import worker_thread
 
 pytestmark = pytest.mark.slow
@@ -31,7 +28,6 @@ pytestmark = pytest.mark.slow
 REDIS_SERVER = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
                 "--port", "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
                 "--logfile", "/var/log/redis/ci.log"]
-LOCK = os.path.join(tempfile.gettempdir(), "kq-redis-server.lock")
 
 
 @pytest.fixture
@@ -49,17 +45,7 @@ def prefix() -> Iterator[str]:
 
 @pytest.fixture
 def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    mode = fcntl.LOCK_EX if "restarts_redis" in request.fixturenames else fcntl.LOCK_SH
-    with open(LOCK, "a") as lock:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                fcntl.flock(lock, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                assert time.monotonic() < deadline, f"{LOCK} stayed locked for 10 minutes"
-                time.sleep(0.1)
-        host, port = require("redis")  # after the lock: a restart elsewhere has finished
+    with hold("redis", exclusive="restarts_redis" in request.fixturenames) as (host, port):
         yield f"redis://{host}:{port}/15"
 
 

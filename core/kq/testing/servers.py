@@ -3,12 +3,21 @@
 Off CI, a server that cannot be reached skips the test with the reason. Under CI (``CI=true``)
 it fails instead: CI starts every server first (``.ci/run``), so an unreachable one is a real
 problem, never a reason to pass quietly.
+
+Tests that stop and start a server share it with every other test process on the machine:
+:func:`hold` takes a machine-wide lock on it, shared by ordinary tests and exclusive for the one
+that restarts it, so no test finds the server gone from under it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -38,3 +47,26 @@ def require(name: str) -> tuple[str, int]:
             pytest.fail(f"{message} (CI must start it: see .ci/run)")
         pytest.skip(message)
     return host, port
+
+
+@contextmanager
+def hold(name: str, *, exclusive: bool = False, wait: float = 600.0) -> Iterator[tuple[str, int]]:
+    """Hold the lock on server ``name`` for the block and give its ``(host, port)``, as
+    :func:`require` does once the lock is taken (a restart elsewhere has finished by then).
+
+    ``exclusive=True`` is for a test that stops the server: it waits until no other test holds
+    the lock, and keeps every other test waiting until it is done.
+    """
+    path = os.path.join(tempfile.gettempdir(), f"kq-{name}-server.lock")
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    with open(path, "a") as lock:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(lock, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{path} stayed locked for {wait:.0f} s")
+                time.sleep(0.1)
+        yield require(name)

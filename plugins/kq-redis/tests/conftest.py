@@ -10,34 +10,20 @@ machine then never sees Redis vanish in the middle of a test.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from kq.testing.servers import require
+from kq.testing.servers import hold
 
 DB = 15
-LOCK = os.path.join(tempfile.gettempdir(), "kq-redis-server.lock")
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    with open(LOCK, "a") as lock:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:  # a restart test elsewhere holds it
-                assert time.monotonic() < deadline, f"{LOCK} stayed locked for 10 minutes"
-                time.sleep(0.1)
-        host, port = require("redis")
+    with hold("redis") as (host, port):  # waits while a restart test elsewhere holds it
         yield f"redis://{host}:{port}/{DB}"
 
 

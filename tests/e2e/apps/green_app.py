@@ -9,6 +9,7 @@ KQ_* variables.
 import sys
 import time
 
+import kq
 from kq import App
 from kq.exceptions import SoftTimeLimitExceeded
 
@@ -37,6 +38,14 @@ def patched_at_import() -> dict[str, bool]:
 def nap(seconds: float, value: int) -> int:
     time.sleep(seconds)
     return value
+
+
+@app.task(name="green.whoami", bind=True)
+def whoami(self, seconds: float) -> bool:
+    """Whether ``kq.current_task`` still names this task after yielding to other greenlets."""
+    before = kq.current_task.request.id
+    time.sleep(seconds)
+    return before == kq.current_task.request.id == self.request.id
 
 
 @app.task(name="green.spin")
