@@ -5,6 +5,8 @@
 - plugin-<name>: one plugin with the core, running that plugin's tests (its contract suites).
 - e2e: core and every plugin, running the cross-plugin end-to-end tests.
 - tests: core and every plugin in one environment, running everything (fastest full run).
+- bench: kq side by side with Celery and Dramatiq (bench/run.py); rewrites docs/benchmarks.md.
+- bench_smoke: the same with --quick, writing into a temporary directory (checks the harness).
 """
 
 from __future__ import annotations
@@ -54,3 +56,26 @@ def e2e(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     install_kq(session, *PLUGINS)
     session.run("pytest", *session.posargs)
+
+
+#: What bench/ runs kq with. Celery and Dramatiq come from bench/requirements.txt, and only ever
+#: into the bench sessions' own environments.
+BENCH_PLUGINS = ("kq-redis", "kq-amqp", "kq-threads", "kq-prefork", "kq-gevent")
+
+
+def install_bench(session: nox.Session) -> None:
+    session.install("-r", "bench/requirements.txt", "-e", ".",
+                    *[arg for p in BENCH_PLUGINS for arg in ("-e", f"plugins/{p}")])
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    install_bench(session)
+    session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(name="bench_smoke")
+def bench_smoke(session: nox.Session) -> None:
+    install_bench(session)
+    out = pathlib.Path(session.create_tmp()) / "benchmarks.md"
+    session.run("python", "bench/run.py", "--quick", "--out", str(out), *session.posargs)
