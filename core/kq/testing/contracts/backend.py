@@ -17,7 +17,7 @@ import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -36,6 +36,27 @@ def counting(capabilities: BackendCapabilities) -> None:
     """Skip the calling test unless the backend declares ``counters``."""
     if not capabilities.counters:
         pytest.skip("backend does not declare counters")
+
+
+def _run_in_children(target: Callable[..., None], per_child: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Run ``target(*args, ready, out)`` in one spawned process per ``args`` (spawned, so each
+    opens the backend from its URL and inherits nothing), released together by the barrier
+    ``ready``; return what each put on ``out``, failing on any error a child reported as text."""
+    context = multiprocessing.get_context("spawn")
+    ready, out = context.Barrier(len(per_child)), context.Queue()
+    processes = [context.Process(target=target, daemon=True, args=(*args, ready, out))
+                 for args in per_child]
+    for process in processes:
+        process.start()
+    try:
+        reports = [out.get(timeout=180) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+    assert [r for r in reports if isinstance(r, str)] == []
+    return reports
 
 
 def _increment_in_child(factory: Callable[[str, Mapping[str, Any]], ResultBackend], url: str,
@@ -336,24 +357,9 @@ class BackendContract:
         counting(backend_spec.capabilities)
         if not backend_spec.capabilities.shared:
             pytest.skip("backend is not shared between processes")
-        context = multiprocessing.get_context("spawn")
-        key, children = uuid.uuid4().hex, 4
-        ready, out = context.Barrier(children), context.Queue()
-        processes = [
-            context.Process(target=_increment_in_child, daemon=True, args=(
-                backend_spec.factory, backend_url, backend_options, key, 200, ready, out))
-            for _ in range(children)
-        ]
-        for process in processes:
-            process.start()
-        try:
-            reports = [out.get(timeout=180) for _ in processes]
-        finally:
-            for process in processes:
-                process.join(30)
-                if process.is_alive():
-                    process.kill()
-        assert [r for r in reports if isinstance(r, str)] == []
+        key = uuid.uuid4().hex
+        reports = _run_in_children(_increment_in_child, [
+            (backend_spec.factory, backend_url, backend_options, key, 200) for _ in range(4)])
         assert sorted(v for chunk in reports for v in chunk) == list(range(1, 801))
 
     def test_counter_expiry(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
@@ -475,24 +481,9 @@ class BackendContract:
         claiming(backend_spec.capabilities)
         if not backend_spec.capabilities.shared:
             pytest.skip("backend is not shared between processes")
-        context = multiprocessing.get_context("spawn")
-        key, children = uuid.uuid4().hex, 4
-        ready, out = context.Barrier(children), context.Queue()
-        processes = [
-            context.Process(target=_claim_in_child, daemon=True, args=(
-                backend_spec.factory, backend_url, backend_options, key, f"p{i}", ready, out))
-            for i in range(children)
-        ]
-        for process in processes:
-            process.start()
-        try:
-            reports = [out.get(timeout=180) for _ in processes]
-        finally:
-            for process in processes:
-                process.join(30)
-                if process.is_alive():
-                    process.kill()
-        assert [r for r in reports if isinstance(r, str)] == []
+        key = uuid.uuid4().hex
+        reports = _run_in_children(_claim_in_child, [
+            (backend_spec.factory, backend_url, backend_options, key, f"p{i}") for i in range(4)])
         winners = [value for value, holder in reports if holder is None]
         assert len(winners) == 1
         assert {holder for _, holder in reports if holder is not None} <= set(winners)
