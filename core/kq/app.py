@@ -61,6 +61,8 @@ class App:
         #: The class ``@app.task`` instantiates unless given ``base=``: a custom Task subclass.
         self.task_cls = task_cls or Task
         self.tasks: dict[str, Task] = {}
+        #: Entries added by ``@app.periodic``, in the shape of ``beat_schedule`` items.
+        self.periodic_entries: dict[str, dict[str, Any]] = {}
         self._code_layers: list[Mapping[str, Any]] = []
         self._cli_layer: dict[str, Any] = {}
         if broker is not None:
@@ -218,6 +220,30 @@ class App:
             return task
 
         return register(fun) if fun is not None else register
+
+    def periodic(self, schedule: Any, *, name: str | None = None, args: Sequence[Any] = (),
+                 kwargs: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
+                 missed: str | None = None, **task_options: Any) -> Callable[[Any], Task]:
+        """Register a task that ``kq beat`` publishes on ``schedule``.
+
+        ``@app.periodic(crontab(minute=0), args=(1,))`` on a function (registered as a task with
+        ``task_options``) or on a task. ``schedule``, ``args``, ``kwargs``, ``options`` and
+        ``missed`` mean what they mean in the ``beat_schedule`` setting; ``name`` names the
+        entry (default: the task's name). See docs/beat.md.
+        """
+
+        def register(target: Any) -> Task:
+            task = target if isinstance(target, Task) else self.task(target, **task_options)
+            entry = name or task.name
+            if entry in self.periodic_entries:
+                raise KQError(f"a periodic entry named {entry!r} already exists; pass name=")
+            self.periodic_entries[entry] = {
+                "task": task.name, "schedule": schedule, "args": list(args),
+                "kwargs": dict(kwargs or {}), "options": dict(options or {}), "missed": missed,
+            }
+            return task
+
+        return register
 
     def _task_name(self, fun: Callable[..., Any]) -> str:
         module = fun.__module__

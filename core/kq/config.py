@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import re
+import zoneinfo
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -43,7 +44,7 @@ def _positive_number(inst: Any, attr: attrs.Attribute, value: Any) -> None:
 
 
 def _url(inst: Any, attr: attrs.Attribute, value: Any) -> None:
-    if value is None and attr.name == "result_backend":
+    if value is None and attr.name in ("result_backend", "beat_store"):
         return
     if not isinstance(value, str) or "://" not in value:
         # Not a URL, so safe_url cannot find the password: hide anything between ':' and '@'.
@@ -97,6 +98,22 @@ def _rate_limit(value: Any) -> Rate | None:
         return parse_rate(value)
     except ValueError as exc:
         raise ConfigurationError(f"task_default_rate_limit: {exc}") from None
+
+
+def _timezone(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, TypeError, ValueError):
+        raise ConfigurationError(f"timezone must be an IANA time zone name such as 'UTC' or "
+                                 f"'Europe/Berlin', got {value!r}") from None
+
+
+def _one_of(*choices: str) -> Any:
+    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        if value not in choices:
+            raise ConfigurationError(f"{attr.name} must be one of {', '.join(choices)}, "
+                                     f"got {value!r}")
+    return check
 
 
 def _tuple(value: Any) -> tuple[str, ...]:
@@ -179,6 +196,23 @@ class Settings:
     worker_pool_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
     #: Seconds a revoke is remembered (workers skip the task until then); see docs/tasks.md.
     worker_revoked_expires: float = attrs.field(default=10800.0, validator=_positive_number)
+    #: The zone of wall-clock schedules (crontab, solar days, rrule) that name none.
+    timezone: str = attrs.field(default="UTC", validator=_timezone)
+    #: Periodic tasks: ``{name: {"task": ..., "schedule": ..., "args": [...], "kwargs": {...},
+    #: "options": {...}, "missed": "once"|"all"|"skip"}}``; see docs/beat.md.
+    beat_schedule: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
+    #: Where beat keeps last runs and its leader lock; ``None``: the broker's store if a plugin
+    #: has one for its scheme (Redis, SQLite), else ``sqlite:///kq.sqlite3``.
+    beat_store: str | None = attrs.field(default=None, validator=_url)
+    #: Store-specific options, passed to the store factory.
+    beat_store_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
+    #: Seconds the leader lock lasts without renewal: how soon another beat takes over from a
+    #: dead leader. The leader renews it every third of that.
+    beat_lease: float = attrs.field(default=10.0, validator=_positive_number)
+    #: What to do with runs missed while no beat was running: once, all, or skip.
+    beat_missed: str = attrs.field(default="once", validator=_one_of("once", "all", "skip"))
+    #: With ``missed="all"``: most runs of one entry sent to catch up; older ones are let go.
+    beat_max_catchup: int = attrs.field(default=100, validator=_positive_int)
 
     @classmethod
     def names(cls) -> list[str]:

@@ -8,6 +8,7 @@ import click
 
 from ..exceptions import KQError
 from ..plugins import get_plugins
+from .beat import beat
 from .demo import demo
 from .plugins import plugins_command
 from .tasks import call, purge, result
@@ -20,12 +21,13 @@ def cli() -> None:
     """kq: a distributed task queue.
 
     Start a worker with `kq worker -A module:app`, send a task by name with `kq call`, read a
-    result with `kq result`. `kq demo` shows all of it on a throwaway SQLite file.
+    result with `kq result`, publish periodic tasks with `kq beat`. `kq demo` shows all of it on
+    a throwaway SQLite file.
     Settings come from the app, then KQ_* environment variables (KQ_BROKER_URL, ...), then flags.
     """
 
 
-for command in (worker, call, result, purge, plugins_command, demo):
+for command in (worker, beat, call, result, purge, plugins_command, demo):
     cli.add_command(command)
 
 

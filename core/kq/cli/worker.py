@@ -9,8 +9,10 @@ from types import FrameType
 
 import click
 
+from ..beat import Beat
 from ..plugins import get_plugins
 from ..worker import Worker
+from .beat import start_embedded
 from .common import app_options, make_app, setup_logging
 
 log = logging.getLogger("kq.worker")
@@ -70,6 +72,9 @@ def install_signal_handlers(worker: Worker) -> None:
               metavar="SECONDS",
               help="On SIGTERM, wait this long for running tasks, then abandon them (acks_late "
                    "ones go back to their queue). Default: wait until they finish.")
+@click.option("-B", "--beat", "embed_beat", is_flag=True,
+              help="Also run beat in this process (for development; in production run "
+                   "`kq beat` on its own, as many as you like).")
 @click.option("-l", "--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
@@ -77,7 +82,7 @@ def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
            prefetch_multiplier: int | None, time_limit: float | None,
            soft_time_limit: float | None, max_tasks_per_child: int | None,
            max_memory_per_child: int | None, autoscale: str | None,
-           soft_shutdown_timeout: float | None, loglevel: str) -> None:
+           soft_shutdown_timeout: float | None, embed_beat: bool, loglevel: str) -> None:
     """Consume tasks and run them.
 
     SIGTERM or Ctrl-C stops warmly: no new tasks start, running ones finish (within
@@ -100,4 +105,12 @@ def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
                         prefetch_multiplier=prefetch_multiplier, hostname=hostname,
                         app_spec=app_spec)
     install_signal_handlers(the_worker)
-    the_worker.run()
+    embedded = Beat(app) if embed_beat else None
+    if embedded is not None:
+        thread = start_embedded(embedded)
+    try:
+        the_worker.run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            thread.join(timeout=5)

@@ -57,25 +57,31 @@ def worker_thread(app: App, **options: Any) -> Iterator[Worker]:
 class WorkerProcess:
     """A ``kq worker`` subprocess; its output is captured in ``log_path``."""
 
+    #: The ``kq`` subcommand run, and what its log says once it is up.
+    subcommand = "worker"
+    ready_marker = " ready: "
+
     def __init__(self, app_spec: str, args: Sequence[str] = (), env: Mapping[str, str] | None = None,
                  cwd: str | None = None, log_path: str | None = None) -> None:
-        self.command = [sys.executable, "-m", "kq", "worker", "-A", app_spec, *args]
+        self.command = [sys.executable, "-m", "kq", self.subcommand, "-A", app_spec, *args]
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
         self.log_path = log_path or os.path.join(cwd or ".", f"worker-{id(self)}.log")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_ready: float = 30.0) -> WorkerProcess:
-        """Start the process and wait until it logs that it is consuming."""
+        """Start the process and wait until it logs that it is up (a worker: consuming)."""
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
                                         stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + wait_ready
-        while " ready: " not in self.output():
+        while self.ready_marker not in self.output():
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.output()}")
+                raise RuntimeError(f"{self.subcommand} exited with {self.process.returncode}:\n"
+                                   f"{self.output()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"worker not ready after {wait_ready} s:\n{self.output()}")
+                raise RuntimeError(f"{self.subcommand} not ready after {wait_ready} s:\n"
+                                   f"{self.output()}")
             time.sleep(0.05)
         return self
 
@@ -120,3 +126,10 @@ class WorkerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.wait(10)
+
+
+class BeatProcess(WorkerProcess):
+    """A ``kq beat`` subprocess, started like :class:`WorkerProcess`."""
+
+    subcommand = "beat"
+    ready_marker = " entries ("
