@@ -6,6 +6,7 @@ the modules named in PLUGIN_GUIDE.md (kq.transport, kq.backend, kq.pool, kq.spec
 
 from . import signals, states
 from .app import App
+from .beat import crontab, every, rrule, solar
 from .canvas.mapping import chunks
 from .canvas.primitives import chain, chord, group
 from .canvas.signature import Signature, signature
@@ -56,12 +57,16 @@ __all__ = [
     "chain",
     "chord",
     "chunks",
+    "crontab",
     "current_app",
     "current_task",
+    "every",
     "group",
     "hookimpl",
+    "rrule",
     "signals",
     "shared_task",
     "signature",
+    "solar",
     "states",
 ]

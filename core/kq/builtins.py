@@ -14,12 +14,16 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from .beat.crontab import crontab
+from .beat.recurrence import rrule
+from .beat.schedule import every
+from .beat.solar import solar
 from .canvas import tasks as canvas_tasks
 from .canvas.mapping import chunks, xmap, xstarmap
 from .canvas.primitives import chain, chord, group, join
 from .hookspecs import hookimpl
 from .serialization import SerializerSpec
-from .specs import CanvasPrimitiveSpec
+from .specs import CanvasPrimitiveSpec, ScheduleTypeSpec
 
 
 def _json_default(value: Any) -> Any:
@@ -76,6 +80,16 @@ def kq_canvas_primitives() -> list[CanvasPrimitiveSpec]:
         CanvasPrimitiveSpec("xmap", xmap.from_dict, "a task per item, in one message"),
         CanvasPrimitiveSpec("xstarmap", xstarmap.from_dict, "a task per argument tuple, in one message"),
         CanvasPrimitiveSpec("chunks", chunks.from_dict, "starmaps of n items, as a group"),
+    ]
+
+
+@hookimpl
+def kq_schedule_types() -> list[ScheduleTypeSpec]:
+    return [
+        ScheduleTypeSpec("every", every, "every N seconds (interval=), slots counted from 1970"),
+        ScheduleTypeSpec("crontab", crontab, "cron fields in a time zone's wall clock"),
+        ScheduleTypeSpec("solar", solar, "a sun event (sunrise, sunset, ...) at a latitude/longitude"),
+        ScheduleTypeSpec("rrule", rrule, "an iCalendar (RFC 5545) recurrence rule in a time zone"),
     ]
 
 

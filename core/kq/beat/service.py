@@ -131,7 +131,7 @@ class Beat:
         try:
             leading = self.store.acquire(self.holder, self.lease)
             if leading and not self.leading:
-                self.leading_since = utcnow()
+                self.leading_since = since = utcnow()
             if leading:
                 wait = self._publish_due(deadline=started + self.lease / 2)
         except Exception as exc:
@@ -145,7 +145,7 @@ class Beat:
             self._store_down = False
         if leading != self.leading:
             if leading:
-                log.info("kq beat %s: leading since %s", self.holder, self.leading_since.isoformat())
+                log.info("kq beat %s: leading since %s", self.holder, since.isoformat())
             else:
                 log.info("kq beat %s: following: another beat leads", self.holder)
             self.leading = leading
