@@ -1,7 +1,8 @@
 """kq: a distributed task queue with a small kernel and plugins for everything else.
 
 The public API is what this module exports; plugins and applications import from here and from
-the modules named in PLUGIN_GUIDE.md (kq.transport, kq.backend, kq.pool, kq.specs, kq.testing).
+the modules named in PLUGIN_GUIDE.md (kq.transport, kq.backend, kq.pool, kq.specs, kq.beat,
+kq.testing).
 """
 
 from . import signals, states

@@ -1,20 +1,55 @@
 """Every spec class a plugin returns from a ``kq_*`` hook, importable from one place.
 
 The transport, backend, pool and serializer specs live beside the interface they describe; the
-scheduler and canvas specs, whose interfaces belong to their own subsystems, are defined here.
+scheduler and canvas specs, whose interfaces belong to their own subsystems, are defined here, with
+:class:`lazy`, the factory that lets a plugin declare a spec without importing its implementation.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
 from .backend import BackendCapabilities, BackendSpec
+from .exceptions import PluginError
 from .pool import PoolCapabilities, PoolSpec
 from .serialization import SerializerSpec
 from .transport import TransportCapabilities, TransportSpec
+
+
+@attrs.frozen
+class lazy:  # a factory written like a call in spec declarations, hence the lower case
+    """A factory named ``"module:attribute"``, imported on its first call.
+
+    kq imports every installed plugin's entry-point module in every process, so a spec whose
+    factory is ``lazy("kq_redis.transport:RedisTransport")`` costs a process that never makes
+    that transport nothing: redis-py is imported when the first one is made. What the kernel
+    reads before making one (``capabilities``, ``default_concurrency``) cannot come from a class
+    that is not imported yet, so the plugin passes it to the spec, and the class uses the same
+    object. Only the name is kept, so the factory pickles by name for spawned processes.
+    """
+
+    target: str = attrs.field()
+
+    @target.validator
+    def _module_and_attribute(self, attribute: attrs.Attribute[str], value: str) -> None:
+        module, sep, name = value.partition(":")
+        if not (module and sep and name):
+            raise ValueError(f"lazy() takes 'module:attribute', got {value!r}")
+
+    def load(self) -> Callable[..., Any]:
+        """The named object; importing its module now if nothing has yet."""
+        module, _, name = self.target.partition(":")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:  # a broken install: say which plugin part
+            raise PluginError(f"cannot load {self.target}: {exc}") from exc
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
 
 
 @attrs.frozen
@@ -62,4 +97,5 @@ __all__ = [
     "SerializerSpec",
     "TransportCapabilities",
     "TransportSpec",
+    "lazy",
 ]

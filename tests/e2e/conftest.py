@@ -12,7 +12,7 @@ import redis
 
 from kq import App
 from kq.testing.servers import hold, require
-from kq.testing.worker import WorkerProcess
+from kq.testing.worker import BeatProcess, WorkerProcess
 
 APPS = pathlib.Path(__file__).parent / "apps"
 
@@ -117,3 +117,20 @@ def start_worker(tmp_path: pathlib.Path, env: dict[str, str]) -> Iterator:
     yield start
     for worker in started:
         worker.__exit__(None, None, None)
+
+
+@pytest.fixture
+def start_beat(tmp_path: pathlib.Path, env: dict[str, str]) -> Iterator:
+    """Start ``kq beat -A beat_app:app ARGS...`` processes with ``extra_env`` on top of ``env``;
+    all are killed at teardown."""
+    started: list[BeatProcess] = []
+
+    def start(*args: str, extra_env: dict[str, str] | None = None) -> BeatProcess:
+        beat = BeatProcess("beat_app:app", ["-l", "info", *args], env={**env, **(extra_env or {})},
+                           cwd=str(APPS), log_path=str(tmp_path / f"beat{len(started)}.log"))
+        started.append(beat)
+        return beat.start()
+
+    yield start
+    for beat in started:
+        beat.__exit__(None, None, None)

@@ -114,6 +114,7 @@ class Beat:
                 self._stopped.wait(self.tick())
         finally:
             if self.leading:
+                self.leading = False
                 try:
                     self.store.release(self.holder)
                 except Exception:  # the lease runs out by itself

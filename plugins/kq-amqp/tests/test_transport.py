@@ -14,6 +14,7 @@ from kq import App, Signature
 from kq.exceptions import BrokerUnavailable, ConfigurationError
 from kq.protocol import utcnow
 from kq.testing.contracts.transport import body_n, drain, envelope
+from kq.testing.imports import imported_on_load
 from kq_amqp.confirms import PendingConfirms
 from kq_amqp.transport import DELAY_PRECISION_BITS, AMQPTransport, delay_bucket
 
@@ -357,3 +358,8 @@ def test_subscription_queues_go_away_with_the_connection(make: Callable[..., AMQ
     with pytest.raises(amqp.exceptions.NotFound):
         admin.queue_declare(queue, passive=True)
     admin.exchange_delete("kq-amqp-test-bcast")  # py-amqp reopened the channel after the 404
+
+
+def test_loading_the_plugin_leaves_kombu_for_the_first_broker_or_backend() -> None:
+    assert imported_on_load("kq_amqp", "kq_amqp.transport", "kq_amqp.backend",
+                            "kq_amqp.confirms") == ["kq_amqp"]

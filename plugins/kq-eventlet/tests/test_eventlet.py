@@ -8,7 +8,8 @@ import sys
 import textwrap
 
 from kq.plugins import get_plugins
-from kq_eventlet import CAPABILITIES, DEFAULT_CONCURRENCY, create_pool, patch
+from kq.specs import lazy
+from kq_eventlet import CAPABILITIES, DEFAULT_CONCURRENCY, patch
 
 
 def run(script: str) -> str:
@@ -20,7 +21,7 @@ def run(script: str) -> str:
 
 def test_spec_greens_before_the_app_and_declares_what_it_enforces() -> None:
     spec = get_plugins().pools.get("eventlet")
-    assert (spec.setup, spec.factory) == (patch, create_pool)
+    assert (spec.setup, spec.factory) == (patch, lazy("kq_eventlet.pool:EventletPool"))
     assert spec.capabilities == CAPABILITIES and spec.default_concurrency == DEFAULT_CONCURRENCY
     assert CAPABILITIES.soft_time_limit and CAPABILITIES.autoscale
     assert not CAPABILITIES.hard_time_limit, "eventlet cannot stop a task that computes"
@@ -49,11 +50,12 @@ def test_setup_greens_the_process() -> None:
 def test_an_ungreened_process_or_no_concurrency_is_refused() -> None:
     out = run("""
         from kq.exceptions import ConfigurationError
+        from kq.plugins import get_plugins
         from kq.pool import PoolContext
-        from kq_eventlet import create_pool
+        factory = get_plugins().pools.get("eventlet").factory
         for concurrency in (4, 0):
             try:
-                create_pool(PoolContext(concurrency=concurrency, runner=print))
+                factory(PoolContext(concurrency=concurrency, runner=print))
             except ConfigurationError as exc:
                 print(exc)
         """)

@@ -16,10 +16,10 @@ import attrs
 import pytest
 
 from kq.exceptions import SoftTimeLimitExceeded
+from kq.plugins import get_plugins
 from kq.pool import Job, Outcome, Pool, PoolContext
 from kq.states import FAILURE, SUCCESS
 from kq.testing.contracts.pool import Recorder, make_job, wait_until
-from kq_eventlet import create_pool
 
 patcher = sys.modules.get("eventlet.patcher")
 if patcher is None or not patcher.is_monkey_patched("thread"):
@@ -47,7 +47,8 @@ def pools() -> Iterator[Callable[..., Pool]]:
     made: list[Pool] = []
 
     def make(runner: Callable[[Job], Outcome] = body, concurrency: int = 2) -> Pool:
-        pool = create_pool(PoolContext(concurrency=concurrency, runner=runner))
+        factory = get_plugins().pools.get("eventlet").factory
+        pool = factory(PoolContext(concurrency=concurrency, runner=runner))
         pool.start()
         made.append(pool)
         return pool

@@ -12,14 +12,15 @@ import pytest
 from kq.exceptions import ConfigurationError
 from kq.plugins import get_plugins
 from kq.pool import PoolContext
+from kq.specs import lazy
 from kq.testing.contracts.pool import Probe
-from kq_gevent import CAPABILITIES, DEFAULT_CONCURRENCY, create_pool, patch
+from kq_gevent import CAPABILITIES, DEFAULT_CONCURRENCY, patch
 
 
 def test_spec_patches_before_the_app_and_declares_limits() -> None:
     spec = get_plugins().pools.get("gevent")
     assert spec.setup is patch
-    assert spec.factory is create_pool
+    assert spec.factory == lazy("kq_gevent.pool:GeventPool")
     assert spec.capabilities == CAPABILITIES
     assert CAPABILITIES.soft_time_limit and CAPABILITIES.hard_time_limit and CAPABILITIES.autoscale
     assert not CAPABILITIES.processes
@@ -52,10 +53,10 @@ def test_setup_patches_the_process() -> None:
 
 def test_an_unpatched_process_is_refused_with_the_way_out() -> None:
     with pytest.raises(ConfigurationError, match="-P gevent") as info:
-        create_pool(PoolContext(concurrency=4, runner=Probe(4)))
+        get_plugins().pools.get("gevent").factory(PoolContext(concurrency=4, runner=Probe(4)))
     assert "worker_pool" in str(info.value) and "socket" in str(info.value)
 
 
 def test_concurrency_below_one_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="worker_concurrency"):
-        create_pool(PoolContext(concurrency=0, runner=Probe(1)))
+        get_plugins().pools.get("gevent").factory(PoolContext(concurrency=0, runner=Probe(1)))

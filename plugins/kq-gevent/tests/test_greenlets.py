@@ -20,7 +20,6 @@ from kq.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kq.pool import Job, Outcome, PoolContext, report_lost
 from kq.states import FAILURE, SUCCESS
 from kq.testing.contracts.pool import Recorder, make_job, wait_until
-from kq_gevent import create_pool
 from kq_gevent.pool import GeventPool
 
 if not monkey.is_module_patched("threading"):
@@ -62,8 +61,7 @@ def pools() -> Iterator[Callable[..., GeventPool]]:
 
     def make(runner: Runner = task, concurrency: int = 2,
              lost: Callable[..., Outcome] = report_lost) -> GeventPool:
-        pool = create_pool(PoolContext(concurrency=concurrency, runner=runner, lost=lost))
-        assert isinstance(pool, GeventPool)
+        pool = GeventPool(PoolContext(concurrency=concurrency, runner=runner, lost=lost))
         pool.start()
         made.append(pool)
         return pool

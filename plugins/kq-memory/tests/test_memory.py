@@ -13,6 +13,7 @@ from kq.exceptions import BrokerUnavailable, PluginError
 from kq.kombu_transport import KombuTransport
 from kq.protocol import utcnow
 from kq.testing.contracts.transport import envelope
+from kq.testing.imports import imported_on_load
 from kq_memory.backend import MemoryBackend
 from kq_memory.transport import MemoryTransport
 
@@ -57,3 +58,7 @@ def test_cleanup_deletes_expired_results_and_counts_them() -> None:
     time.sleep(0.05)
     assert backend.cleanup() >= 3  # the store is process-wide: other tests may add to it
     assert all(backend.get(i) is None for i in ids)
+
+
+def test_loading_the_plugin_leaves_kombu_for_the_first_broker() -> None:
+    assert imported_on_load("kq_memory", "kq_memory.transport", "kq_memory.backend") == ["kq_memory"]

@@ -16,7 +16,8 @@ from kq.plugins import get_plugins
 from kq.pool import PoolCapabilities, PoolContext
 from kq.states import SUCCESS
 from kq.testing.contracts.pool import LostRecorder, ProcessProbe, Recorder, make_job, wait_until
-from kq_prefork import PreforkPool
+from kq.testing.imports import imported_on_load
+from kq_prefork.pool import PreforkPool
 
 
 @pytest.fixture
@@ -55,11 +56,16 @@ def alive(pid: int) -> bool:
 
 def test_spec_declares_a_process_pool_sized_by_cpus() -> None:
     spec = get_plugins().pools.get("prefork")
-    assert spec.factory is PreforkPool
+    assert spec.factory.load() is PreforkPool
     assert spec.default_concurrency is None
     assert spec.capabilities == PoolCapabilities(
         soft_time_limit=True, hard_time_limit=True, max_tasks_per_child=True, autoscale=True,
         processes=True, terminate=True)
+    assert PreforkPool.capabilities == spec.capabilities
+
+
+def test_loading_the_plugin_leaves_billiard_for_the_first_pool() -> None:
+    assert imported_on_load("kq_prefork", "kq_prefork.pool", "kq_prefork.child") == ["kq_prefork"]
 
 
 @pytest.mark.parametrize(("options", "message"), [

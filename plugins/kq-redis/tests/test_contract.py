@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kq.testing.contracts import BackendContract, TransportContract
+from kq.testing.contracts import BackendContract, ScheduleStoreContract, TransportContract
 
 
 class TestRedisTransport(TransportContract):
@@ -30,4 +30,14 @@ class TestRedisBackend(BackendContract):
 
     @pytest.fixture
     def backend_options(self, prefix: str) -> dict[str, Any]:
+        return {"global_keyprefix": prefix}
+
+
+class TestRedisScheduleStore(ScheduleStoreContract):
+    @pytest.fixture
+    def schedule_store_url(self, redis_url: str) -> str:
+        return redis_url
+
+    @pytest.fixture
+    def schedule_store_options(self, prefix: str) -> dict[str, Any]:
         return {"global_keyprefix": prefix}

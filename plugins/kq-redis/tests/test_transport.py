@@ -18,6 +18,7 @@ import redis
 from kq.exceptions import BrokerUnavailable, ConfigurationError
 from kq.protocol import utcnow
 from kq.testing.contracts.transport import body_n, drain, envelope
+from kq.testing.imports import imported_on_load
 from kq_redis.transport import RedisTransport
 from kq_redis.wire import REJECT_REASON_HEADER, SEP
 
@@ -254,3 +255,8 @@ def test_unix_socket_urls() -> None:
     assert (kwargs["path"], kwargs["db"]) == ("/run/redis/redis.sock", 3)
     with pytest.raises(ConfigurationError, match="no host"):
         RedisTransport("redis+socket://somehost/run/redis.sock")
+
+
+def test_loading_the_plugin_leaves_redis_py_for_the_first_broker_or_backend() -> None:
+    assert imported_on_load("kq_redis", "kq_redis.transport", "kq_redis.backend",
+                            "kq_redis.connection") == ["kq_redis"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kq.testing.contracts import BackendContract, TransportContract
+from kq.testing.contracts import BackendContract, ScheduleStoreContract, TransportContract
 
 
 class TestSQLiteTransport(TransportContract):
@@ -24,3 +24,9 @@ class TestSQLiteBackend(BackendContract):
     @pytest.fixture
     def backend_url(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'results.sqlite3'}"
+
+
+class TestSQLiteScheduleStore(ScheduleStoreContract):
+    @pytest.fixture
+    def schedule_store_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'beat.sqlite3'}"

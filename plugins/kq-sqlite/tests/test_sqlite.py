@@ -18,6 +18,7 @@ import pytest
 from kq.backend import StoredResult
 from kq.exceptions import ConfigurationError
 from kq.testing.contracts.transport import drain, envelope
+from kq.testing.imports import imported_on_load
 from kq.transport import Envelope
 from kq_sqlite.backend import SQLiteBackend
 from kq_sqlite.transport import REJECT_REASON_HEADER, SQLiteTransport
@@ -318,3 +319,8 @@ def test_messages_of_a_killed_consumer_come_back_after_the_visibility_timeout(
 def _rows(path: Path) -> int:
     with closing(sqlite3.connect(path, timeout=30)) as conn:
         return conn.execute("SELECT count(*) FROM kq_messages WHERE queue = 'work'").fetchone()[0]
+
+
+def test_loading_the_plugin_leaves_sqlite3_for_the_first_broker_backend_or_store() -> None:
+    assert imported_on_load("kq_sqlite", "kq_sqlite.transport", "kq_sqlite.backend",
+                            "kq_sqlite.beat_store", "kq_sqlite.db") == ["kq_sqlite"]

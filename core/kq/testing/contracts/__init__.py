@@ -6,7 +6,14 @@ name); every test then runs against the plugin for real. See PLUGIN_GUIDE.md.
 
 from .backend import BackendContract
 from .pool import PoolContract
+from .schedule_store import ScheduleStoreContract
 from .serializer import SerializerContract
 from .transport import TransportContract
 
-__all__ = ["BackendContract", "PoolContract", "SerializerContract", "TransportContract"]
+__all__ = [
+    "BackendContract",
+    "PoolContract",
+    "ScheduleStoreContract",
+    "SerializerContract",
+    "TransportContract",
+]

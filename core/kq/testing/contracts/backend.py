@@ -13,11 +13,10 @@ The counter tests run when the spec declares ``counters``, the claim tests when 
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -25,6 +24,8 @@ import pytest
 from kq.backend import BackendCapabilities, BackendSpec, ResultBackend, StoredResult
 from kq.plugins import get_plugins
 from kq.states import FAILURE, PENDING, STARTED, SUCCESS
+
+from .children import run_in_children
 
 
 def result(state: str = SUCCESS, payload: bytes = b'{"status":"SUCCESS"}', task_id: str = "",
@@ -36,27 +37,6 @@ def counting(capabilities: BackendCapabilities) -> None:
     """Skip the calling test unless the backend declares ``counters``."""
     if not capabilities.counters:
         pytest.skip("backend does not declare counters")
-
-
-def _run_in_children(target: Callable[..., None], per_child: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Run ``target(*args, ready, out)`` in one spawned process per ``args`` (spawned, so each
-    opens the backend from its URL and inherits nothing), released together by the barrier
-    ``ready``; return what each put on ``out``, failing on any error a child reported as text."""
-    context = multiprocessing.get_context("spawn")
-    ready, out = context.Barrier(len(per_child)), context.Queue()
-    processes = [context.Process(target=target, daemon=True, args=(*args, ready, out))
-                 for args in per_child]
-    for process in processes:
-        process.start()
-    try:
-        reports = [out.get(timeout=180) for _ in processes]
-    finally:
-        for process in processes:
-            process.join(30)
-            if process.is_alive():
-                process.kill()
-    assert [r for r in reports if isinstance(r, str)] == []
-    return reports
 
 
 def _increment_in_child(factory: Callable[[str, Mapping[str, Any]], ResultBackend], url: str,
@@ -135,6 +115,10 @@ class BackendContract:
 
     def test_spec_is_declared_with_schemes(self, backend_spec: BackendSpec) -> None:
         assert backend_spec.schemes
+
+    def test_backend_agrees_with_its_spec(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
+        # A lazy factory cannot lend the spec its class's capabilities: both must name the same.
+        assert backend.capabilities == backend_spec.capabilities, "the class and the spec disagree"
 
     def test_missing_result_is_none(self, backend: ResultBackend) -> None:
         assert backend.get(uuid.uuid4().hex) is None
@@ -358,7 +342,7 @@ class BackendContract:
         if not backend_spec.capabilities.shared:
             pytest.skip("backend is not shared between processes")
         key = uuid.uuid4().hex
-        reports = _run_in_children(_increment_in_child, [
+        reports = run_in_children(_increment_in_child, [
             (backend_spec.factory, backend_url, backend_options, key, 200) for _ in range(4)])
         assert sorted(v for chunk in reports for v in chunk) == list(range(1, 801))
 
@@ -482,7 +466,7 @@ class BackendContract:
         if not backend_spec.capabilities.shared:
             pytest.skip("backend is not shared between processes")
         key = uuid.uuid4().hex
-        reports = _run_in_children(_claim_in_child, [
+        reports = run_in_children(_claim_in_child, [
             (backend_spec.factory, backend_url, backend_options, key, f"p{i}") for i in range(4)])
         winners = [value for value, holder in reports if holder is None]
         assert len(winners) == 1

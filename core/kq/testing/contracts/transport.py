@@ -115,6 +115,12 @@ class TransportContract:
         assert transport_spec.schemes
         assert all(isinstance(s, str) and s == s.lower() for s in transport_spec.schemes)
 
+    def test_transport_agrees_with_its_spec(
+        self, transport_spec: TransportSpec, transport: Transport
+    ) -> None:
+        # A lazy factory cannot lend the spec its class's capabilities: both must name the same.
+        assert transport.capabilities == transport_spec.capabilities, "the class and the spec disagree"
+
     def test_roundtrip_keeps_every_field(self, transport: Transport, queue: str) -> None:
         sent = Envelope(
             body=bytes(range(256)),

@@ -38,9 +38,10 @@ from kq.exceptions import BackendUnavailable, ConfigurationError
 from kq.kombu_transport import connect, kombu_errors
 from kq.states import READY_STATES
 
+from . import RPC_CAPABILITIES
+
 log = logging.getLogger("kq.amqp")
 
-SCHEMES = ("rpc", "rpc+amqp", "rpc+amqps", "rpc+pyamqp")
 #: Header carrying a result's state; the body is the kernel's encoded result as it is.
 STATE_HEADER = "kq-state"
 #: Header of the markers :meth:`RpcBackend.get` sends itself.
@@ -80,9 +81,7 @@ class RpcBackend(ResultBackend):
     """Results as messages to the client's reply queue. Options (``result_backend_options``):
     ``broker_url`` for plain ``rpc://``; every other one is a kombu transport option."""
 
-    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        push=True, shared=False, reply_to=True
-    )
+    capabilities: ClassVar[BackendCapabilities] = RPC_CAPABILITIES
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)

@@ -30,6 +30,7 @@ from kq.exceptions import BrokerUnavailable, ConfigurationError, PluginError
 from kq.kombu_transport import KombuTransport, kombu_errors
 from kq.transport import Envelope, TransportCapabilities
 
+from . import TRANSPORT_CAPABILITIES
 from .confirms import publish_confirmed
 
 log = logging.getLogger("kq.amqp")
@@ -65,9 +66,7 @@ class AMQPTransport(KombuTransport):
     exactly as Celery does by default. ``prefetch_count``: see :mod:`kq.kombu_transport`.
     """
 
-    capabilities: ClassVar[TransportCapabilities] = TransportCapabilities(
-        priorities=True, native_delay=True, fanout=True, dead_letter=True
-    )
+    capabilities: ClassVar[TransportCapabilities] = TRANSPORT_CAPABILITIES
     transport_defaults: ClassVar[Mapping[str, Any]] = {"confirm_publish": True}
     adapter_options: ClassVar[frozenset[str]] = KombuTransport.adapter_options | {
         "queue_type", "max_priority", "dead_letter",

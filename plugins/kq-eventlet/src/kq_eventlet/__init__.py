@@ -11,9 +11,10 @@ started with ``-P eventlet`` (or ``KQ_WORKER_POOL=eventlet``), before the app is
 from __future__ import annotations
 
 from kq import hookimpl
-from kq.pool import Pool, PoolCapabilities, PoolContext, PoolSpec
+from kq.pool import PoolCapabilities, PoolSpec
+from kq.specs import lazy
 
-__all__ = ["CAPABILITIES", "DEFAULT_CONCURRENCY", "create_pool", "kq_pools", "patch"]
+__all__ = ["CAPABILITIES", "DEFAULT_CONCURRENCY", "kq_pools", "patch"]
 
 #: A green thread can be interrupted where it yields, which is enough for a soft limit. A hard
 #: limit must also stop a task that computes without yielding, which eventlet cannot (see the
@@ -34,19 +35,12 @@ def patch() -> None:
     eventlet.monkey_patch()
 
 
-def create_pool(context: PoolContext) -> Pool:
-    """The factory named in the spec; imports eventlet only now."""
-    from .pool import EventletPool
-
-    return EventletPool(context)
-
-
 @hookimpl
 def kq_pools() -> list[PoolSpec]:
     return [
         PoolSpec(
             name="eventlet",
-            factory=create_pool,
+            factory=lazy("kq_eventlet.pool:EventletPool"),
             capabilities=CAPABILITIES,
             default_concurrency=DEFAULT_CONCURRENCY,
             setup=patch,

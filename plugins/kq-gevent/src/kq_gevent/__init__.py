@@ -9,9 +9,10 @@ never monkey-patches on import: :func:`patch` runs only when ``kq worker`` is st
 from __future__ import annotations
 
 from kq import hookimpl
-from kq.pool import Pool, PoolCapabilities, PoolContext, PoolSpec
+from kq.pool import PoolCapabilities, PoolSpec
+from kq.specs import lazy
 
-__all__ = ["CAPABILITIES", "DEFAULT_CONCURRENCY", "create_pool", "kq_pools", "patch"]
+__all__ = ["CAPABILITIES", "DEFAULT_CONCURRENCY", "kq_pools", "patch"]
 
 #: Greenlets can be interrupted at any point where they yield, so both limits are enforced;
 #: a slot is a counter, so the pool grows and shrinks for free.
@@ -33,19 +34,12 @@ def patch() -> None:
     monkey.patch_all()
 
 
-def create_pool(context: PoolContext) -> Pool:
-    """The factory named in the spec; imports gevent only now."""
-    from .pool import GeventPool
-
-    return GeventPool(context)
-
-
 @hookimpl
 def kq_pools() -> list[PoolSpec]:
     return [
         PoolSpec(
             name="gevent",
-            factory=create_pool,
+            factory=lazy("kq_gevent.pool:GeventPool"),
             capabilities=CAPABILITIES,
             default_concurrency=DEFAULT_CONCURRENCY,
             setup=patch,

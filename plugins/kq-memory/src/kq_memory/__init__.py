@@ -1,17 +1,19 @@
 """kq-memory: the ``memory://`` broker and result backend, living inside one process.
 
-Only hook implementations live here; the plugin manager finds this module through the ``kq``
-entry point ``memory``.
+The plugin manager finds this module through the ``kq`` entry point ``memory`` and imports it in
+every kq process, so it holds only the hook implementations and what they declare; the broker,
+which is built on kombu, and the backend are imported when the first one is made.
 """
 
 from __future__ import annotations
 
 from kq import hookimpl
-from kq.backend import BackendSpec
-from kq.transport import TransportSpec
+from kq.backend import BackendCapabilities, BackendSpec
+from kq.specs import lazy
+from kq.transport import TransportCapabilities, TransportSpec
 
-from .backend import MemoryBackend
-from .transport import MemoryTransport
+TRANSPORT_CAPABILITIES = TransportCapabilities(fanout=True)
+BACKEND_CAPABILITIES = BackendCapabilities(push=True, shared=False, counters=True, claims=True)
 
 
 @hookimpl
@@ -19,7 +21,8 @@ def kq_transports() -> list[TransportSpec]:
     return [
         TransportSpec(
             schemes=("memory",),
-            factory=MemoryTransport,
+            factory=lazy("kq_memory.transport:MemoryTransport"),
+            capabilities=TRANSPORT_CAPABILITIES,
             description="in-process queues (kombu's memory transport); threads of one process",
         )
     ]
@@ -30,7 +33,8 @@ def kq_result_backends() -> list[BackendSpec]:
     return [
         BackendSpec(
             schemes=("memory",),
-            factory=MemoryBackend,
+            factory=lazy("kq_memory.backend:MemoryBackend"),
+            capabilities=BACKEND_CAPABILITIES,
             description="in-process results shared by every client and worker of one process",
         )
     ]

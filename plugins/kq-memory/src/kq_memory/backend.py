@@ -17,6 +17,8 @@ from typing import ClassVar
 from kq.backend import BackendCapabilities, ResultBackend, StoredResult
 from kq.states import READY_STATES
 
+from . import BACKEND_CAPABILITIES
+
 #: task id -> (result, monotonic expiry time or None)
 _results: dict[str, tuple[StoredResult, float | None]] = {}
 #: counter name -> (value, monotonic expiry time or None)
@@ -53,9 +55,7 @@ def _live(task_id: str, now: float) -> StoredResult | None:
 class MemoryBackend(ResultBackend):
     """Results in this process's memory, gone when it exits; the URL's host part is ignored."""
 
-    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        push=True, shared=False, counters=True, claims=True
-    )
+    capabilities: ClassVar[BackendCapabilities] = BACKEND_CAPABILITIES
 
     def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
         expires = None if ttl is None else time.monotonic() + ttl

@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 from kq.kombu_transport import KombuTransport
 from kq.transport import TransportCapabilities
 
+from . import TRANSPORT_CAPABILITIES
+
 
 class MemoryTransport(KombuTransport):
     """kombu's memory transport, polled every 10 ms.
@@ -20,5 +22,5 @@ class MemoryTransport(KombuTransport):
     default) between empty rounds; at 10 ms a waiting fetch sees a new message promptly.
     """
 
-    capabilities: ClassVar[TransportCapabilities] = TransportCapabilities(fanout=True)
+    capabilities: ClassVar[TransportCapabilities] = TRANSPORT_CAPABILITIES
     transport_defaults: ClassVar[Mapping[str, Any]] = {"polling_interval": 0.01}

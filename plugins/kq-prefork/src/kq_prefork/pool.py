@@ -27,8 +27,9 @@ import billiard.exceptions
 import billiard.pool
 
 from kq.exceptions import ConfigurationError, PoolClosed, TaskRevoked, TimeLimitExceeded, WorkerLostError
-from kq.pool import Job, Outcome, Pool, PoolCapabilities, PoolContext, report_done
+from kq.pool import Job, Outcome, Pool, PoolContext, report_done
 
+from . import CAPABILITIES
 from .child import ChildWorker, build_runner, run_job, use_runner
 
 OnDone = Callable[[Job, Outcome], None]
@@ -84,9 +85,7 @@ class PreforkPool(Pool):
     the kernel's ``lost`` (which stores a result) never holds up billiard's threads.
     """
 
-    capabilities = PoolCapabilities(soft_time_limit=True, hard_time_limit=True,
-                                     max_tasks_per_child=True, autoscale=True, processes=True,
-                                     terminate=True)
+    capabilities = CAPABILITIES
 
     def __init__(self, context: PoolContext) -> None:
         super().__init__(context)

@@ -34,10 +34,10 @@ from kq.backend import BackendCapabilities, ResultBackend, StoredResult
 from kq.exceptions import BackendUnavailable
 from kq.states import PENDING, READY_STATES
 
+from . import BACKEND_CAPABILITIES, BACKEND_SCHEMES
 from .connection import BACKEND_OPTIONS, connection_pool, parse_options, unavailable_as
 from .link import run_pooled
 
-SCHEMES = ("redis", "rediss", "redis+socket")
 META_PREFIX = "celery-task-meta-"
 STATE_PREFIX = "_kq.state."
 COUNTER_PREFIX = "_kq.counter:"
@@ -88,14 +88,12 @@ class RedisBackend(ResultBackend):
     (s, 30), ``socket_connect_timeout`` (s, 5).
     """
 
-    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        push=True, native_expiry=True, shared=True, counters=True, claims=True
-    )
+    capabilities: ClassVar[BackendCapabilities] = BACKEND_CAPABILITIES
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
         opts = parse_options(self.options, BACKEND_OPTIONS)
-        self._pool = connection_pool(url, opts, SCHEMES)
+        self._pool = connection_pool(url, opts, BACKEND_SCHEMES)
         self._redis = redis.Redis(connection_pool=self._pool)
         self._prefix = opts.global_keyprefix
         # A read blocked longer than socket_timeout would look like a dead connection.

@@ -44,13 +44,12 @@ from kq.exceptions import BrokerUnavailable
 from kq.protocol import as_utc
 from kq.transport import Delivery, Envelope, Transport, TransportCapabilities
 
-from . import scripts, wire
+from . import TRANSPORT_CAPABILITIES, TRANSPORT_SCHEMES, scripts, wire
 from .connection import TRANSPORT_OPTIONS, connection_pool, parse_options, unavailable_as
 from .link import Link, Script
 
 log = logging.getLogger("kq.redis")
 
-SCHEMES = ("redis", "rediss", "redis+socket")
 DEAD_LETTER_SUFFIX = ".dlq"
 #: Redis ends blocked commands on its cron tick (every 100 ms at the default ``hz 10``).
 TICK = 0.1
@@ -92,14 +91,12 @@ class RedisTransport(Transport):
     ``socket_connect_timeout`` (s, 5); the first five mean what they mean in kombu.
     """
 
-    capabilities: ClassVar[TransportCapabilities] = TransportCapabilities(
-        priorities=True, native_delay=True, visibility_timeout=True, fanout=True, dead_letter=True
-    )
+    capabilities: ClassVar[TransportCapabilities] = TRANSPORT_CAPABILITIES
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
         opts = parse_options(self.options, TRANSPORT_OPTIONS)
-        self._pool = connection_pool(url, opts, SCHEMES)
+        self._pool = connection_pool(url, opts, TRANSPORT_SCHEMES)
         self._redis = redis.Redis(connection_pool=self._pool)
         self._keys = wire.Keys(opts.global_keyprefix, opts.priority_steps,
                                opts.global_keyprefix + opts.unacked_key,

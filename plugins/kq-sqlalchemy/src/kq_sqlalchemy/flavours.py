@@ -9,12 +9,12 @@ here, so each is declared exactly once.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kq.backend import BackendCapabilities, ResultBackend
+from kq.specs import lazy
 
 #: Celery's convention: a result backend URL is ``db+`` followed by a SQLAlchemy URL.
 PREFIX = "db+"
@@ -38,9 +38,7 @@ class Flavour:
         return tuple(f"{PREFIX}{d}{driver}" for d in self.dialects for driver in ("", f"+{self.driver}"))
 
     def __call__(self, url: str, options: Mapping[str, Any] | None = None) -> ResultBackend:
-        module, _, name = self.backend.partition(":")
-        backend_class = getattr(importlib.import_module(module), name)
-        return backend_class(url, options)
+        return lazy(self.backend)(url, options)
 
 
 POSTGRESQL = Flavour(

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from kq.backend import BackendCapabilities, ResultBackend, StoredResult
 from kq.exceptions import BackendUnavailable
 
+from . import BACKEND_CAPABILITIES
 from .db import connect, database_path, immediate, parse_options, unavailable_on_error
 
 OPTIONS = ("synchronous", "busy_timeout")
@@ -80,9 +81,7 @@ class SQLiteBackend(ResultBackend):
     leave connections behind in threads that end. Options: ``synchronous``, ``busy_timeout``.
     """
 
-    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        push=False, native_expiry=False, shared=True, counters=True, claims=True
-    )
+    capabilities: ClassVar[BackendCapabilities] = BACKEND_CAPABILITIES
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from kq.exceptions import BrokerUnavailable, PluginError
 from kq.transport import Delivery, Envelope, Transport, TransportCapabilities
 
+from . import TRANSPORT_CAPABILITIES
 from .db import connect, database_path, immediate, parse_options, unavailable_on_error
 
 #: Header that records why a message was dead-lettered.
@@ -113,9 +114,7 @@ class SQLiteTransport(Transport):
     ``busy_timeout`` (s, default 30).
     """
 
-    capabilities: ClassVar[TransportCapabilities] = TransportCapabilities(
-        priorities=True, native_delay=True, visibility_timeout=True, fanout=True, dead_letter=True
-    )
+    capabilities: ClassVar[TransportCapabilities] = TRANSPORT_CAPABILITIES
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
