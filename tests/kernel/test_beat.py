@@ -107,6 +107,15 @@ def test_plan_does_not_walk_a_long_outage_slot_by_slot():
     assert plan(every(1), T0, now, "skip", 50, leading_since=now).publish == ()
 
 
+def test_plan_after_more_missed_slots_than_max_catchup_sends_the_newest():
+    now = T0 + seconds(200.5)
+    every_ = plan(every(1), T0, now, "all", 50, leading_since=now)
+    assert every_.publish == tuple(T0 + seconds(n) for n in range(151, 201))
+    assert every_.skipped == 150 and not every_.truncated
+    assert every_.advance_to == T0 + seconds(200)
+    assert plan(every(1), T0, now, "once", 50, leading_since=now).publish == (T0 + seconds(200),)
+
+
 def test_nothing_due_plans_nothing():
     assert plan(every(10), T0, T0 + seconds(9), "all", 100, T0).advance_to is None
 

@@ -6,6 +6,7 @@ advance) under its missed-run policy.
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import attrs
 
 from ..canvas.wire import CALL_OPTIONS
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, KQError
 from .schedule import Schedule, every
 
 #: What beat does with slots that came due while no beat was running (or leading):
@@ -89,7 +90,7 @@ def build_entry(name: str, spec: Any, factory_for: Callable[[str], Callable[...,
         schedule = build_schedule(spec["schedule"], factory_for)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
-    except (TypeError, ValueError, LookupError) as exc:
+    except (TypeError, ValueError, LookupError, KQError) as exc:
         raise ConfigurationError(f"{where}: invalid schedule: {exc}") from None
     args, kwargs = spec.get("args", ()), spec.get("kwargs", {})
     if isinstance(args, (str, bytes)) or not isinstance(args, Iterable):
@@ -115,8 +116,7 @@ def build_entry(name: str, spec: Any, factory_for: Callable[[str], Callable[...,
 class Plan:
     """What beat does for one entry now: publish ``publish`` (slots, oldest first) after
     recording ``advance_to`` as the entry's last slot. ``skipped`` counts the slots let go;
-    ``truncated`` says more than ``max_catchup`` slots were due, and those past it were let go
-    uncounted."""
+    ``truncated`` says the walk stopped at ``WALK_LIMIT`` and more were let go uncounted."""
 
     publish: tuple[datetime, ...]
     advance_to: datetime | None
@@ -125,6 +125,8 @@ class Plan:
 
 
 NOTHING = Plan((), None)
+#: The most due slots :func:`plan` walks through in one go.
+WALK_LIMIT = 100_000
 
 
 def plan(schedule: Schedule, last: datetime, now: datetime, policy: str, max_catchup: int,
@@ -133,25 +135,28 @@ def plan(schedule: Schedule, last: datetime, now: datetime, policy: str, max_cat
 
     A slot is *missed* when it came due before this beat started leading (``leading_since``):
     no beat was there to publish it, because none ran or the leader died. Those follow the
-    policy; slots that came due while this beat led are always published. At most
-    ``max_catchup`` slots are looked at; past that (a long outage of a frequent entry) the entry
-    is advanced to ``now``, so beat never spends a tick walking through millions of slots.
+    policy (``all`` sends the newest ``max_catchup`` of them); slots that came due while this
+    beat led are always published. The walk through due slots stops after ``WALK_LIMIT`` (a
+    very long outage of a very frequent entry): the entry is then advanced to ``now`` and the
+    plan is made from the slots seen, so a tick never runs for more than a moment.
     """
-    slots: list[datetime] = []
+    recent: deque[datetime] = deque(maxlen=max_catchup)
+    seen = 0
     slot = schedule.next_after(last)
-    while slot is not None and slot <= now and len(slots) < max_catchup:
-        slots.append(slot)
+    while slot is not None and slot <= now and seen < WALK_LIMIT:
+        recent.append(slot)
+        seen += 1
         slot = schedule.next_after(slot)
-    if not slots:
+    if not seen:
         return NOTHING
     truncated = slot is not None and slot <= now
-    advance_to = now if truncated else slots[-1]
-    missed = [s for s in slots if s <= leading_since]
-    on_time = slots[len(missed):]
+    advance_to = now if truncated else recent[-1]
+    missed = [s for s in recent if s <= leading_since]
+    on_time = list(recent)[len(missed):]
     if policy == "all":
-        chosen = slots
+        chosen = list(recent)
     elif policy == "once":
         chosen = missed[-1:] + on_time
     else:
         chosen = on_time
-    return Plan(tuple(chosen), advance_to, len(slots) - len(chosen), truncated)
+    return Plan(tuple(chosen), advance_to, seen - len(chosen), truncated)

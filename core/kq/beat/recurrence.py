@@ -14,7 +14,7 @@ from typing import Any
 
 from dateutil import rrule as du
 
-from .schedule import Schedule
+from .schedule import Schedule, as_datetime
 from .wallclock import as_zone, next_instant, zone_name
 
 FREQUENCIES = {"yearly": du.YEARLY, "monthly": du.MONTHLY, "weekly": du.WEEKLY, "daily": du.DAILY,
@@ -44,14 +44,16 @@ class rrule(Schedule):  # noqa: N801 - dateutil's and RFC 5545's name for it
     """
 
     def __init__(self, rule: str | None = None, *, freq: str | None = None,
-                 dtstart: datetime | None = None, tz: str | tzinfo | None = None,
+                 dtstart: datetime | str | None = None, tz: str | tzinfo | None = None,
                  **fields: Any) -> None:
         if (rule is None) == (freq is None):
             raise ValueError("rrule: give either the rule text or freq= (with keywords), not both")
         if rule is not None and fields:
             raise ValueError(f"rrule: keywords {sorted(fields)} go with freq=, not with rule text")
         self.rule, self.freq, self.fields = rule, freq, fields
-        self.dtstart = dtstart
+        self.dtstart = None if dtstart is None else as_datetime(dtstart, "rrule(dtstart=)")
+        if isinstance(fields.get("until"), str):
+            fields["until"] = as_datetime(fields["until"], "rrule(until=)")
         self.tz = as_zone(tz, "rrule")
         self._rule = self._build(self.zone)
 

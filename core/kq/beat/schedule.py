@@ -14,6 +14,19 @@ from typing import Any
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+def as_datetime(value: datetime | str, what: str) -> datetime:
+    """A datetime, or one written as ISO 8601 text (how configuration files and
+    ``KQ_BEAT_SCHEDULE`` give anchors and start dates)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{what}: {value!r} is not an ISO 8601 date and time") from None
+    raise ValueError(f"{what} must be a datetime or ISO 8601 text, got {value!r}")
+
+
 def _aware(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value!r}")
@@ -51,13 +64,15 @@ class every(Schedule):  # noqa: N801 - reads as a function in a schedule table, 
     without running anything twice. Pass ``anchor=`` to shift the slots.
     """
 
-    def __init__(self, interval: float | timedelta, *, anchor: datetime | None = None) -> None:
+    def __init__(self, interval: float | timedelta, *,
+                 anchor: datetime | str | None = None) -> None:
         seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
             raise ValueError(f"every() needs a positive number of seconds or a timedelta, "
                              f"got {interval!r}")
         self.seconds = float(seconds)
-        self.anchor = EPOCH if anchor is None else _aware(anchor, "every(anchor=)")
+        self.anchor = (EPOCH if anchor is None
+                       else _aware(as_datetime(anchor, "every(anchor=)"), "every(anchor=)"))
         self._step = timedelta(seconds=self.seconds)
 
     def next_after(self, moment: datetime) -> datetime:

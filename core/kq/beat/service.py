@@ -96,7 +96,8 @@ class Beat:
         self.max_catchup = conf.beat_max_catchup
         self.store = store or open_store(app)
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.leading = False
+        #: ``None`` until the first tick has tried the lock.
+        self.leading: bool | None = None
         #: When this beat last became the leader: slots due before then were missed.
         self.leading_since: datetime | None = None
         self._stopped = threading.Event()
@@ -130,27 +131,29 @@ class Beat:
         follow = min(0.5, self.lease / 10)
         started = time.monotonic()
         try:
-            leading = self.store.acquire(self.holder, self.lease)
-            if leading and not self.leading:
-                self.leading_since = since = utcnow()
-            if leading:
-                wait = self._publish_due(deadline=started + self.lease / 2)
+            leading = bool(self.store.acquire(self.holder, self.lease))
+            if self._store_down:
+                log.info("kq beat: schedule store reachable again")
+                self._store_down = False
+            if leading != self.leading:
+                self._now_leading(leading)
+            if not leading:
+                return follow
+            return min(self._publish_due(deadline=started + self.lease / 2), self.lease / 3)
         except Exception as exc:
             if not self._store_down:
                 log.error("kq beat: schedule store unavailable (%s: %s); retrying",
                           type(exc).__name__, exc)
             self._store_down, self.leading = True, False
             return follow
-        if self._store_down:
-            log.info("kq beat: schedule store reachable again")
-            self._store_down = False
-        if leading != self.leading:
-            if leading:
-                log.info("kq beat %s: leading since %s", self.holder, since.isoformat())
-            else:
-                log.info("kq beat %s: following: another beat leads", self.holder)
-            self.leading = leading
-        return min(wait, self.lease / 3) if leading else follow
+
+    def _now_leading(self, leading: bool) -> None:
+        self.leading = leading
+        if leading:
+            self.leading_since = utcnow()
+            log.info("kq beat %s: leading since %s", self.holder, self.leading_since.isoformat())
+        else:
+            log.info("kq beat %s: following: %s leads", self.holder, self.store.leader() or "another beat")
 
     def _publish_due(self, deadline: float) -> float:
         last_runs = self.store.last_runs()
@@ -178,7 +181,7 @@ class Beat:
             return last
         if todo.skipped or todo.truncated:
             log.warning("kq beat: %s: %s%d missed run(s) not sent (missed=%s)", entry.name,
-                        "more than " if todo.truncated else "", todo.skipped,
+                        "at least " if todo.truncated else "", todo.skipped,
                         entry.missed or self.missed)
         cursor = last
         for i, slot in enumerate(todo.publish):
