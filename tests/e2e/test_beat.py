@@ -74,6 +74,7 @@ def test_every_second_for_ten_seconds_publishes_ten_tasks(start_worker, start_be
     end = datetime.now(timezone.utc)
     assert beat.stop(timeout=20) == 0
     found = settle(ledger)
+    print(f"every(1) for {(end - begin).total_seconds():.1f} s: {len(found)} tasks ran")
     assert 9 <= len(found) <= 11, beat.output()
     assert_no_duplicates(found)
     assert {t["entry"] for t in found} == {"tick"}
@@ -106,6 +107,7 @@ def test_missed_runs_after_a_restart_follow_the_policy(start_worker, start_beat,
     while slot <= since:
         due.append(slot)
         slot = every(1).next_after(slot)
+    print(f"missed={policy}: {len(due)} slots came due while stopped, {len(outage)} sent")
     assert len(due) >= 5
     if expected == "every":
         assert outage == due
@@ -142,6 +144,8 @@ def test_three_beats_on_redis_one_leads_and_another_takes_over_after_kill_9(
         for beat in survivors:
             assert beat.stop(timeout=20) == 0
         found = settle(ledger)
+    print(f"3 beats, leader killed: takeover {(since - killed).total_seconds():.2f} s after the "
+          f"kill (lease {lease} s), {len(found)} runs, {len({t['id'] for t in found})} distinct")
     assert_no_duplicates(found)
     assert 18 <= len(found) <= 22
     got = slots(found)
