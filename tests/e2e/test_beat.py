@@ -84,7 +84,7 @@ def test_every_second_for_ten_seconds_publishes_ten_tasks(start_worker, start_be
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("all", "every"), ("once", 1), ("skip", 0)])
-def test_missed_runs_after_a_restart_follow_the_policy(start_worker, start_beat, ledger,
+def test_missed_runs_after_beat_was_stopped_for_5_s_follow_the_policy(start_worker, start_beat, ledger,
                                                        policy, expected):
     """Stop beat for 5 s and start it again: the slots of those 5 s are each sent (all), sent
     as one run (once), or not sent (skip); the slots after the restart all are."""
