@@ -43,6 +43,12 @@ def _positive_number(inst: Any, attr: attrs.Attribute, value: Any) -> None:
         raise ConfigurationError(f"{attr.name} must be a number > 0 (or None), got {value!r}")
 
 
+def _port(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                              or not 1 <= value <= 65535):
+        raise ConfigurationError(f"{attr.name} must be a port number 1-65535 (or None), got {value!r}")
+
+
 def _url(inst: Any, attr: attrs.Attribute, value: Any) -> None:
     if value is None and attr.name in ("result_backend", "beat_store"):
         return
@@ -196,6 +202,11 @@ class Settings:
     worker_pool_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
     #: Seconds a revoke is remembered (workers skip the task until then); see docs/tasks.md.
     worker_revoked_expires: float = attrs.field(default=10800.0, validator=_positive_number)
+    #: Port of the worker's ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz`` server;
+    #: ``None`` serves none. See docs/monitoring.md.
+    worker_metrics_port: int | None = attrs.field(default=None, validator=_port)
+    #: Address that server listens on; ``0.0.0.0`` to let Prometheus or Kubernetes reach it.
+    worker_metrics_host: str = attrs.field(default="127.0.0.1", validator=_name)
     #: The zone of wall-clock schedules (crontab, solar days, rrule) that name none.
     timezone: str = attrs.field(default="UTC", validator=_timezone)
     #: Periodic tasks: ``{name: {"task": ..., "schedule": ..., "args": [...], "kwargs": {...},
@@ -257,7 +268,7 @@ _FIELDS = {a.name: a for a in attrs.fields(Settings)}
 _NUMERIC_OPTIONAL: dict[str, Any] = {
     "worker_concurrency": int, "worker_max_tasks_per_child": int,
     "worker_max_memory_per_child": int, "task_time_limit": float, "task_soft_time_limit": float,
-    "worker_soft_shutdown_timeout": float, "worker_autoscale": str,
+    "worker_soft_shutdown_timeout": float, "worker_autoscale": str, "worker_metrics_port": int,
 }
 
 

@@ -92,6 +92,7 @@ class TokenBucket:
     after a quiet spell goes at once; a larger bucket would allow bursts above the rate."""
 
     def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
         self.interval = rate.interval
         self._clock = clock
         self._refilled = -math.inf  # when the token is (or was) back in the bucket
@@ -183,8 +184,8 @@ class Throttle:
     def hold(self, job: Job) -> bool:
         """Keep ``job`` if its task is limited (True); False leaves it to the caller."""
         lane = self._lanes.get(job.message.task)
-        if lane is None:
-            return False
+        if lane is None or (lane.bucket is None and lane.shared is None and not lane.jobs):
+            return False  # not limited, or no longer (``set_rate``)
         lane.jobs.append(job)
         self._held += 1
         return True
@@ -226,6 +227,30 @@ class Throttle:
         return min((lane.due for lane in self._lanes.values()
                     if lane.jobs and (free or (lane.claimed and lane.due > now))),
                    default=math.inf)
+
+    def held(self) -> list[Job]:
+        """The held jobs, for ``kq inspect reserved``: safe to call from another thread (each
+        lane is copied at once, under the GIL)."""
+        return [job for lane in list(self._lanes.values()) for job in tuple(lane.jobs)]
+
+    def rates(self) -> dict[str, str]:
+        """Each task's per-worker limit, for ``kq inspect stats`` (from any thread)."""
+        return {task: str(lane.bucket.rate) for task, lane in list(self._lanes.items())
+                if lane.bucket is not None}
+
+    def set_rate(self, task: str, rate: Rate | None) -> None:
+        """Change (or, with ``None``, remove) ``task``'s per-worker limit, for ``kq control
+        rate_limit``; its held jobs follow the new limit from now on."""
+        lane = self._lanes.get(task)
+        if lane is None:
+            if rate is not None:
+                self._lanes[task] = Lane(TokenBucket(rate, self._clock), None)
+            return
+        lane.bucket = TokenBucket(rate, self._clock) if rate is not None else None
+        if not lane.claimed:  # a won global turn stands
+            lane.due = -math.inf
+        if lane.bucket is None and lane.shared is None and not lane.jobs:
+            del self._lanes[task]
 
     def drain(self) -> list[Job]:
         """Take every held job out (the worker is giving them back)."""

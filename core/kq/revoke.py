@@ -5,9 +5,9 @@ later (or reconnects) still knows it: each revoke call takes the next number of 
 counter ``kq.revoked`` and stores its ids under ``kq.revoked.<n>``, expiring after
 ``worker_revoked_expires``; a starting worker reads the latest :data:`LOAD_LIMIT` entries once.
 And it is **broadcast** on the fan-out channel :data:`CHANNEL`, so running workers learn it at
-once: each worker's :class:`Revocations` listens on a connection of its own, in a thread of its
-own, and keeps the ids in a dictionary the consumer looks up before it starts any job (no
-backend read per task).
+once: each worker's :class:`Revocations` listens through a :class:`~kq.listener.Listener` (a
+connection and a thread of its own, shared with remote control), and keeps the ids in a
+dictionary the consumer looks up before it starts any job (no backend read per task).
 
 ``revoke()`` also marks each task REVOKED in the backend right away unless it already has a
 ready result, so a client sees REVOKED even while no worker has met the message yet. A task
@@ -20,18 +20,18 @@ from __future__ import annotations
 import json
 import logging
 import signal as signal_module
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from .backend import StoredResult
-from .exceptions import BrokerUnavailable, TaskRevoked
+from .exceptions import TaskRevoked
+from .listener import Handler, Listener
 from .protocol import ResultMeta, decode_result, encode_result, exception_to_meta, utcnow
 from .states import READY_STATES, REVOKED, SUCCESS
-from .transport import Envelope, Transport
+from .transport import Envelope
 
 log = logging.getLogger("kq.revoke")
 
@@ -44,11 +44,8 @@ SEQUENCE, ENTRY = "kq.revoked", "kq.revoked.{}"
 LOAD_LIMIT = 10_000
 #: Entries per backend read while loading.
 LOAD_CHUNK = 500
-#: Longest the listener blocks in one fetch, so that it sees a stop request quickly (seconds).
-LISTEN_SLICE = 1.0
 #: How often the listener drops expired ids (seconds).
 PRUNE_EVERY = 60.0
-RECONNECT_FIRST, RECONNECT_MAX = 0.25, 10.0
 
 
 @attrs.frozen
@@ -103,7 +100,7 @@ def revoke(app: Any, revoke: Revoke) -> None:
 
 
 class Revocations:
-    """A worker's view of revoked task ids, kept current by a listener thread.
+    """A worker's view of revoked task ids, kept current by a :class:`~kq.listener.Listener`.
 
     :attr:`ids` maps each revoked id to when it may be forgotten (``time.monotonic()``); the
     consumer reads it without a lock (one thread writes, lookups are atomic). Every revoke
@@ -116,35 +113,33 @@ class Revocations:
         self.ids: dict[str, float] = {}
         self._on_revoke = on_revoke
         self._expires = app.conf.worker_revoked_expires
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._transport: Transport | None = None
-        self._queue = ""
+        self._listener: Listener | None = None
         self._next_prune = time.monotonic() + PRUNE_EVERY
 
-    def start(self) -> None:
+    def start(self, also: Mapping[str, Handler] | None = None) -> None:
         """Subscribe, then load the persisted revokes (in that order, so none made in between is
-        missed), then listen in a daemon thread. A transport without fan-out gets no listener:
-        such a worker knows only the revokes made before it started."""
+        missed), then listen in a daemon thread, on the same connection to the channels of
+        ``also`` too (the worker's remote control). A transport without fan-out gets no
+        listener: such a worker knows only the revokes made before it started."""
         conf = self.app.conf
         if not self.app.plugins.transport_for(conf.broker_url).capabilities.fanout:
             log.warning("kq: the broker has no fan-out: this worker learns of revokes only when "
-                        "it starts")
+                        "it starts, and takes no remote-control commands")
             self.load()
             return
-        self._connect(reload=False)
-        try:
-            self.load()
-        except Exception as exc:  # the backend is down: the listener loads once it reconnects
-            log.warning("kq: could not load revoked task ids (%s); trying again shortly", exc)
-            self._drop(exc)
-        self._thread = threading.Thread(target=self._listen, name="kq-revocations", daemon=True)
-        self._thread.start()
+        listener = self._listener = Listener(self.app, {CHANNEL: self.heard, **(also or {})},
+                                             on_reconnect=self.load, tick=self._forget_expired)
+        if listener.connect():
+            try:
+                self.load()
+            except Exception as exc:  # the backend is down: the listener loads once it reconnects
+                log.warning("kq: could not load revoked task ids (%s); trying again shortly", exc)
+                listener.drop(exc)
+        listener.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(LISTEN_SLICE * 5)
+        if self._listener is not None:
+            self._listener.stop()
 
     def load(self) -> None:
         """Read the latest persisted revokes that have not expired (a few backend reads)."""
@@ -177,51 +172,8 @@ class Revocations:
             self.ids[task_id] = until
         return len(revoke.task_ids)
 
-    def _connect(self, reload: bool) -> None:
-        try:
-            self._transport = self.app.new_transport()
-            self._queue = self._transport.subscribe(CHANNEL)
-        except Exception as exc:
-            self._drop(exc)
-            return
-        if reload:  # broadcasts sent while disconnected were missed
-            try:
-                self.load()
-            except Exception as exc:
-                self._drop(exc)
-
-    def _drop(self, exc: BaseException) -> None:
-        log.warning("kq: revoke listener lost its connection (%s); reconnecting", exc)
-        if self._transport is not None:
-            try:
-                self._transport.disconnect()
-            except Exception:  # it is broken already
-                pass
-        self._transport = None
-
-    def _listen(self) -> None:
-        delay = RECONNECT_FIRST
-        while not self._stopping.is_set():
-            if self._transport is None:
-                if self._stopping.wait(delay):
-                    break
-                delay = min(RECONNECT_MAX, delay * 2)
-                self._connect(reload=True)
-                continue
-            try:
-                deliveries = self._transport.fetch([self._queue], 100, LISTEN_SLICE)
-                if deliveries:
-                    self._transport.ack(deliveries)
-                delay = RECONNECT_FIRST
-            except (BrokerUnavailable, OSError) as exc:
-                self._drop(exc)
-                continue
-            for delivery in deliveries:
-                self._heard(delivery.envelope.body)
-            self._forget_expired()
-        self._close()
-
-    def _heard(self, body: bytes) -> None:
+    def heard(self, body: bytes) -> None:
+        """Act on one revoke broadcast (a malformed one is logged and ignored)."""
         try:
             revoke = Revoke.decode(body)
         except (ValueError, KeyError, TypeError) as exc:
@@ -242,16 +194,6 @@ class Revocations:
         self._next_prune = now + PRUNE_EVERY
         for task_id in [t for t, until in self.ids.items() if until <= now]:
             del self.ids[task_id]
-
-    def _close(self) -> None:
-        if self._transport is None:
-            return
-        try:
-            self._transport.unsubscribe(self._queue)
-            self._transport.close()
-        except Exception as exc:  # shutting down: the subscription lapses by itself
-            log.debug("kq: could not close the revoke listener: %s", exc)
-        self._transport = None
 
 
 def signal_name(sig: str | int) -> str:

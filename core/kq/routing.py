@@ -88,6 +88,11 @@ class MapRoute:
     def __bool__(self) -> bool:
         return bool(self._exact or self._patterns)
 
+    def queues(self) -> set[str]:
+        """The queues this mapping names."""
+        routes = [*self._exact.values(), *(route for _, route in self._patterns)]
+        return {route.queue for route in routes if route.queue is not None}
+
     def get(self, name: str) -> Route | None:
         try:
             return self._seen[name]
@@ -116,6 +121,12 @@ class Router:
 
     def __bool__(self) -> bool:
         return bool(self._steps)
+
+    def queues(self) -> list[str]:
+        """The default queue, then every queue a mapping route names (``kq queues``); queues that
+        only route functions choose cannot be known without calling them."""
+        named = set().union(*(step.queues() for step in self._steps if isinstance(step, MapRoute)))
+        return [self.default_queue, *sorted(named - {self.default_queue})]
 
     def route(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
               options: Mapping[str, Any], task: Any = None) -> Route | None:

@@ -2,8 +2,11 @@
 
 import json
 import pathlib
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import amqp
@@ -134,3 +137,37 @@ def start_beat(tmp_path: pathlib.Path, env: dict[str, str]) -> Iterator:
     yield start
     for beat in started:
         beat.__exit__(None, None, None)
+
+
+#: How .ci/run starts Redis (DESIGN.md), for tests that stop it and start it again.
+REDIS_SERVER = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
+                "--port", "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+                "--logfile", "/var/log/redis/ci.log"]
+
+
+def redis_up(timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True,
+                          text=True).stdout.strip() == "PONG":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def redis_outage() -> Callable[[], AbstractContextManager[None]]:
+    """``with redis_outage(): ...``: Redis is shut down for the block and started again after
+    it, however the block ends. Only for tests that hold Redis alone (``hold(exclusive=True)``)."""
+
+    @contextmanager
+    def outage() -> Iterator[None]:
+        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], timeout=30)
+        try:
+            yield
+        finally:
+            if not redis_up(0.5):
+                subprocess.run(REDIS_SERVER, check=True, timeout=30)
+            assert redis_up(30), "redis-server did not come back"
+
+    return outage

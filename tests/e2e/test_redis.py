@@ -9,7 +9,6 @@ and the restart test holds it alone, so that it never pulls Redis from under ano
 
 import bisect
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -25,11 +24,6 @@ from kq.testing.worker import worker_thread
 pytestmark = pytest.mark.slow
 
 #: How CI and the development machines start Redis (DESIGN.md), used to bring it back.
-REDIS_SERVER = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
-                "--port", "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-                "--logfile", "/var/log/redis/ci.log"]
-
-
 @pytest.fixture
 def prefix() -> Iterator[str]:
     name = f"kqtest-{uuid.uuid4().hex[:12]}:"
@@ -84,14 +78,6 @@ def test_10000_tasks_through_a_worker_process(client, start_worker, ran):
     assert set(ids) == {r.id for r in sent}
 
 
-def redis_up(timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True,
-                          text=True).stdout.strip() == "PONG":
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -101,8 +87,8 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_redis_restart_loses_nothing_the_worker_had_taken(restarts_redis, client, start_worker,
-                                                          ran, prefix):
+def test_redis_restart_loses_nothing_the_worker_had_taken(restarts_redis, redis_outage, client,
+                                                          start_worker, ran, prefix):
     """Redis is stopped and started (keeping nothing) while a worker drains 5,000 acks_late tasks.
 
     Redis loses what it holds at shutdown: the messages still waiting in the queue, and the
@@ -125,13 +111,8 @@ def test_redis_restart_loses_nothing_the_worker_had_taken(restarts_redis, client
         snapshot.hlen(f"{prefix}unacked")
         *lists, leased = snapshot.execute()
     waiting = {json.loads(raw)["headers"]["id"] for messages in lists for raw in messages}
-    try:
-        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], timeout=30)
+    with redis_outage():
         time.sleep(1.5)  # the worker meets the outage: fetch, ack and result store all fail
-    finally:
-        if not redis_up(0.5):
-            subprocess.run(REDIS_SERVER, check=True, timeout=30)
-        assert redis_up(30), "redis-server did not come back"
     assert leased > 0 and 0 < len(waiting) < total  # the restart really came mid-drain
     taken = set(sent) - waiting
     wait_for(lambda: taken <= set(ran("finished")), 120, "every taken task to run")

@@ -9,6 +9,7 @@ import click
 from ..exceptions import KQError
 from ..plugins import get_plugins
 from .beat import beat
+from .control import control, inspect, queues, status
 from .demo import demo
 from .plugins import plugins_command
 from .tasks import call, purge, result
@@ -27,7 +28,8 @@ def cli() -> None:
     """
 
 
-for command in (worker, beat, call, result, purge, plugins_command, demo):
+for command in (worker, beat, call, result, purge, inspect, control, status, queues,
+                plugins_command, demo):
     cli.add_command(command)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from types import FrameType
 
 import click
@@ -12,6 +13,7 @@ import click
 from ..beat import Beat
 from ..plugins import get_plugins
 from ..worker import Worker
+from ..worker.probes import serve_probes
 from .beat import start_embedded
 from .common import app_options, make_app, setup_logging
 
@@ -42,6 +44,14 @@ def install_signal_handlers(worker: Worker) -> None:
         signal.signal(signal.SIGQUIT, cold)
 
 
+def expand_hostname(name: str) -> str:
+    """``-n worker1@%h``: ``%h`` is this machine's host name, ``%n`` its first label and ``%d``
+    the rest (the domain), so one command line names each machine's worker apart."""
+    host = socket.gethostname()
+    short, _, domain = host.partition(".")
+    return name.replace("%h", host).replace("%n", short).replace("%d", domain)
+
+
 @click.command()
 @app_options
 @click.option("-P", "--pool", metavar="NAME", envvar="KQ_WORKER_POOL",
@@ -55,7 +65,9 @@ def install_signal_handlers(worker: Worker) -> None:
                    "100; solo: 1). --autoscale sets the range instead.")
 @click.option("-Q", "--queues", metavar="Q1,Q2",
               help="Queues to consume, comma-separated. Default: the task_default_queue setting.")
-@click.option("-n", "--hostname", metavar="NAME", help="Worker name. Default: kq@<hostname>.")
+@click.option("-n", "--hostname", metavar="NAME",
+              help="Worker name, used by `kq inspect -d` and `kq control -d`; %h expands to the "
+                   "host name (%n: its first part, %d: the domain). Default: kq@%h.")
 @click.option("--prefetch-multiplier", type=click.IntRange(min=0),
               help="Messages reserved per slot beyond the running ones.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
@@ -72,6 +84,12 @@ def install_signal_handlers(worker: Worker) -> None:
               metavar="SECONDS",
               help="On SIGTERM, wait this long for running tasks, then abandon them (acks_late "
                    "ones go back to their queue). Default: wait until they finish.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="PORT",
+              help="Serve /metrics (Prometheus), /healthz and /readyz on this port. Default: the "
+                   "worker_metrics_port setting (none).")
+@click.option("--metrics-host", metavar="ADDRESS",
+              help="Address the metrics server listens on. Default: the worker_metrics_host "
+                   "setting (127.0.0.1).")
 @click.option("-B", "--beat", "embed_beat", is_flag=True,
               help="Also run beat in this process (for development; in production run "
                    "`kq beat` on its own, as many as you like).")
@@ -82,7 +100,8 @@ def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
            prefetch_multiplier: int | None, time_limit: float | None,
            soft_time_limit: float | None, max_tasks_per_child: int | None,
            max_memory_per_child: int | None, autoscale: str | None,
-           soft_shutdown_timeout: float | None, embed_beat: bool, loglevel: str) -> None:
+           soft_shutdown_timeout: float | None, metrics_port: int | None,
+           metrics_host: str | None, embed_beat: bool, loglevel: str) -> None:
     """Consume tasks and run them.
 
     SIGTERM or Ctrl-C stops warmly: no new tasks start, running ones finish (within
@@ -99,12 +118,16 @@ def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
     app.override(task_time_limit=time_limit, task_soft_time_limit=soft_time_limit,
                  worker_max_tasks_per_child=max_tasks_per_child,
                  worker_max_memory_per_child=max_memory_per_child, worker_autoscale=autoscale,
-                 worker_soft_shutdown_timeout=soft_shutdown_timeout)
+                 worker_soft_shutdown_timeout=soft_shutdown_timeout,
+                 worker_metrics_port=metrics_port, worker_metrics_host=metrics_host)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     the_worker = Worker(app, queues=queue_list, pool=pool, concurrency=concurrency,
-                        prefetch_multiplier=prefetch_multiplier, hostname=hostname,
+                        prefetch_multiplier=prefetch_multiplier,
+                        hostname=expand_hostname(hostname) if hostname else None,
                         app_spec=app_spec)
     install_signal_handlers(the_worker)
+    port = app.conf.worker_metrics_port
+    probes = None if port is None else serve_probes(the_worker, app.conf.worker_metrics_host, port)
     embedded = Beat(app) if embed_beat else None
     if embedded is not None:
         thread = start_embedded(embedded)
@@ -114,3 +137,6 @@ def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
         if embedded is not None:
             embedded.stop()
             thread.join(timeout=5)
+        if probes is not None:
+            probes.shutdown()
+            probes.server_close()

@@ -24,7 +24,8 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import attrs
 
@@ -39,6 +40,8 @@ from ..revoke import Revocations, Revoke
 from ..states import FAILURE, REVOKED, SUCCESS
 from ..transport import Delivery, Transport
 from .autoscale import Autoscaler
+from .control import ControlHandlers
+from .metrics import RECEIVED, REJECTED, STARTED, TaskMetrics
 
 log = logging.getLogger("kq.worker")
 
@@ -101,6 +104,8 @@ class Worker:
         self.autoscaler: Autoscaler | None = None
         self._unenforced: set[str] = set()  # limits this pool cannot enforce, warned once
         self.stats = WorkerStats()
+        self.task_metrics = TaskMetrics()
+        self.last_step = 0.0  # monotonic time the loop last began a step: liveness
         self.pool: Pool | None = None
         self.transport: Transport | None = None
         self._stopping = threading.Event()
@@ -115,13 +120,15 @@ class Worker:
         self._outage_since: float | None = None
         self._reconnects = 0
         self._running: dict[int, bool] = {}  # ticket -> acks_late
+        self._active: dict[int, tuple[Job, float]] = {}  # ticket -> (job, wall time it started)
         self._to_ack: list[Delivery] = []
         self._reject_hook = app.plugins.notifier("kq_message_rejected")
         self._throttle = worker_throttle(app)  # holds rate-limited jobs; None when no task has one
         self._runner: Runner | None = None
         self._revocations: Revocations | None = None
         self._revoked: dict[str, float] = {}  # the revocations' ids: looked up before each start
-        self._revokes: queue_module.SimpleQueue[Revoke] = queue_module.SimpleQueue()
+        # Changes other threads ask for (revokes, remote control), applied by the loop's thread.
+        self._inbox: queue_module.SimpleQueue[Callable[[], None]] = queue_module.SimpleQueue()
 
     def __repr__(self) -> str:
         return f"<kq.Worker {self.hostname} pool={self.pool_name} c={self.concurrency}>"
@@ -176,6 +183,11 @@ class Worker:
     def running_count(self) -> int:
         return len(self._running)
 
+    @property
+    def broker_down_since(self) -> float | None:
+        """Monotonic time the broker connection was lost, ``None`` while it is up."""
+        return self._outage_since
+
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the worker is consuming (for tests and embedding)."""
         return self._ready.wait(timeout)
@@ -197,12 +209,14 @@ class Worker:
         else:
             self.autoscaler = Autoscaler(self.pool, self.max_concurrency, self.concurrency)
         self.pool.start()
+        self._revocations = Revocations(
+            self.app, lambda revoke: self._inbox.put(partial(self._apply_revoke, revoke)))
+        self._revoked = self._revocations.ids
+        self._revocations.start(also=ControlHandlers(self).handlers)
+        # Logged once listening: a client that sees it can send commands at once.
         log.info("kq: worker %s ready: broker %s, backend %s, pool %s x%d, queues %s, tasks %d",
                  self.hostname, safe_url(conf.broker_url), safe_url(conf.result_backend),
                  self.pool_name, self.concurrency, ",".join(self.queues), len(self.app.tasks))
-        self._revocations = Revocations(self.app, self._revokes.put)
-        self._revoked = self._revocations.ids
-        self._revocations.start()
         self.app.plugins.notify("kq_worker_start", worker=self)
         self._ready.set()
         try:
@@ -225,9 +239,10 @@ class Worker:
         """One turn: start what the pool has room for, then one broker round trip that acks
         (the early acks of what just started, the late acks of what finished) and tops up the
         prefetch window, blocking only when there is nothing else to do."""
+        self.last_step = time.monotonic()
         self._broker()
-        if not self._revokes.empty():
-            self._apply_revokes()
+        if not self._inbox.empty():
+            self._drain_inbox()
         self._collect_done(block=False)
         self._release_due()
         if self.autoscaler is not None:
@@ -278,6 +293,7 @@ class Worker:
             except MessageRejected as exc:
                 self._reject(delivery, exc)
                 continue
+            self.task_metrics.count(message.task, RECEIVED)
             ticket = next(self._tickets)
             job = self._job(message, delivery, ticket)
             self._deliveries[ticket] = delivery
@@ -312,6 +328,8 @@ class Worker:
         log.error("kq: rejected message %s from queue %s: %s", task_id or "(no id)",
                   delivery.queue, exc)
         self.stats.rejected += 1
+        task = headers.get("task") if hasattr(headers, "get") else None
+        self.task_metrics.count(task if isinstance(task, str) else "(unknown)", REJECTED)
         counts = self.stats.rejected_by_reason
         counts[exc.reason] = counts.get(exc.reason, 0) + 1
         try:
@@ -351,28 +369,39 @@ class Worker:
                 acks_late = self._running[job.ticket] = tasks[job.message.task].acks_late
                 if not acks_late:
                     self._to_ack.append(self._take_delivery(job.ticket))
+                self._active[job.ticket] = (job, time.time())
                 pool.submit(job, self._on_done)
+                self.task_metrics.count(job.message.task, STARTED)
                 started += 1
         return started
 
-    def _apply_revokes(self) -> None:
-        """Act on revokes the listener heard: drop held (ETA) messages of revoked tasks now
-        rather than when they fall due (reserved ones are skipped as they come up), and stop
-        running ones when asked to terminate, where the pool can."""
+    def _drain_inbox(self) -> None:
+        """Apply the changes other threads queued (revokes, remote control)."""
         while True:
             try:
-                revoke = self._revokes.get_nowait()
+                change = self._inbox.get_nowait()
             except queue_module.Empty:
                 return
-            ids = set(revoke.task_ids)
-            dropped = [entry for entry in self._held if entry[2].message.id in ids]
-            if dropped:
-                self._held = [entry for entry in self._held if entry[2].message.id not in ids]
-                heapq.heapify(self._held)
-                for _, _, job in dropped:
-                    self._skip_revoked(job)
-            if revoke.terminate and self._running:
-                self._terminate(revoke)
+            try:
+                change()
+            except BrokerUnavailable:
+                raise
+            except Exception:
+                log.exception("kq: could not apply a requested change")
+
+    def _apply_revoke(self, revoke: Revoke) -> None:
+        """Act on a revoke the listener heard: drop held (ETA) messages of revoked tasks now
+        rather than when they fall due (reserved ones are skipped as they come up), and stop
+        running ones when asked to terminate, where the pool can."""
+        ids = set(revoke.task_ids)
+        dropped = [entry for entry in self._held if entry[2].message.id in ids]
+        if dropped:
+            self._held = [entry for entry in self._held if entry[2].message.id not in ids]
+            heapq.heapify(self._held)
+            for _, _, job in dropped:
+                self._skip_revoked(job)
+        if revoke.terminate and self._running:
+            self._terminate(revoke)
 
     def _terminate(self, revoke: Revoke) -> None:
         if not self.pool_spec.capabilities.terminate:
@@ -406,6 +435,8 @@ class Worker:
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         acks_late = self._running.pop(job.ticket, False)
+        self._active.pop(job.ticket, None)
+        self.task_metrics.ended(job.message.task, outcome.state, outcome.runtime)
         if outcome.state == SUCCESS:
             self.stats.succeeded += 1
         elif outcome.state == REVOKED:
