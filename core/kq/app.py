@@ -14,6 +14,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 from .backend import ResultBackend, StoredResult
 from .config import Settings, from_environ, from_object
 from .current import set_current_app
+from .events import EventDispatcher
 from .exceptions import BrokerUnavailable, ConfigurationError, EncodeError, KQError
 from .plugins import Plugins, get_plugins
 from .protocol import (
@@ -80,6 +81,7 @@ class App:
         self._router: Router | None = None
         self._hooks: tuple[int, Callable[..., None] | None, Callable[..., None] | None] | None = None
         self._publisher: Transport | None = None
+        self._events: EventDispatcher | None = None  # task-sent events, made on first use
         self._publish_lock = threading.Lock()
         self._setup_lock = threading.RLock()
         self.origin = f"{os.getpid()}@{socket.gethostname()}"
@@ -348,8 +350,8 @@ class App:
             return
         before, after = self._publish_hooks()
         if before is not None:
-            for queue, message, _ in batch:
-                before(app=self, message=message, queue=queue)
+            for queue, message, envelope in batch:
+                before(app=self, message=message, queue=queue, envelope=envelope)
         for attempt in itertools.count():
             try:
                 with self._publish_lock:
@@ -381,6 +383,11 @@ class App:
         if after is not None:
             for queue, message, _ in batch:
                 after(app=self, message=message, queue=queue)
+        if self.conf.task_send_sent_event:
+            if self._events is None:
+                self._events = EventDispatcher(self, self.origin)
+            for queue, message, _ in batch:
+                self._events.task_sent(message, queue)
 
     def _publish_hooks(self) -> tuple[Callable[..., None] | None, Callable[..., None] | None]:
         """The before/after publish hooks, looked up again only when plugins were (un)registered
@@ -477,6 +484,7 @@ class App:
         them (they are the parent's), so this process opens its own on first use."""
         self._publisher = None
         self._backend = None
+        self._events = None
         self._publish_lock = threading.Lock()
         self._setup_lock = threading.RLock()
         self.origin = f"{os.getpid()}@{socket.gethostname()}"

@@ -175,6 +175,8 @@ class Settings:
     task_reject_on_worker_lost: bool = attrs.field(default=False, validator=_bool)
     #: Also store STARTED when a task begins (one more backend write per task).
     task_track_started: bool = attrs.field(default=False, validator=_bool)
+    #: Clients broadcast a ``task-sent`` event for each task they send (see docs/monitoring.md).
+    task_send_sent_event: bool = attrs.field(default=False, validator=_bool)
     #: Starts per period on each worker (``"100/m"``, ``"10/s"``, a number per second) for tasks
     #: that set no ``rate_limit``; ``None`` for no limit. See docs/rate-limits.md.
     task_default_rate_limit: Rate | None = attrs.field(default=None, converter=_rate_limit)
@@ -207,6 +209,9 @@ class Settings:
     worker_metrics_port: int | None = attrs.field(default=None, validator=_port)
     #: Address that server listens on; ``0.0.0.0`` to let Prometheus or Kubernetes reach it.
     worker_metrics_host: str = attrs.field(default="127.0.0.1", validator=_name)
+    #: Broadcast task and worker events (``kq worker -E``) for ``kq events`` and other
+    #: monitors; see docs/monitoring.md.
+    worker_send_task_events: bool = attrs.field(default=False, validator=_bool)
     #: The zone of wall-clock schedules (crontab, solar days, rrule) that name none.
     timezone: str = attrs.field(default="UTC", validator=_timezone)
     #: Periodic tasks: ``{name: {"task": ..., "schedule": ..., "args": [...], "kwargs": {...},

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # imported for annotations only; these modules import nothing
     from .protocol import TaskMessage
     from .serialization import SerializerSpec
     from .specs import CanvasPrimitiveSpec, ScheduleStoreSpec, ScheduleTypeSpec
-    from .transport import Delivery, TransportSpec
+    from .transport import Delivery, Envelope, TransportSpec
 
 PROJECT = "kq"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -123,8 +123,12 @@ def kq_worker_stop(worker: Any) -> None:
 
 
 @hookspec
-def kq_before_publish(app: Any, message: TaskMessage, queue: str) -> None:
-    """Called before a task message is published to ``queue``."""
+def kq_before_publish(app: Any, message: TaskMessage, queue: str, envelope: Envelope) -> None:
+    """Called before a task message is published to ``queue``.
+
+    ``envelope`` is what goes on the wire; a plugin may add entries to its ``headers`` dict
+    (a trace context, say), which workers see in ``request.headers``.
+    """
 
 
 @hookspec

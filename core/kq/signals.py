@@ -83,7 +83,8 @@ class Signal:
 
 before_task_publish = Signal(
     "before_task_publish", "kq_before_publish",
-    "Before a task message is published: ``app``, ``message`` (a TaskMessage), ``queue``.")
+    "Before a task message is published: ``app``, ``message`` (a TaskMessage), ``queue``, "
+    "``envelope`` (what goes on the wire; receivers may add to its ``headers``).")
 after_task_publish = Signal(
     "after_task_publish", "kq_after_publish",
     "After a task message was handed to the broker: ``app``, ``message``, ``queue``.")
@@ -120,8 +121,8 @@ worker_shutdown = Signal(
 
 
 @hookimpl
-def kq_before_publish(app: Any, message: Any, queue: str) -> None:
-    before_task_publish.send(app=app, message=message, queue=queue)
+def kq_before_publish(app: Any, message: Any, queue: str, envelope: Any) -> None:
+    before_task_publish.send(app=app, message=message, queue=queue, envelope=envelope)
 
 
 @hookimpl

@@ -11,6 +11,7 @@ from ..plugins import get_plugins
 from .beat import beat
 from .control import control, inspect, queues, status
 from .demo import demo
+from .events import events
 from .plugins import plugins_command
 from .tasks import call, purge, result
 from .worker import worker
@@ -28,7 +29,7 @@ def cli() -> None:
     """
 
 
-for command in (worker, beat, call, result, purge, inspect, control, status, queues,
+for command in (worker, beat, call, result, purge, inspect, control, status, queues, events,
                 plugins_command, demo):
     cli.add_command(command)
 

@@ -90,6 +90,9 @@ def expand_hostname(name: str) -> str:
 @click.option("--metrics-host", metavar="ADDRESS",
               help="Address the metrics server listens on. Default: the worker_metrics_host "
                    "setting (127.0.0.1).")
+@click.option("-E", "--events", is_flag=True, default=None,
+              help="Broadcast task and worker events for `kq events` and other monitors. "
+                   "Default: the worker_send_task_events setting (off).")
 @click.option("-B", "--beat", "embed_beat", is_flag=True,
               help="Also run beat in this process (for development; in production run "
                    "`kq beat` on its own, as many as you like).")
@@ -101,7 +104,8 @@ def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
            soft_time_limit: float | None, max_tasks_per_child: int | None,
            max_memory_per_child: int | None, autoscale: str | None,
            soft_shutdown_timeout: float | None, metrics_port: int | None,
-           metrics_host: str | None, embed_beat: bool, loglevel: str) -> None:
+           metrics_host: str | None, events: bool | None, embed_beat: bool,
+           loglevel: str) -> None:
     """Consume tasks and run them.
 
     SIGTERM or Ctrl-C stops warmly: no new tasks start, running ones finish (within
@@ -119,7 +123,8 @@ def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
                  worker_max_tasks_per_child=max_tasks_per_child,
                  worker_max_memory_per_child=max_memory_per_child, worker_autoscale=autoscale,
                  worker_soft_shutdown_timeout=soft_shutdown_timeout,
-                 worker_metrics_port=metrics_port, worker_metrics_host=metrics_host)
+                 worker_metrics_port=metrics_port, worker_metrics_host=metrics_host,
+                 worker_send_task_events=events)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     the_worker = Worker(app, queues=queue_list, pool=pool, concurrency=concurrency,
                         prefetch_multiplier=prefetch_multiplier,

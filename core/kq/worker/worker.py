@@ -31,6 +31,7 @@ import attrs
 
 from ..app import App
 from ..config import Settings, safe_url
+from ..events import EventDispatcher
 from ..exceptions import BrokerUnavailable, ConfigurationError, MessageRejected
 from ..execution import Runner
 from ..pool import Job, Outcome, Pool, PoolContext
@@ -105,6 +106,9 @@ class Worker:
         self._unenforced: set[str] = set()  # limits this pool cannot enforce, warned once
         self.stats = WorkerStats()
         self.task_metrics = TaskMetrics()
+        #: Task and worker events (``kq worker -E``); ``None`` when off.
+        self.events = (EventDispatcher(app, self.hostname, buffered=True)
+                       if conf.worker_send_task_events else None)
         self.last_step = 0.0  # monotonic time the loop last began a step: liveness
         self.pool: Pool | None = None
         self.transport: Transport | None = None
@@ -218,6 +222,8 @@ class Worker:
                  self.hostname, safe_url(conf.broker_url), safe_url(conf.result_backend),
                  self.pool_name, self.concurrency, ",".join(self.queues), len(self.app.tasks))
         self.app.plugins.notify("kq_worker_start", worker=self)
+        if self.events is not None:
+            self.events.worker("worker-online")
         self._ready.set()
         try:
             while not self._stopping.is_set():
@@ -240,6 +246,8 @@ class Worker:
         (the early acks of what just started, the late acks of what finished) and tops up the
         prefetch window, blocking only when there is nothing else to do."""
         self.last_step = time.monotonic()
+        if self.events is not None:
+            self.events.tick(self._event_counts)
         self._broker()
         if not self._inbox.empty():
             self._drain_inbox()
@@ -294,6 +302,8 @@ class Worker:
                 self._reject(delivery, exc)
                 continue
             self.task_metrics.count(message.task, RECEIVED)
+            if self.events is not None:
+                self.events.task_received(message)
             ticket = next(self._tickets)
             job = self._job(message, delivery, ticket)
             self._deliveries[ticket] = delivery
@@ -330,6 +340,8 @@ class Worker:
         self.stats.rejected += 1
         task = headers.get("task") if hasattr(headers, "get") else None
         self.task_metrics.count(task if isinstance(task, str) else "(unknown)", REJECTED)
+        if self.events is not None:
+            self.events.task_rejected(task_id)
         counts = self.stats.rejected_by_reason
         counts[exc.reason] = counts.get(exc.reason, 0) + 1
         try:
@@ -372,6 +384,8 @@ class Worker:
                 self._active[job.ticket] = (job, time.time())
                 pool.submit(job, self._on_done)
                 self.task_metrics.count(job.message.task, STARTED)
+                if self.events is not None:
+                    self.events.task_started(job.message.id)
                 started += 1
         return started
 
@@ -437,6 +451,8 @@ class Worker:
         acks_late = self._running.pop(job.ticket, False)
         self._active.pop(job.ticket, None)
         self.task_metrics.ended(job.message.task, outcome.state, outcome.runtime)
+        if self.events is not None:
+            self.events.task_ended(job.message.id, outcome.state, outcome.runtime, outcome.error)
         if outcome.state == SUCCESS:
             self.stats.succeeded += 1
         elif outcome.state == REVOKED:
@@ -452,6 +468,12 @@ class Worker:
                 self.transport.reject(delivery, requeue=True, reason=outcome.error or "requeued")
             else:
                 self._to_ack.append(delivery)
+
+    def _event_counts(self) -> tuple[int, int]:
+        """Running tasks, and tasks that ended (succeeded, failed or revoked; a retried run is
+        not counted, its retry is), for heartbeats."""
+        stats = self.stats
+        return len(self._running), stats.succeeded + stats.failed + stats.revoked
 
     def _take_delivery(self, ticket: int) -> Delivery:
         self._generation.pop(ticket, None)
@@ -521,6 +543,9 @@ class Worker:
             if self._revocations is not None:
                 self._revocations.stop()
             self.app.plugins.notify("kq_worker_stop", worker=self)
+            if self.events is not None:
+                self.events.worker("worker-offline", *self._event_counts())
+                self.events.flush()
             if self.transport is not None:
                 try:
                     self.transport.close()
