@@ -10,6 +10,7 @@ from ..exceptions import KQError
 from ..plugins import get_plugins
 from .beat import beat
 from .control import control, inspect, queues, status
+from .dashboard import dashboard
 from .demo import demo
 from .events import events
 from .plugins import plugins_command
@@ -30,7 +31,7 @@ def cli() -> None:
 
 
 for command in (worker, beat, call, result, purge, inspect, control, status, queues, events,
-                plugins_command, demo):
+                dashboard, plugins_command, demo):
     cli.add_command(command)
 
 
