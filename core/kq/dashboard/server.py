@@ -18,25 +18,24 @@ import base64
 import hmac
 import importlib.resources
 import json
-import logging
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..exceptions import ConfigurationError
+from ..httpd import Handler
 from .state import Dashboard, NotFound
-
-log = logging.getLogger("kq.dashboard")
 
 STATIC = {"/": ("index.html", "text/html"), "/static/app.js": ("app.js", "text/javascript"),
           "/static/style.css": ("style.css", "text/css")}
 _TASK = re.compile(r"^/api/tasks/([^/]+)(?:/(revoke|retry))?$")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(Handler):
     server: DashboardServer
+    label = "dashboard"
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         if not self._allowed():
@@ -100,31 +99,17 @@ class _Handler(BaseHTTPRequestHandler):
         given = self.headers.get("Authorization", "")
         if hmac.compare_digest(given.encode(), expected.encode()):
             return True
-        body = json.dumps({"error": "authentication required"}).encode()
-        self.send_response(401)
-        if expected.startswith("Basic "):
-            self.send_header("WWW-Authenticate", 'Basic realm="kq dashboard", charset="UTF-8"')
-        else:
-            self.send_header("WWW-Authenticate", "Bearer")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        challenge = ('Basic realm="kq dashboard", charset="UTF-8"' if expected.startswith("Basic ")
+                     else "Bearer")
+        self.send_body(401, json.dumps({"error": "authentication required"}).encode(),
+                       "application/json", [("WWW-Authenticate", challenge)])
         return False
 
     def _json(self, status: int, data: Any) -> None:
         self._send(status, json.dumps(data, default=repr).encode(), "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
-        log.debug("kq: dashboard %s - %s", self.address_string(), format % args)
+        self.send_body(status, body, content_type, [("Cache-Control", "no-store")])
 
 
 class DashboardServer(ThreadingHTTPServer):

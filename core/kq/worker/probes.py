@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from ..exceptions import ConfigurationError
+from ..httpd import Handler
 from .metrics import BUCKETS, STATES
 from .worker import Worker
 
@@ -111,8 +112,9 @@ class Exposition:
         return "\n".join(lines) + "\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(Handler):
     server: ProbeServer
+    label = "metrics"
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         worker = self.server.exposition.worker
@@ -130,15 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, "not found: try /metrics, /healthz or /readyz\n")
 
     def _reply(self, status: int, body: str, content_type: str = "text/plain") -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
-        log.debug("kq: metrics %s - %s", self.address_string(), format % args)
+        self.send_body(status, body.encode(), content_type)
 
 
 class ProbeServer(ThreadingHTTPServer):
