@@ -53,37 +53,50 @@ def broker_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-def redis_broker() -> Iterator[dict[str, Any]]:
-    """Broker settings for the real Redis (database 15) under a key prefix of the test's own,
-    deleted afterwards, with the server lock held shared."""
-    with hold("redis") as (host, port):  # waits while a restart test holds it alone
-        prefix = f"kqtest-{uuid.uuid4().hex[:12]}:"
-        yield {"broker_url": f"redis://{host}:{port}/15",
-               "broker_transport_options": {"global_keyprefix": prefix}}
-        client = redis.Redis(host=host, port=port, db=15, socket_timeout=10)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of the test's own in Redis database 15; its keys are deleted afterwards."""
+    prefix = f"kqtest-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis(port=6379, db=15, socket_timeout=10)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture
-def amqp_broker() -> Iterator[dict[str, Any]]:
-    """Broker settings for the real RabbitMQ with a task queue of the test's own, deleted
-    afterwards with its dead-letter queue."""
+def redis_broker(redis_prefix: str) -> Iterator[dict[str, Any]]:
+    """Broker settings for the real Redis (database 15) under the test's own key prefix, with
+    the server lock held shared."""
+    with hold("redis") as (host, port):  # waits while a restart test holds it alone
+        yield {"broker_url": f"redis://{host}:{port}/15",
+               "broker_transport_options": {"global_keyprefix": redis_prefix}}
+
+
+@pytest.fixture
+def amqp_queue() -> Iterator[str]:
+    """A task queue of the test's own on the real RabbitMQ; it and its dead-letter queue are
+    deleted afterwards."""
     host, port = require("rabbitmq")
-    queue = f"kq-e2e-{uuid.uuid4().hex[:10]}"
-    yield {"broker_url": f"amqp://guest:guest@{host}:{port}//", "task_default_queue": queue}
+    name = f"kq-e2e-{uuid.uuid4().hex[:10]}"
+    yield name
     connection = amqp.Connection(f"{host}:{port}")
     connection.connect()
     try:
         channel = connection.channel()
-        channel.queue_delete(queue)
-        channel.queue_delete(f"{queue}.dlq")
+        channel.queue_delete(name)
+        channel.queue_delete(f"{name}.dlq")
     finally:
         connection.close()
+
+
+@pytest.fixture
+def amqp_broker(amqp_queue: str) -> dict[str, Any]:
+    """Broker settings for the real RabbitMQ with the test's own task queue."""
+    host, port = require("rabbitmq")
+    return {"broker_url": f"amqp://guest:guest@{host}:{port}//", "task_default_queue": amqp_queue}
 
 
 @pytest.fixture

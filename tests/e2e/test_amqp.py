@@ -3,14 +3,12 @@ correct, and a RabbitMQ restart in the middle of a drain that loses no acks_late
 
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
-import amqp
 import pytest
 
 from kq import App
-from kq.testing.servers import reachable, require
+from kq.testing.servers import reachable
 
 pytestmark = pytest.mark.slow
 
@@ -19,30 +17,14 @@ BACKEND = "rpc+" + BROKER
 
 
 @pytest.fixture
-def queue() -> Iterator[str]:
-    """The test's own task queue; it and its dead-letter queue are deleted afterwards."""
-    host, port = require("rabbitmq")
-    name = f"kq-e2e-{uuid.uuid4().hex[:10]}"
-    yield name
-    connection = amqp.Connection(f"{host}:{port}")
-    connection.connect()
-    try:
-        channel = connection.channel()
-        channel.queue_delete(name)
-        channel.queue_delete(f"{name}.dlq")
-    finally:
-        connection.close()
-
-
-@pytest.fixture
-def env(env: dict[str, str], queue: str) -> dict[str, str]:
+def env(env: dict[str, str], amqp_queue: str) -> dict[str, str]:
     return {**env, "KQ_BROKER_URL": BROKER, "KQ_RESULT_BACKEND": BACKEND,
-            "KQ_TASK_DEFAULT_QUEUE": queue}
+            "KQ_TASK_DEFAULT_QUEUE": amqp_queue}
 
 
 @pytest.fixture
-def client(queue: str) -> Iterator[App]:
-    app = App("client", broker=BROKER, backend=BACKEND, task_default_queue=queue)
+def client(amqp_queue: str) -> Iterator[App]:
+    app = App("client", broker=BROKER, backend=BACKEND, task_default_queue=amqp_queue)
     yield app
     app.close()
 
@@ -73,7 +55,7 @@ def test_10000_tasks_through_a_worker_with_rpc_results(client, start_worker, ran
 
 
 @pytest.mark.timeout(900)
-def test_a_rabbitmq_restart_mid_drain_loses_no_acks_late_task(client, start_worker, ran, queue):
+def test_a_rabbitmq_restart_mid_drain_loses_no_acks_late_task(client, start_worker, ran, amqp_queue):
     total = 5_000
     # e2e.slow is acks_late; 10 ms each keeps 4 threads busy for 12 s or more.
     ids = {client.send_task("e2e.slow", [0.01]).id for _ in range(total)}
@@ -98,7 +80,7 @@ def test_a_rabbitmq_restart_mid_drain_loses_no_acks_late_task(client, start_work
     assert client.send_task("e2e.add", [2, 3]).get(timeout=120) == 5
     transport = client.new_transport()
     try:
-        assert transport.depth(queue) == 0
+        assert transport.depth(amqp_queue) == 0
     finally:
         transport.close()
     assert worker.stop() == 0

@@ -11,7 +11,6 @@ import bisect
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -22,19 +21,6 @@ from kq.testing.servers import hold
 from kq.testing.worker import worker_thread
 
 pytestmark = pytest.mark.slow
-
-#: How CI and the development machines start Redis (DESIGN.md), used to bring it back.
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = f"kqtest-{uuid.uuid4().hex[:12]}:"
-    yield name
-    client = redis.Redis(port=6379, db=15, socket_timeout=10)
-    try:
-        keys = list(client.scan_iter(match=f"{name}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -49,9 +35,9 @@ def restarts_redis(db_url: str) -> None:
 
 
 @pytest.fixture
-def options(prefix: str) -> dict[str, dict[str, str]]:
-    return {"broker_transport_options": {"global_keyprefix": prefix},
-            "result_backend_options": {"global_keyprefix": prefix}}
+def options(redis_prefix: str) -> dict[str, dict[str, str]]:
+    return {"broker_transport_options": {"global_keyprefix": redis_prefix},
+            "result_backend_options": {"global_keyprefix": redis_prefix}}
 
 
 @pytest.fixture
@@ -88,7 +74,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def test_redis_restart_loses_nothing_the_worker_had_taken(restarts_redis, redis_outage, client,
-                                                          start_worker, ran, prefix):
+                                                          start_worker, ran, redis_prefix):
     """Redis is stopped and started (keeping nothing) while a worker drains 5,000 acks_late tasks.
 
     Redis loses what it holds at shutdown: the messages still waiting in the queue, and the
@@ -106,9 +92,9 @@ def test_redis_restart_loses_nothing_the_worker_had_taken(restarts_redis, redis_
     wait_for(lambda: len(ran("finished")) >= 1_000, 120, "1,000 tasks to finish")
     with redis.Redis(port=6379, db=15) as server:
         snapshot = server.pipeline(transaction=True)
-        for key in (f"{prefix}celery", *(f"{prefix}celery\x06\x16{s}" for s in (3, 6, 9))):
+        for key in (f"{redis_prefix}celery", *(f"{redis_prefix}celery\x06\x16{s}" for s in (3, 6, 9))):
             snapshot.lrange(key, 0, -1)
-        snapshot.hlen(f"{prefix}unacked")
+        snapshot.hlen(f"{redis_prefix}unacked")
         *lists, leased = snapshot.execute()
     waiting = {json.loads(raw)["headers"]["id"] for messages in lists for raw in messages}
     with redis_outage():
@@ -129,7 +115,7 @@ def test_redis_restart_loses_nothing_the_worker_had_taken(restarts_redis, redis_
     assert worker.stop() == 0, worker.output()
 
 
-def test_eta_tasks_wait_in_redis_and_run_on_time(db_url, options, prefix):
+def test_eta_tasks_wait_in_redis_and_run_on_time(db_url, options, redis_prefix):
     """1,000 tasks with a 2 s countdown, sent over about a second: they wait in Redis, the
     worker never holds one before it is due, each runs once, within 250 ms of its due time.
 
@@ -162,7 +148,7 @@ def test_eta_tasks_wait_in_redis_and_run_on_time(db_url, options, prefix):
                     sent.append(stamp.apply_async(countdown=2))
                     if n % 100 == 99:
                         time.sleep(0.1)
-                delayed, checked_at = server.zcard(f"{prefix}_kq.delayed.eta"), time.time()
+                delayed, checked_at = server.zcard(f"{redis_prefix}_kq.delayed.eta"), time.time()
                 wait_for(lambda: len(runs) >= 1_000, 60, "every delayed task to run")
                 time.sleep(0.5)  # a second run of any of them would show up now
             finally:
