@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run kq's side of every missed target again under py-spy and put the "
                              "top functions in the report (default: on, off with --quick)")
     parser.add_argument("--redis", default=REDIS_URL, help=f"Redis URL, its own DB (default {REDIS_URL})")
-    parser.add_argument("--amqp", default=AMQP_URL, help=f"RabbitMQ URL (default {AMQP_URL})".replace("%", "%%"))
+    parser.add_argument("--amqp", default=AMQP_URL,
+                        help=f"RabbitMQ URL (default {AMQP_URL})".replace("%", "%%"))
     args = parser.parse_args(argv)
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
     if unknown:
