@@ -2,11 +2,14 @@
 
 - lint: ruff over the whole tree.
 - core: the kernel's own tests with no plugin installed (proves the kernel stands alone).
-- plugin-<name>: one plugin with the core, running that plugin's tests (its contract suites).
+- plugin-<name>: one plugin with the core, running that plugin's tests (its contract suites);
+  kq-sqlite and kq-threads too, which kq.testing's kq_app and kq_worker fixtures run on.
 - e2e: core and every plugin, running the cross-plugin end-to-end tests.
 - tests: core and every plugin in one environment, running everything (fastest full run).
 - bench: kq side by side with Celery and Dramatiq (bench/run.py); rewrites docs/benchmarks.md.
 - bench_smoke: the same with --quick, writing into a temporary directory (checks the harness).
+- fuzz: coverage-guided fuzzing of the decoder with atheris for 2 minutes (tests/fuzz); not in CI,
+  whose pytest run has the hypothesis fuzz tests. Pass libFuzzer flags after `--`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ import nox
 
 ROOT = pathlib.Path(__file__).parent
 PLUGINS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+
+#: What kq.testing's ``kq_app``/``kq_worker`` fixtures (and the contracts using them) run on.
+TEST_KIT = ("kq-sqlite", "kq-threads")
+#: Other plugins a plugin's tests need: kq-auth's end-to-end tests run on Redis and RabbitMQ.
+TEST_NEEDS = {"kq-auth": ("kq-redis", "kq-amqp")}
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -42,8 +50,18 @@ def core(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("plugin", PLUGINS, ids=PLUGINS)
 def plugin(session: nox.Session, plugin: str) -> None:
-    install_kq(session, plugin)
+    install_kq(session, *dict.fromkeys((plugin, *TEST_NEEDS.get(plugin, ()), *TEST_KIT)))
     session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    install_kq(session, "kq-sqlite", "kq-redis")
+    session.install("atheris")
+    corpus = pathlib.Path(session.create_tmp()) / "fuzz-corpus"
+    corpus.mkdir(exist_ok=True)
+    session.run("python", "tests/fuzz/atheris_decode.py", "-max_total_time=120",
+                *session.posargs, str(corpus))
 
 
 @nox.session

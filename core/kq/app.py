@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from .backend import ResultBackend, StoredResult
+from .codec import Codec, Limits
 from .config import Settings, from_environ, from_object
 from .current import set_current_app
 from .events import EventDispatcher
@@ -76,6 +77,7 @@ class App:
         self._plugins: Plugins | None = None
         self._serializers: Serializers | None = None
         self._accept: frozenset[str] | None = None
+        self._codec: Codec | None = None
         self._backend: ResultBackend | None = None
         self._wants_reply_to: bool | None = None
         self._router: Router | None = None
@@ -114,6 +116,7 @@ class App:
         self._conf = None
         self._serializers = None
         self._accept = None
+        self._codec = None
         self._wants_reply_to = None
 
     @property
@@ -145,10 +148,10 @@ class App:
             self._accept = serializers.accept_set(conf.accept_content)
         except ConfigurationError as exc:
             raise ConfigurationError(f"accept_content: {exc}") from None
-        unsafe = [s for s in conf.accept_content if not serializers.get(s).safe]
-        if unsafe:
-            log.warning("kq: accept_content includes %s: anyone who can write to the broker can "
-                        "run code in this process", ", ".join(unsafe))
+        warning = serializers.unsafe_warning(conf.task_serializer, conf.result_serializer,
+                                             conf.accept_content)
+        if warning:
+            log.warning("%s", warning)
         self._serializers = serializers
         self._router = Router(conf.task_routes, conf.task_default_queue)
 
@@ -172,10 +175,38 @@ class App:
         assert self._accept is not None
         return self._accept
 
+    @property
+    def codec(self) -> Codec:
+        """Compression, signing and size limits of messages (see kq.codec). Built on first use,
+        so a signer's key files are read by processes that send or receive, and by
+        :meth:`check` at start-up."""
+        if self._codec is None:
+            with self._setup_lock:
+                if self._codec is None:
+                    self._codec = self._make_codec(self.conf)
+        return self._codec
+
+    def _make_codec(self, conf: Settings) -> Codec:
+        plugins = self.plugins
+        signer = None
+        if conf.message_signer is not None:
+            spec = plugins.signers.get(conf.message_signer)
+            signer = spec.factory(conf.message_signer_options)
+        codec = Codec((p.spec for _, p in plugins.compressions.items()), signer,
+                      Limits(conf.message_max_size, conf.message_max_repr, conf.message_max_depth))
+        if conf.task_compression is not None:
+            try:
+                codec.compression(conf.task_compression)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"task_compression: {exc}") from None
+        return codec
+
     def check(self) -> None:
-        """Fail now, with a clear message, if the broker or backend URL has no plugin."""
+        """Fail now, with a clear message, if the broker or backend URL has no plugin, or the
+        compression or message signer is missing or misconfigured."""
         conf = self.conf
         self.plugins.check()
+        self.codec  # noqa: B018
         self.plugins.transport_for(conf.broker_url)
         if conf.result_backend:
             self.plugins.backend_for(conf.result_backend)
@@ -269,6 +300,7 @@ class App:
         *,
         queue: str | None = None,
         serializer: str | None = None,
+        compression: str | None = None,
         **options: Any,
     ) -> AsyncResult:
         """Send a task by name; the task need not be registered in this process.
@@ -281,7 +313,7 @@ class App:
                                                              self.tasks.get(name))
         message = new_message(name, args, kwargs, origin=self.origin,
                               reply_to=self._reply_queue(), **options)
-        self.publish(message, queue, serializer)
+        self.publish(message, queue, serializer, compression)
         return AsyncResult(message.id, app=self, task_name=name)
 
     def _reply_queue(self) -> str | None:
@@ -317,9 +349,11 @@ class App:
             task = self.tasks.get(sig.task)
             args, kwargs = tuple(sig.args or ()), dict(sig.kwargs or {})
             queue, serializer = options.pop("queue", None), options.pop("serializer", None)
+            compression = options.pop("compression", None)
             if task is not None:
                 task._check_arguments(args, kwargs)
                 serializer = serializer or task.serializer
+                compression = compression or task.compression
                 if options.get("ignore_result") is None:
                     options["ignore_result"] = task.ignore_result
             elif options.get("ignore_result") is None:
@@ -328,19 +362,24 @@ class App:
                                                             task)
             message = new_message(sig.task, args, kwargs, origin=self.origin, reply_to=reply_to,
                                   **options)
-            batch.append((queue, message, self._encode(message, serializer)))
+            batch.append((queue, message, self._encode(message, serializer, compression)))
         self._publish_batch(batch)
         return [AsyncResult(message.id, app=self, task_name=message.task) for _, message, _ in batch]
 
-    def publish(self, message: TaskMessage, queue: str, serializer: str | None = None) -> None:
+    def publish(self, message: TaskMessage, queue: str, serializer: str | None = None,
+                compression: str | None = None) -> None:
         """Encode and publish one task message, retrying through a broken connection."""
-        self._publish_batch([(queue, message, self._encode(message, serializer))])
+        self._publish_batch([(queue, message, self._encode(message, serializer, compression))])
 
-    def _encode(self, message: TaskMessage, serializer: str | None) -> Envelope:
+    def _encode(self, message: TaskMessage, serializer: str | None,
+                compression: str | None = None) -> Envelope:
+        conf = self.conf
         try:
-            return encode_task(message, self.serializers, serializer or self.conf.task_serializer)
+            envelope = encode_task(message, self.serializers, serializer or conf.task_serializer,
+                                   conf.message_max_repr)
         except (TypeError, ValueError) as exc:
             raise EncodeError(f"arguments of {message.task} cannot be serialized: {exc}") from exc
+        return self.codec.seal(envelope, compression or conf.task_compression)
 
     def _publish_batch(self, batch: Sequence[tuple[str, TaskMessage, Envelope]]) -> None:
         """Publish encoded messages on the app's publisher connection, reopening it and retrying

@@ -1,5 +1,6 @@
-"""kq's built-in plugin: the json and pickle serializers, the canvas primitives (chain, group,
-chord, join, xmap, xstarmap, chunks) and the tasks the canvas needs in every worker.
+"""kq's built-in plugin: the json and pickle serializers, the zlib, bz2 and lzma compressions,
+the canvas primitives (chain, group, chord, join, xmap, xstarmap, chunks) and the tasks the
+canvas needs in every worker.
 
 It is registered through the ``kq`` entry point of the core distribution, exactly like any
 third-party plugin, so ``kq plugins`` shows it and ``KQ_DISABLE_PLUGINS`` can turn it off.
@@ -9,9 +10,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import uuid
-from datetime import date, datetime, time
-from decimal import Decimal
 from typing import Any
 
 from .beat.crontab import crontab
@@ -21,23 +19,13 @@ from .beat.solar import solar
 from .canvas import tasks as canvas_tasks
 from .canvas.mapping import chunks, xmap, xstarmap
 from .canvas.primitives import chain, chord, group, join
+from .codec import CompressionSpec, builtin_compressions
 from .hookspecs import hookimpl
-from .serialization import SerializerSpec
+from .serialization import SerializerSpec, to_plain
 from .specs import CanvasPrimitiveSpec, ScheduleTypeSpec
 
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, (uuid.UUID, Decimal)):
-        return str(value)
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 #: Built once: ``json.dumps`` with options would build a new encoder for every message.
-_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+_encode = json.JSONEncoder(separators=(",", ":"), default=to_plain).encode
 
 
 def json_dumps(obj: Any) -> bytes:
@@ -68,6 +56,11 @@ def kq_serializers() -> list[SerializerSpec]:
             description="pickle: runs code when loading; refused unless listed in accept_content",
         ),
     ]
+
+
+@hookimpl
+def kq_compressions() -> list[CompressionSpec]:
+    return builtin_compressions()
 
 
 @hookimpl

@@ -20,6 +20,8 @@ import attrs
 
 from .exceptions import ConfigurationError
 from .ratelimit import Rate, parse_rate
+from .redact import safe_setting
+from .redact import safe_url as safe_url  # where plugins have always imported it from
 from .routing import Router
 
 ENV_PREFIX = "KQ_"
@@ -61,6 +63,11 @@ def _url(inst: Any, attr: attrs.Attribute, value: Any) -> None:
 def _name(inst: Any, attr: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{attr.name} must be a non-empty string, got {value!r}")
+
+
+def _optional_name(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        _name(inst, attr, value)
 
 
 def _bool(inst: Any, attr: attrs.Attribute, value: Any) -> None:
@@ -128,7 +135,7 @@ def _tuple(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class Settings:
     """Every setting kq's kernel reads. Plugins read their own options from the ``*_options``."""
 
@@ -152,6 +159,23 @@ class Settings:
     accept_content: tuple[str, ...] = attrs.field(
         default=("json",), converter=_tuple, validator=_names
     )
+    #: Compress task bodies with this format (``zlib``, ``bz2``, ``lzma``, or a plugin's such as
+    #: ``zstd``); per task or call: ``compression=``. ``None`` sends them as they are.
+    task_compression: str | None = attrs.field(default=None, validator=_optional_name)
+    #: Largest message body, in bytes, that a client sends or a worker accepts (also after
+    #: inflating a compressed one). Larger messages are refused (dead-lettered by workers).
+    message_max_size: int = attrs.field(default=4 * 1024 * 1024, validator=_positive_int)
+    #: Longest ``argsrepr``/``kwargsrepr`` header, in characters: clients shorten theirs to it,
+    #: workers refuse messages over it.
+    message_max_repr: int = attrs.field(default=1024, validator=_positive_int)
+    #: Deepest nesting of lists and mappings a worker accepts in a message's workflow part
+    #: (callbacks, errbacks, chain, chord).
+    message_max_depth: int = attrs.field(default=64, validator=_positive_int)
+    #: Sign every message sent and verify every message received with this signer (``x509``
+    #: from kq-auth); ``None`` signs nothing. See docs/security.md.
+    message_signer: str | None = attrs.field(default=None, validator=_optional_name)
+    #: The signer's options (key and certificate paths, trusted store, ...).
+    message_signer_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
     #: The queue a task goes to when neither the call nor the task names one. "celery" so that
     #: kq and Celery clients and workers meet on the same queue without configuration.
     task_default_queue: str = attrs.field(default="celery", validator=_name)
@@ -230,6 +254,12 @@ class Settings:
     #: With ``missed="all"``: most runs of one entry sent to catch up; older ones are let go.
     beat_max_catchup: int = attrs.field(default=100, validator=_positive_int)
 
+    def __repr__(self) -> str:
+        """With passwords and secret options masked: settings end up in logs and bug reports."""
+        shown = (f"{a.name}={safe_setting(a.name, getattr(self, a.name))!r}"
+                 for a in attrs.fields(type(self)))
+        return f"Settings({', '.join(shown)})"
+
     @classmethod
     def names(cls) -> list[str]:
         return [a.name for a in attrs.fields(cls)]
@@ -305,7 +335,9 @@ def _parse_env(name: str, raw: str) -> Any:
         if isinstance(default, int):
             return int(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+        # A JSON mapping may hold passwords: then name the variable and the error, not its text.
+        shown = "" if isinstance(default, Mapping) else f"={safe_setting(name, raw)!r}"
+        raise ConfigurationError(f"{ENV_PREFIX}{name.upper()}{shown}: {exc}") from None
     return raw
 
 
@@ -341,20 +373,3 @@ def from_object(obj: Any) -> dict[str, Any]:
     for key in items:
         check_name(key)
     return items
-
-
-def safe_url(url: str | None) -> str:
-    """``url`` with any password replaced by ``**`` (each URL of a ``;`` failover list), so it
-    can go into error messages and logs."""
-    if not url:
-        return str(url)
-    return ";".join(_mask_password(part) for part in url.split(";"))
-
-
-def _mask_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    # The last "@" ends the userinfo, so a password holding an unescaped "@" is masked whole.
-    userinfo, at, location = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}:**@{location}"

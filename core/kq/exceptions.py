@@ -30,7 +30,8 @@ class MessageRejected(KQError):
     """A received message that the worker refuses to run.
 
     ``reason`` is a short machine-readable word (``decode``, ``content-type``, ``unknown-task``,
-    ``malformed``) used for counting and dead-lettering; the message text is for humans.
+    ``malformed``, ``expired``, ...) used for counting and dead-lettering; the message text is
+    for humans.
     """
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -39,6 +39,9 @@ from .unique import release_for
 
 log = logging.getLogger("kq.execution")
 
+#: The rejection reason of an expired task's message (beside ``unknown-task``, ``decode``, ...).
+EXPIRED = "expired"
+
 
 @attrs.frozen
 class TaskHooks:
@@ -228,11 +231,19 @@ class Runner:
             message.chord is not None or not (message.ignore_result or task.ignore_result)
         )
         if message.is_expired():
-            reason = f"expired at {message.expires.isoformat()}" if message.expires else "expired"
-            return self.revoked(job, reason, request)
+            return self.expired(job, request)
         if keep_result and task.track_started:
             self._store(message, job.queue, STARTED, {"pid": os.getpid(), "hostname": self.hostname})
         return Prepared(job, task, request, keep_result)
+
+    def expired(self, job: Job, request: Request | None = None) -> Outcome:
+        """Skip a job whose ``expires`` has passed: REVOKED as Celery stores it, and an Outcome
+        asking the worker to dead-letter the message (reason ``expired: ...``) rather than ack
+        it, so that what never ran can be found and replayed (``kq dlq``)."""
+        expires = job.message.expires
+        detail = f"task expired at {expires.isoformat()}" if expires else "task expired"
+        outcome = self.revoked(job, detail, request)
+        return attrs.evolve(outcome, dead_letter=f"{EXPIRED}: {detail}")
 
     def revoked(self, job: Job, reason: str, request: Request | None = None) -> Outcome:
         """Skip a job that must not run (expired, or revoked: the worker calls this for those in
@@ -292,7 +303,8 @@ class Runner:
                         done.traceback)
         if retry.message is not None:
             try:
-                self.app.publish(retry.message, retry.queue or queue, prepared.task.serializer)
+                self.app.publish(retry.message, retry.queue or queue, prepared.task.serializer,
+                                 prepared.task.compression)
             except Exception as exc:  # broker gone past the publish retries: the task fails
                 log.error("kq: could not send the retry of task %s[%s]: %r",
                           message.task, message.id, exc)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # imported for annotations only; these modules import nothing
     import click
 
     from .backend import BackendSpec
+    from .codec import CompressionSpec, SignerSpec
     from .pool import PoolSpec
     from .protocol import TaskMessage
     from .serialization import SerializerSpec
@@ -51,6 +52,24 @@ def kq_serializers() -> list[SerializerSpec]:
 
     Set ``safe=False`` for a format whose loader can run code; it stays refused unless the user
     lists it in ``accept_content``.
+    """
+
+
+@hookspec
+def kq_compressions() -> list[CompressionSpec]:
+    """Return the compression formats this plugin provides, as :class:`~kq.codec.CompressionSpec`.
+
+    The spec's ``decompress(data, limit)`` must stop after ``limit + 1`` bytes: workers inflate
+    untrusted bytes, and the limit is what stops a small message from filling memory.
+    """
+
+
+@hookspec
+def kq_message_signers() -> list[SignerSpec]:
+    """Return ways of signing messages, as :class:`~kq.codec.SignerSpec`.
+
+    The one named by the ``message_signer`` setting signs everything the app publishes and
+    verifies everything its workers receive, before a byte is deserialized.
     """
 
 
@@ -176,7 +195,9 @@ def kq_task_revoked(request: Any, reason: str) -> None:
 def kq_message_rejected(delivery: Delivery, reason: str, detail: str) -> None:
     """Called when the worker refuses a message it received.
 
-    ``reason`` is a short word (``decode``, ``content-type``, ``unknown-task``, ``malformed``),
-    ``detail`` a sentence for humans. The message has already been rejected (dead-lettered
-    where the transport supports it); the hook is for counting and alerting.
+    ``reason`` is a short word (``decode``, ``content-type``, ``unknown-task``, ``malformed``,
+    ``expired`` for a task past its ``expires``, or a word a codec plugin gives, such as
+    ``untrusted`` or ``over-limit``), ``detail`` a sentence for humans. The message has already
+    been rejected (dead-lettered to ``<queue>.dlq`` where the transport supports it, see
+    ``kq dlq``); the hook is for counting and alerting.
     """

@@ -41,12 +41,14 @@ from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
+import attrs
 import kombu
 from kombu.exceptions import ChannelError
 
 from .config import safe_url
 from .exceptions import BrokerUnavailable, KQError, PluginError
-from .transport import Delivery, Envelope, Transport
+from .redact import scrub
+from .transport import Delivery, Envelope, Transport, dead_letter_headers, dead_letter_queue
 
 log = logging.getLogger("kq.kombu")
 
@@ -70,7 +72,7 @@ def unavailable_error(exc: BaseException, connection: kombu.Connection | None, u
               *connection.channel_errors, OSError)
     if not isinstance(exc, errors):
         return None
-    return unavailable(f"connection to {safe_url(url)} failed: {exc!r}")
+    return unavailable(f"connection to {safe_url(url)} failed: {scrub(repr(exc), url)}")
 
 
 @contextmanager
@@ -99,8 +101,36 @@ def connect(url: str, transport_options: Mapping[str, Any],
     except BaseException as exc:
         connection.release()
         if isinstance(exc, errors):
-            raise unavailable(f"cannot connect to {safe_url(url)}: {exc}") from exc
+            raise unavailable(f"cannot connect to {safe_url(url)}: {scrub(str(exc), url)}") from exc
         raise
+
+
+def _keep_bodies_as_sent(channel: Any) -> None:
+    """Make ``channel`` build received messages with the body as it was sent.
+
+    kombu inflates a body whose ``compression`` header it knows while it builds the message:
+    all of it, before kq sees it. A small message could then fill memory, a signature over the
+    compressed bytes could not be checked, and kq would inflate the body a second time. kq
+    inflates by itself (:mod:`kq.codec`: after checking the signature, stopping at
+    ``message_max_size``), so the header is held back while kombu builds the message.
+    """
+    base = channel.Message
+
+    class AsSent(base):  # type: ignore[misc, valid-type]  # kombu's class of this transport
+        def __init__(self, raw: Any, *args: Any, **kwargs: Any) -> None:
+            # py-amqp's raw message keeps headers in its properties, kombu's virtual ones in a dict
+            headers = (raw.get("headers") if isinstance(raw, dict)
+                       else getattr(raw, "properties", {}).get("application_headers"))
+            held = headers.pop("compression", None) if isinstance(headers, dict) else None
+            try:
+                super().__init__(raw, *args, **kwargs)
+            finally:
+                if held is not None:
+                    headers["compression"] = held
+            if held is not None:
+                self.headers = {**self.headers, "compression": held}
+
+    channel.Message = AsSent
 
 
 def _translated(method: Callable[Concatenate[K, P], R]) -> Callable[Concatenate[K, P], R]:
@@ -162,6 +192,7 @@ class KombuTransport(Transport):
             (k, v) for k, v in self.options.items() if k not in self.adapter_options
         )
         connection, channel = connect(self.url, transport_options)
+        _keep_bodies_as_sent(channel)
         self._connection, self._channel = connection, channel
         return channel
 
@@ -314,10 +345,14 @@ class KombuTransport(Transport):
 
     def _received(self, queue: str, message: Any) -> None:
         properties = message.properties
+        encoding = message.content_encoding or "utf-8"
+        body = message.body
+        if isinstance(body, str):  # py-amqp decodes bodies that are valid in content_encoding
+            body = body.encode(encoding)  # the same bytes again: signatures cover them
         envelope = Envelope(
-            body=message.body,
+            body=body,
             content_type=message.content_type or "",
-            content_encoding=message.content_encoding or "utf-8",
+            content_encoding=encoding,
             headers=message.headers,
             priority=properties.get("priority"),
             correlation_id=properties.get("correlation_id"),
@@ -358,10 +393,31 @@ class KombuTransport(Transport):
 
     @_translated
     def reject(self, delivery: Delivery, *, requeue: bool, reason: str = "") -> None:
-        """Reject the message; ``reason`` is unused because dead-lettering, where a plugin
-        configures it, happens in the broker."""
+        """Give the message back, or refuse it: dead-lettered when :meth:`_dead_letters`, else
+        rejected without requeue (which a broker may dead-letter by itself, without a reason).
+
+        A dead letter is a copy published to :func:`~kq.transport.dead_letter_queue` with the
+        kernel's :func:`~kq.transport.dead_letter_headers`, then the original is acked: a
+        broker's native dead-lettering (AMQP's ``x-dead-letter-exchange``) cannot carry
+        ``reason``. Publish-then-ack: a crash in between leaves the message in both queues,
+        never in neither.
+        """
+        message = delivery.tag
+        if self._unsettled.get(message.delivery_tag) is not message:
+            return  # already settled, or fetched on a channel that is gone
+        if not requeue and self._dead_letters():
+            envelope = delivery.envelope
+            headers = dead_letter_headers(envelope.headers, delivery.queue, reason)
+            self.publish(dead_letter_queue(delivery.queue), attrs.evolve(envelope, headers=headers))
+            self.ack([delivery])
+            return
         for message in self._settle([delivery]):
             message.reject(requeue=requeue)
+
+    def _dead_letters(self) -> bool:
+        """Whether ``reject(requeue=False)`` dead-letters: the capability, unless a subclass
+        lets an option turn it off."""
+        return self.capabilities.dead_letter
 
     # -- queue inspection -----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import pluggy
 
 from . import hookspecs
 from .backend import BackendSpec
+from .codec import CompressionSpec, SignerSpec
 from .exceptions import ConfigurationError, PluginError
 from .pool import PoolSpec
 from .serialization import Serializers, SerializerSpec
@@ -52,6 +53,8 @@ KNOWN_PACKAGES: Mapping[str, Mapping[str, str]] = {
         "solo": "kq-solo", "threads": "kq-threads", "prefork": "kq-prefork",
         "gevent": "kq-gevent", "eventlet": "kq-eventlet", "asyncio": "kq-asyncio",
     },
+    "compression": {"zstd": "kq-zstd"},
+    "message signer": {"x509": "kq-auth"},
 }
 
 S = TypeVar("S")
@@ -217,6 +220,8 @@ class Plugins:
                     "backends": self._collect("kq_result_backends", "result backend"),
                     "pools": self._collect("kq_pools", "pool"),
                     "serializers": self._collect("kq_serializers", "serializer"),
+                    "compressions": self._collect("kq_compressions", "compression"),
+                    "signers": self._collect("kq_message_signers", "message signer"),
                     "schedule_types": self._collect("kq_schedule_types", "schedule type"),
                     "schedule_stores": self._collect("kq_schedule_stores", "schedule store"),
                     "canvas": self._collect("kq_canvas_primitives", "canvas primitive"),
@@ -250,6 +255,14 @@ class Plugins:
     @property
     def canvas_primitives(self) -> Registry[CanvasPrimitiveSpec]:
         return self._registry("canvas")
+
+    @property
+    def compressions(self) -> Registry[CompressionSpec]:
+        return self._registry("compressions")
+
+    @property
+    def signers(self) -> Registry[SignerSpec]:
+        return self._registry("signers")
 
     def serializers(self) -> Serializers:
         return Serializers(p.spec for _, p in self._registry("serializers").items())

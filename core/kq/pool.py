@@ -60,6 +60,10 @@ class Outcome:
     #: could not run to an end (its process died and ``reject_on_worker_lost`` is set) or its
     #: result could not be stored. The kernel decides; pools pass it through.
     requeue: bool = False
+    #: Refuse the message for good with this reason (``"expired: ..."``) instead of acking it:
+    #: the worker dead-letters it where the transport can, if it still holds the delivery
+    #: (it checks expiry itself before an early ack; see :meth:`kq.execution.Runner.expired`).
+    dead_letter: str | None = None
 
     @classmethod
     def failed(cls, job: Job, exc: BaseException, runtime: float = 0.0) -> Outcome:

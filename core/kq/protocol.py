@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from .codec import nesting_depth
 from .exceptions import MessageRejected, TaskError
 from .serialization import Serializers
 from .transport import Envelope
@@ -31,7 +32,10 @@ KNOWN_HEADERS = frozenset(
     }
 )
 EMBED_KEYS = ("callbacks", "errbacks", "chain", "chord")
+#: Characters of ``argsrepr``/``kwargsrepr`` (the ``message_max_repr`` setting's default).
 REPR_LIMIT = 1024
+#: Levels of nesting in a message's embed (the ``message_max_depth`` setting's default).
+DEPTH_LIMIT = 64
 
 
 def utcnow() -> datetime:
@@ -46,8 +50,7 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def _safe_repr(value: Any, limit: int = REPR_LIMIT) -> str:
-    text = repr(value)
+def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -91,8 +94,10 @@ class TaskMessage:
         return (self.eta - (now or utcnow())).total_seconds()
 
 
-def encode_task(message: TaskMessage, serializers: Serializers, serializer: str) -> Envelope:
-    """Turn a :class:`TaskMessage` into the envelope a transport publishes."""
+def encode_task(message: TaskMessage, serializers: Serializers, serializer: str,
+                repr_limit: int = REPR_LIMIT) -> Envelope:
+    """Turn a :class:`TaskMessage` into the envelope a transport publishes; ``argsrepr`` and
+    ``kwargsrepr`` are cut to ``repr_limit`` characters, which workers enforce."""
     embed = {key: getattr(message, key) for key in EMBED_KEYS}
     body, spec = serializers.dumps([list(message.args), dict(message.kwargs), embed], serializer)
     hard, soft = message.timelimit
@@ -110,11 +115,10 @@ def encode_task(message: TaskMessage, serializers: Serializers, serializer: str)
         timelimit=[hard, soft],
         root_id=message.root_id or message.id,
         parent_id=message.parent_id,
-        argsrepr=message.argsrepr if message.argsrepr is not None else _safe_repr(message.args),
-        kwargsrepr=(
-            message.kwargsrepr if message.kwargsrepr is not None
-            else _safe_repr(dict(message.kwargs))
-        ),
+        argsrepr=_shorten(message.argsrepr if message.argsrepr is not None
+                          else repr(message.args), repr_limit),
+        kwargsrepr=_shorten(message.kwargsrepr if message.kwargsrepr is not None
+                            else repr(dict(message.kwargs)), repr_limit),
         origin=message.origin,
         ignore_result=message.ignore_result,
     )
@@ -129,11 +133,26 @@ def encode_task(message: TaskMessage, serializers: Serializers, serializer: str)
     )
 
 
+def is_text(value: Any) -> bool:
+    """A string that can be stored: JSON may carry lone surrogates (``"\\ud800"``), which no
+    UTF-8 broker or result backend can encode, so an id made of them could never be stored."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _optional_str(headers: Mapping[str, Any], key: str) -> str | None:
     value = headers.get(key)
-    if value is None or isinstance(value, str):
+    if value is None or is_text(value):
         return value
-    raise MessageRejected("malformed", f"header {key!r} must be a string, got {type(value).__name__}")
+    raise MessageRejected("malformed", f"header {key!r} must be UTF-8 text, got "
+                          f"{type(value).__name__}")
 
 
 def parse_time(value: str) -> datetime:
@@ -180,15 +199,17 @@ def _optional_int(headers: Mapping[str, Any], key: str, default: int | None) -> 
 
 
 def decode_task(
-    envelope: Envelope, serializers: Serializers, accept: frozenset[str]
+    envelope: Envelope, serializers: Serializers, accept: frozenset[str],
+    max_depth: int = DEPTH_LIMIT,
 ) -> TaskMessage:
-    """Validate and decode a received envelope; raise MessageRejected for anything unusable."""
+    """Validate and decode a received envelope; raise MessageRejected for anything unusable,
+    a workflow part nested deeper than ``max_depth`` levels included."""
     headers = envelope.headers
     if not isinstance(headers, Mapping):
         raise MessageRejected("malformed", "message headers are not a mapping")
     task = headers.get("task")
     task_id = headers.get("id")
-    if not isinstance(task, str) or not task or not isinstance(task_id, str) or not task_id:
+    if not task or not is_text(task) or not task_id or not is_text(task_id):
         raise MessageRejected(
             "malformed", "not a task message of protocol 2 (headers 'task' and 'id' missing)"
         )
@@ -204,6 +225,9 @@ def decode_task(
         embed = {}
     if not isinstance(embed, Mapping):
         raise MessageRejected("malformed", f"task {task_id}: embed must be a mapping")
+    if any(embed.values()) and nesting_depth(embed, max_depth) > max_depth:
+        raise MessageRejected("over-limit", f"task {task_id}: workflow nested deeper than "
+                              f"message_max_depth ({max_depth})")
     retries = _optional_int(headers, "retries", 0)
     return TaskMessage(
         id=task_id,

@@ -1,6 +1,7 @@
 """Every spec class a plugin returns from a ``kq_*`` hook, importable from one place.
 
-The transport, backend, pool and serializer specs live beside the interface they describe; the
+The transport, backend, pool, serializer, compression and signer specs live beside the
+interface they describe; the
 scheduler and canvas specs, whose interfaces belong to their own subsystems, are defined here, with
 :class:`lazy`, the factory that lets a plugin declare a spec without importing its implementation.
 """
@@ -14,6 +15,7 @@ from typing import Any
 import attrs
 
 from .backend import BackendCapabilities, BackendSpec
+from .codec import CompressionSpec, Signer, SignerSpec
 from .exceptions import PluginError
 from .pool import PoolCapabilities, PoolSpec
 from .serialization import SerializerSpec
@@ -90,11 +92,14 @@ __all__ = [
     "BackendCapabilities",
     "BackendSpec",
     "CanvasPrimitiveSpec",
+    "CompressionSpec",
     "PoolCapabilities",
     "PoolSpec",
     "ScheduleStoreSpec",
     "ScheduleTypeSpec",
     "SerializerSpec",
+    "Signer",
+    "SignerSpec",
     "TransportCapabilities",
     "TransportSpec",
     "lazy",

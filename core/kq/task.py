@@ -25,7 +25,7 @@ from .canvas.wire import CALL_OPTIONS, as_mapping, as_mappings
 from .current import current_request, request_var
 from .exceptions import KQError, MaxRetriesExceededError, Retry
 from .execution import run_eagerly
-from .protocol import ResultMeta, TaskMessage, as_utc, utcnow
+from .protocol import ResultMeta, TaskMessage, as_utc, is_text, utcnow
 from .ratelimit import Rate, parse_rate
 from .request import Request
 from .result import AsyncResult, EagerResult
@@ -72,6 +72,7 @@ class Task(Generic[P, R]):
         ignore_result: bool | None = None,
         track_started: bool | None = None,
         serializer: str | None = None,
+        compression: str | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         reject_on_worker_lost: bool | None = None,
@@ -99,6 +100,8 @@ class Task(Generic[P, R]):
         self._ignore_result = ignore_result
         self._track_started = track_started
         self.serializer = serializer
+        #: ``task_compression`` for this task's messages; ``None`` follows the setting.
+        self.compression = compression
         self._time_limit = time_limit
         self._soft_time_limit = soft_time_limit
         self._reject_on_worker_lost = reject_on_worker_lost
@@ -260,8 +263,9 @@ class Task(Generic[P, R]):
 
         Options: ``countdown`` (seconds) or ``eta`` (datetime) to run later, ``expires``
         (seconds or datetime) after which it is not run, ``queue``, ``priority`` (0-9),
-        ``task_id``, ``headers`` (extra message headers), ``serializer``, ``ignore_result``,
-        ``time_limit`` and ``soft_time_limit`` (seconds, overriding the task's for this call),
+        ``task_id``, ``headers`` (extra message headers), ``serializer``, ``compression``,
+        ``ignore_result``, ``time_limit`` and ``soft_time_limit`` (seconds, overriding the
+        task's for this call),
         ``link`` and ``link_error`` (signatures to apply when it succeeds, or fails: see
         docs/canvas.md). ``chain``, ``chord``, ``group_id`` and ``group_index`` are set by the
         canvas. ``unique_key`` makes this call unique under that key (docs/tasks.md).
@@ -277,6 +281,7 @@ class Task(Generic[P, R]):
         kwargs = dict(kwargs or {})
         self._check_arguments(args, kwargs)
         options.setdefault("serializer", self.serializer)
+        options.setdefault("compression", self.compression)
         if options.get("ignore_result") is None:
             options["ignore_result"] = self.ignore_result
         if unique_key is not None or self.unique_for is not None:
@@ -394,6 +399,9 @@ def new_message(
         raise TypeError("give countdown or eta, not both")
     if priority is not None and (not isinstance(priority, int) or not 0 <= priority <= 9):
         raise ValueError(f"priority must be a whole number from 0 to 9, got {priority!r}")
+    for option, text in (("task_id", task_id), ("group_id", group_id)):
+        if text is not None and not is_text(text):  # a workflow from a hostile message
+            raise ValueError(f"{option} must be UTF-8 text, got {text!r:.100}")
     now = utcnow()
     task_id = task_id or str(uuid.uuid4())
     parent = request_var.get()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import attrs
@@ -70,8 +70,38 @@ class TransportCapabilities:
     visibility_timeout: bool = False
     #: :meth:`Transport.broadcast` and :meth:`Transport.subscribe` work.
     fanout: bool = False
-    #: ``reject(requeue=False)`` moves the message to a dead-letter queue instead of dropping it.
+    #: ``reject(requeue=False)`` moves the message, body and headers intact, to its queue's
+    #: :func:`dead_letter_queue` instead of dropping it, adding :func:`dead_letter_headers`.
     dead_letter: bool = False
+
+
+#: A queue's dead-letter queue is named after it with this suffix: ``celery`` -> ``celery.dlq``.
+DEAD_LETTER_SUFFIX = ".dlq"
+#: Why a message was dead-lettered: the worker's ``reason: detail`` (``unknown-task: ...``).
+REJECT_REASON_HEADER = "x-kq-reject-reason"
+#: When it was dead-lettered, ISO 8601 in UTC.
+REJECTED_AT_HEADER = "x-kq-rejected-at"
+#: The queue that refused it, where ``kq dlq replay`` puts it back.
+ORIGINAL_QUEUE_HEADER = "x-kq-original-queue"
+#: The headers :func:`dead_letter_headers` adds, which a replay removes again.
+DEAD_LETTER_HEADERS = (REJECT_REASON_HEADER, REJECTED_AT_HEADER, ORIGINAL_QUEUE_HEADER)
+
+
+def dead_letter_queue(queue: str) -> str:
+    """The dead-letter queue of ``queue``."""
+    return queue + DEAD_LETTER_SUFFIX
+
+
+def dead_letter_headers(headers: Mapping[str, Any], queue: str, reason: str) -> dict[str, Any]:
+    """``headers`` of a message refused by ``queue``, plus why, when and where from.
+
+    Every transport that dead-letters (``capabilities.dead_letter``) records these three, so
+    that ``kq dlq`` reads the dead letters of any broker the same way. Headers that are not a
+    mapping (a hostile message's) are dropped: the reason and the body are what matter then.
+    """
+    return {**(headers if isinstance(headers, Mapping) else {}), REJECT_REASON_HEADER: reason,
+            REJECTED_AT_HEADER: datetime.now(timezone.utc).isoformat(),
+            ORIGINAL_QUEUE_HEADER: queue}
 
 
 class Transport(abc.ABC):
@@ -118,8 +148,8 @@ class Transport(abc.ABC):
     def reject(self, delivery: Delivery, *, requeue: bool, reason: str = "") -> None:
         """Give a message back (``requeue=True``) or refuse it for good.
 
-        A refused message is dead-lettered with ``reason`` when ``capabilities.dead_letter``,
-        else dropped.
+        A refused message is dead-lettered with ``reason`` when ``capabilities.dead_letter``
+        (to :func:`dead_letter_queue`, with :func:`dead_letter_headers`), else dropped.
         """
 
     @abc.abstractmethod

@@ -47,7 +47,7 @@ def test_config_from_object_module_and_mapping():
         ({"task_acks_late": "yes"}, ["task_acks_late", "true or false"]),
         ({"accept_content": []}, ["accept_content"]),
         ({"task_serializer": "nosuch"}, ["task_serializer", "json", "pickle"]),
-        ({"accept_content": ["json", "yaml"]}, ["accept_content", "yaml"]),
+        ({"accept_content": ["json", "toml"]}, ["accept_content", "toml"]),
         ({"task_acks_lat": True}, ["task_acks_lat", "did you mean 'task_acks_late'"]),
     ],
 )

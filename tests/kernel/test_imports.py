@@ -73,8 +73,8 @@ def test_no_import_cycles():
 
 def test_plugins_import_only_public_kq_modules():
     public = {"kq", "kq.transport", "kq.backend", "kq.pool", "kq.specs", "kq.states",
-              "kq.exceptions", "kq.protocol", "kq.serialization", "kq.kombu_transport",
-              "kq.config", "kq.plugins", "kq.loader", "kq.execution", "kq.canvas.wire",
+              "kq.exceptions", "kq.protocol", "kq.serialization", "kq.codec", "kq.kombu_transport",
+              "kq.config", "kq.redact", "kq.plugins", "kq.loader", "kq.execution", "kq.canvas.wire",
               "kq.canvas.continuation", "kq.canvas.signature", "kq.testing",
               "kq.testing.contracts", "kq.testing.worker", "kq.testing.servers", "kq.beat"}
     modules = set(core_modules())

@@ -32,8 +32,8 @@ def test_builtins_come_through_the_entry_point():
     plugins = get_plugins()
     info = plugins.infos["builtins"]
     assert info.distribution == "kq"
-    assert info.hooks == ("kq_app_configure", "kq_canvas_primitives", "kq_schedule_types",
-                          "kq_serializers")
+    assert info.hooks == ("kq_app_configure", "kq_canvas_primitives", "kq_compressions",
+                          "kq_schedule_types", "kq_serializers")
     assert plugins.serializers().names == ["json", "pickle"] or "json" in plugins.serializers().names
 
 

@@ -81,7 +81,11 @@ class Batch:
 
 def primitive(app: Any, signature: Mapping[str, Any]) -> Any:
     """Rebuild a composite signature mapping with the factory registered for its type."""
-    return app.plugins.canvas_primitives.get(signature["subtask_type"]).factory(signature, app)
+    kind = signature["subtask_type"]
+    if not isinstance(kind, str):
+        raise ValueError(f"signature {signature.get('task')!r}: subtask_type must be a string, "
+                         f"got {type(kind).__name__}")
+    return app.plugins.canvas_primitives.get(kind).factory(signature, app)
 
 
 def apply(batch: Batch, signature: Mapping[str, Any], args: Sequence[Any] = (),
@@ -102,7 +106,8 @@ def _apply_or_skip(batch: Batch, signature: Mapping[str, Any], args: Sequence[An
         apply(batch, signature, args, None, options)
     except Exception as exc:
         log.error("kq: workflow step %s cannot run: %r", signature.get("task"), exc)
-        own = dict(signature.get("options") or {}) if isinstance(signature, Mapping) else {}
+        own = signature.get("options")
+        own = dict(own) if isinstance(own, Mapping) else {}  # a hostile message's may be anything
         cause = Cause.of_exception(_culprit(own), exc, traceback.format_exc())
         skip(batch, {**signature, "options": {**own, **(options or {})}}, cause, set())
 
@@ -206,6 +211,9 @@ def _run(app: Any, what: str, fill: Callable[[Batch], None]) -> None:
     try:
         fill(batch)
         refused = batch.flush()
+    except ValueError as exc:  # the workflow is malformed (a hostile message's): no kq bug to trace
+        log.error("kq: the workflow after %s could not go on: %s", what, exc)
+        refused = [(call, exc) for call in batch.calls]
     except Exception as exc:
         log.exception("kq: the workflow after %s could not go on", what)
         refused = [(call, exc) for call in batch.calls]
@@ -220,6 +228,8 @@ def _abandon(app: Any, refused: list[tuple[Call, Exception]]) -> None:
             cause = Cause.of_exception(_culprit(call.options), exc)
             skip(batch, {"task": call.task, "options": call.options}, cause, set())
         batch.flush()
+    except ValueError as exc:  # a step's options say nothing usable (a hostile message's)
+        log.error("kq: could not mark %d unsent workflow steps as failed: %s", len(refused), exc)
     except Exception:
         log.exception("kq: could not mark %d unsent workflow steps as failed", len(refused))
 

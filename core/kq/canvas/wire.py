@@ -17,13 +17,13 @@ from typing import Any
 
 import attrs
 
-from ..protocol import ResultMeta, TaskMessage, exception_to_meta, utcnow
+from ..protocol import ResultMeta, TaskMessage, exception_to_meta, is_text, utcnow
 from ..states import FAILURE
 
 #: Options that say how and when one call runs.
 EXECUTION_OPTIONS = frozenset(
     {"countdown", "eta", "expires", "queue", "priority", "task_id", "headers", "serializer",
-     "ignore_result", "time_limit", "soft_time_limit"}
+     "compression", "ignore_result", "time_limit", "soft_time_limit"}
 )
 #: Options that place a call in a workflow: what runs after it, and the chord it is part of.
 WORKFLOW_OPTIONS = frozenset({"link", "link_error", "chain", "chord", "group_id", "group_index"})
@@ -138,8 +138,8 @@ class Step:
     def of_options(cls, options: Mapping[str, Any]) -> Step:
         """The step a signature's options describe (for steps that no task message carries)."""
         task_id, group_id = options.get("task_id"), options.get("group_id")
-        if not isinstance(task_id, (str, type(None))) or not isinstance(group_id, (str, type(None))):
-            raise ValueError("options task_id and group_id must be strings")
+        if any(value is not None and not is_text(value) for value in (task_id, group_id)):
+            raise ValueError("options task_id and group_id must be UTF-8 text")
         chord = options.get("chord")
         return cls(
             task_id=task_id,

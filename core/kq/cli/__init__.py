@@ -12,6 +12,7 @@ from .beat import beat
 from .control import control, inspect, queues, status
 from .dashboard import dashboard
 from .demo import demo
+from .dlq import dlq
 from .events import events
 from .plugins import plugins_command
 from .tasks import call, purge, result
@@ -31,7 +32,7 @@ def cli() -> None:
 
 
 for command in (worker, beat, call, result, purge, inspect, control, status, queues, events,
-                dashboard, plugins_command, demo):
+                dashboard, plugins_command, demo, dlq):
     cli.add_command(command)
 
 

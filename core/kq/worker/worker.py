@@ -7,9 +7,9 @@ task starts by default, after it ends with ``acks_late``) in the same round trip
 the prefetch window. Pools report finished jobs through a queue that the same thread drains,
 so no transport is shared between threads.
 
-Messages that cannot run (undecodable, untrusted content type, unknown task, malformed) are
-rejected without requeue (dead-lettered where the transport can), logged once, counted, and the
-worker goes on.
+Messages that cannot run (undecodable, untrusted content type or signature, over a size
+limit, unknown task, malformed) are rejected without requeue (dead-lettered where the transport
+can), logged once, counted, and the worker goes on.
 """
 
 from __future__ import annotations
@@ -291,10 +291,14 @@ class Worker:
 
     def _receive(self, deliveries: list[Delivery]) -> None:
         now = time.monotonic()
+        app = self.app
+        codec, serializers, accept = app.codec, app.serializers, app.accept
+        max_depth = codec.limits.max_depth
         for delivery in deliveries:
             self.stats.received += 1
             try:
-                message = decode_task(delivery.envelope, self.app.serializers, self.app.accept)
+                envelope = codec.open(delivery.envelope)
+                message = decode_task(envelope, serializers, accept, max_depth)
                 if message.task not in self.app.tasks:
                     raise MessageRejected("unknown-task",
                                           f"task {message.task!r} is not registered here")
@@ -378,6 +382,9 @@ class Worker:
                 if self._revoked and job.message.id in self._revoked:
                     self._skip_revoked(job)
                     continue
+                if job.message.expires is not None and job.message.is_expired():
+                    self._skip_expired(job)
+                    continue
                 acks_late = self._running[job.ticket] = tasks[job.message.task].acks_late
                 if not acks_late:
                     self._to_ack.append(self._take_delivery(job.ticket))
@@ -432,6 +439,13 @@ class Worker:
         self._running[job.ticket] = True
         self._finish(job, self._runner.revoked(job, "revoked"))
 
+    def _skip_expired(self, job: Job) -> None:
+        """Dead-letter an expired job without running it, before any early ack: the runner
+        stores REVOKED (as Celery does) and asks for the dead letter, which :meth:`_finish`
+        sends (it goes through as if it had run with acks_late)."""
+        self._running[job.ticket] = True
+        self._finish(job, self._runner.expired(job))
+
     def _on_done(self, job: Job, outcome: Outcome) -> None:
         self._done.put((job, outcome))
 
@@ -466,6 +480,9 @@ class Worker:
                 return  # its connection is gone; the broker has already requeued it
             if outcome.requeue:
                 self.transport.reject(delivery, requeue=True, reason=outcome.error or "requeued")
+            elif outcome.dead_letter:
+                reason, _, detail = outcome.dead_letter.partition(": ")
+                self._reject(delivery, MessageRejected(reason, detail))
             else:
                 self._to_ack.append(delivery)
 

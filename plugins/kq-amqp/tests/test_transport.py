@@ -15,6 +15,7 @@ from kq.exceptions import BrokerUnavailable, ConfigurationError
 from kq.protocol import utcnow
 from kq.testing.contracts.transport import body_n, drain, envelope
 from kq.testing.imports import imported_on_load
+from kq.transport import ORIGINAL_QUEUE_HEADER, REJECT_REASON_HEADER
 from kq_amqp.confirms import PendingConfirms
 from kq_amqp.transport import DELAY_PRECISION_BITS, AMQPTransport, delay_bucket
 
@@ -165,19 +166,35 @@ def test_without_confirms_a_batch_is_published_one_by_one(
 
 # -- queue arguments: priorities, dead letters, existing queues, quorum ---------------------
 
-def test_rejected_message_is_dead_lettered_with_x_death(make: Callable[..., AMQPTransport],
-                                                        queue_name: Callable[[], str],
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_rejected_message_is_dead_lettered_with_kqs_reason(make: Callable[..., AMQPTransport],
+                                                           queue_name: Callable[[], str],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
     transport, queue = make(), queue_name()
     transport.publish(queue, envelope(1, priority=3))
     [got] = drain(transport, [queue], 1, ack=False)
-    transport.reject(got, requeue=False, reason="unknown-task: test")
     with caplog.at_level(logging.WARNING, logger="kq.amqp"):
+        transport.reject(got, requeue=False, reason="unknown-task: test")
         [dead] = drain(transport, [f"{queue}.dlq"], 1)
     assert caplog.text == ""  # the dead-letter queue is declared as it was, without a 406
     assert body_n(dead) == 1 and dead.envelope.priority == 3
+    headers = dead.envelope.headers
+    assert headers[REJECT_REASON_HEADER] == "unknown-task: test"
+    assert headers[ORIGINAL_QUEUE_HEADER] == queue
+    assert "x-death" not in headers  # a copy kq published, not RabbitMQ's dead-lettering
+    assert transport.depth(queue) == 0
+
+
+def test_what_rabbitmq_dead_letters_itself_still_reaches_the_dead_letter_queue(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel,
+) -> None:
+    transport, queue = make(), queue_name()
+    transport.publish(queue, envelope(1))  # declares the queue with its dead-letter route
+    drain(transport, [queue], 1)
+    admin.basic_publish(amqp.Message(b"{}", expiration="1", application_headers={"n": 2}),
+                        exchange="", routing_key=queue)  # a message TTL of 1 ms
+    [dead] = drain(transport, [f"{queue}.dlq"], 1)
     [death] = dead.envelope.headers["x-death"]
-    assert death["reason"] == "rejected" and death["queue"] == queue and death["count"] == 1
+    assert body_n(dead) == 2 and death["reason"] == "expired" and death["queue"] == queue
 
 
 def test_priorities_order_a_backlog(make: Callable[..., AMQPTransport],
@@ -205,10 +222,12 @@ def test_a_queue_declared_with_other_arguments_is_used_as_it_is(
     assert "inequivalent arg" in caplog.text and queue in caplog.text
     got = drain(transport, [queue], 2, ack=False)
     assert [body_n(d) for d in got] == [1, 2]  # no priorities on this queue
-    transport.reject(got[0], requeue=False)  # no dead-letter route: dropped, not an error
+    # No dead-letter route on this queue, but kq's dead letters do not need one.
+    transport.reject(got[0], requeue=False, reason="test")
     transport.ack(got[1:])
     assert transport.depth(queue) == 0
-    assert transport.depth(f"{queue}.dlq") == 0
+    [dead] = drain(transport, [f"{queue}.dlq"], 1)
+    assert body_n(dead) == 1 and dead.envelope.headers[REJECT_REASON_HEADER] == "test"
 
 
 def test_without_priority_and_dead_letter_queues_are_declared_like_celerys(

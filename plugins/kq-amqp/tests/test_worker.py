@@ -11,7 +11,7 @@ import pytest
 from kq import App
 from kq.testing.contracts.transport import drain
 from kq.testing.worker import worker_thread
-from kq.transport import Envelope
+from kq.transport import REJECT_REASON_HEADER, Envelope
 
 
 @pytest.fixture
@@ -51,6 +51,7 @@ def test_a_refused_message_is_dead_lettered_and_the_worker_goes_on(app: App) -> 
             assert worker.stats.rejected_by_reason == {"unknown-task": 1}
         [dead] = drain(transport, [f"{queue}.dlq"], 1)
         assert dead.envelope.headers["id"] == "unknown-task"
-        assert dead.envelope.headers["x-death"][0]["reason"] == "rejected"
+        reason = dead.envelope.headers[REJECT_REASON_HEADER]
+        assert reason == "unknown-task: task 'no.such.task' is not registered here"
     finally:
         transport.close()

@@ -19,8 +19,9 @@ from kq.exceptions import BrokerUnavailable, ConfigurationError
 from kq.protocol import utcnow
 from kq.testing.contracts.transport import body_n, drain, envelope
 from kq.testing.imports import imported_on_load
+from kq.transport import ORIGINAL_QUEUE_HEADER, REJECT_REASON_HEADER
 from kq_redis.transport import RedisTransport
-from kq_redis.wire import REJECT_REASON_HEADER, SEP
+from kq_redis.wire import SEP
 
 Make = Callable[..., RedisTransport]
 #: The list suffix of messages without a priority: kq's lowest, kombu's 9.
@@ -137,15 +138,19 @@ def test_dead_letter_keeps_the_message_and_the_reason(make: Make, raw: redis.Red
     assert body_n(dead) == 6
 
 
-def test_unreadable_bytes_are_delivered_for_rejection_and_dead_lettered_as_they_are(
+def test_unreadable_bytes_are_delivered_for_rejection_and_dead_lettered_with_the_reason(
     make: Make, raw: redis.Redis, prefix: str
 ) -> None:
     transport = make()
     raw.lpush(f"{prefix}work", b"\xff not json")
     [got] = transport.fetch(["work"], 1, 1.0)
     assert got.envelope.headers == {} and got.envelope.body == b"\xff not json"
-    transport.reject(got, requeue=False, reason="malformed")
-    assert raw.lrange(f"{prefix}work.dlq", 0, -1) == [b"\xff not json"]
+    transport.reject(got, requeue=False, reason="malformed: not kombu's layout")
+    # The bytes become the body of a message of kombu's layout, which carries the reason.
+    [dead] = transport.fetch(["work.dlq"], 1, 1.0)
+    assert dead.envelope.body == b"\xff not json"
+    assert dead.envelope.headers[REJECT_REASON_HEADER] == "malformed: not kombu's layout"
+    assert dead.envelope.headers[ORIGINAL_QUEUE_HEADER] == "work"
 
 
 def test_leases_of_a_dead_consumer_come_back_flagged_as_redelivered(

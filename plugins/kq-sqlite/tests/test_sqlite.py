@@ -19,9 +19,9 @@ from kq.backend import StoredResult
 from kq.exceptions import ConfigurationError
 from kq.testing.contracts.transport import drain, envelope
 from kq.testing.imports import imported_on_load
-from kq.transport import Envelope
+from kq.transport import REJECT_REASON_HEADER, Envelope
 from kq_sqlite.backend import SQLiteBackend
-from kq_sqlite.transport import REJECT_REASON_HEADER, SQLiteTransport
+from kq_sqlite.transport import SQLiteTransport
 
 # Child processes import the plugin directly and talk over stdout: one line when ready, then
 # the message numbers they saw.

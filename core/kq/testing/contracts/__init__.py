@@ -5,15 +5,19 @@ name); every test then runs against the plugin for real. See PLUGIN_GUIDE.md.
 """
 
 from .backend import BackendContract
+from .compression import CompressionContract
 from .pool import PoolContract
 from .schedule_store import ScheduleStoreContract
 from .serializer import SerializerContract
+from .signer import SignerContract
 from .transport import TransportContract
 
 __all__ = [
     "BackendContract",
+    "CompressionContract",
     "PoolContract",
     "ScheduleStoreContract",
     "SerializerContract",
+    "SignerContract",
     "TransportContract",
 ]

@@ -18,15 +18,25 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from kq.plugins import get_plugins
 from kq.protocol import utcnow
-from kq.transport import Delivery, Envelope, Transport, TransportSpec
+from kq.transport import (
+    ORIGINAL_QUEUE_HEADER,
+    REJECT_REASON_HEADER,
+    REJECTED_AT_HEADER,
+    Delivery,
+    Envelope,
+    Transport,
+    TransportSpec,
+    dead_letter_queue,
+)
 
 
 def envelope(n: int = 0, **kw: Any) -> Envelope:
@@ -102,6 +112,7 @@ class TransportContract:
         yield name
         cleaner = make_transport()
         cleaner.purge(name)
+        cleaner.purge(dead_letter_queue(name))
 
     @pytest.fixture
     def other_queue(self, make_transport: Callable[..., Transport]) -> Iterator[str]:
@@ -120,6 +131,25 @@ class TransportContract:
     ) -> None:
         # A lazy factory cannot lend the spec its class's capabilities: both must name the same.
         assert transport.capabilities == transport_spec.capabilities, "the class and the spec disagree"
+
+    def test_a_text_body_comes_back_as_bytes(self, transport: Transport, queue: str) -> None:
+        # Client libraries may decode a body valid in its content_encoding (py-amqp does);
+        # signatures and decompression need the very bytes that were sent.
+        sent = Envelope(body="żółw ✓".encode(), content_type="text/plain", content_encoding="utf-8")
+        transport.publish(queue, sent)
+        [got] = drain(transport, [queue], 1)
+        assert type(got.envelope.body) is bytes and got.envelope.body == sent.body
+
+    def test_a_compressed_body_comes_back_compressed(self, transport: Transport,
+                                                     queue: str) -> None:
+        # kombu inflates bodies with a compression header it knows; kq inflates them itself,
+        # after checking signatures and with a size limit.
+        sent = Envelope(body=zlib.compress(b"[[], {}, {}]" * 100), content_type="application/json",
+                        headers={"compression": "application/x-gzip"})
+        transport.publish(queue, sent)
+        [got] = drain(transport, [queue], 1)
+        assert got.envelope.body == sent.body
+        assert got.envelope.headers["compression"] == "application/x-gzip"
 
     def test_roundtrip_keeps_every_field(self, transport: Transport, queue: str) -> None:
         sent = Envelope(
@@ -346,13 +376,26 @@ class TransportContract:
     ) -> None:
         if not transport_spec.capabilities.dead_letter:
             pytest.skip("transport does not declare dead_letter")
-        transport.publish(queue, envelope(6))
+        sent = envelope(6, priority=3, correlation_id="c-6", reply_to="replies")
+        transport.publish(queue, sent)
         [got] = drain(transport, [queue], 1, ack=False)
+        before = datetime.now(timezone.utc)
         transport.reject(got, requeue=False, reason="unknown-task: contract")
-        dlq = f"{queue}.dlq"
+        dlq = dead_letter_queue(queue)
         try:
-            dead = drain(transport, [dlq], 1)
-            assert [body_n(d) for d in dead] == [6]
+            [dead] = drain(transport, [dlq], 1)
+            assert dead.queue == dlq
+            env = dead.envelope
+            assert (env.body, env.content_type, env.content_encoding) == (
+                sent.body, sent.content_type, sent.content_encoding)
+            assert (env.correlation_id, env.reply_to) == (sent.correlation_id, sent.reply_to)
+            extra = {REJECT_REASON_HEADER: "unknown-task: contract", ORIGINAL_QUEUE_HEADER: queue}
+            headers = dict(env.headers)
+            rejected_at = datetime.fromisoformat(headers.pop(REJECTED_AT_HEADER))
+            assert rejected_at >= before - timedelta(seconds=1) and rejected_at.tzinfo
+            # Brokers may add their own (RabbitMQ's x-death); the message's and kq's are exact.
+            assert {k: headers[k] for k in (*sent.headers, *extra)} == {**sent.headers, **extra}
+            assert transport.depth(queue) == 0 and transport.fetch([queue], 1, 0.2) == []
         finally:
             transport.purge(dlq)
 

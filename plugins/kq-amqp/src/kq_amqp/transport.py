@@ -2,7 +2,11 @@
 
 * Publisher confirms (kombu's ``confirm_publish``): ``publish`` returns once RabbitMQ has taken
   the message, persistent, into a durable queue.
-* Task queues are declared with ``x-max-priority`` and a dead-letter route to ``<queue>.dlq``.
+* Task queues are declared with ``x-max-priority`` and a dead-letter route to ``<queue>.dlq``,
+  for what RabbitMQ itself dead-letters (a message past a TTL policy, a queue overflow, a
+  rejection by a Celery worker). kq's own rejections publish a copy there with kq's reason
+  headers and ack the original (see :meth:`kq.kombu_transport.KombuTransport.reject`), since
+  RabbitMQ's ``x-death`` has no room for a reason.
   RabbitMQ refuses (406) to redeclare a queue with other arguments; such a queue (declared by
   Celery, say) is used as it is, with a warning, so kq never fails to start on it.
 * Delays without holding messages in the worker: a message due in *d* ms waits in the queue
@@ -28,7 +32,7 @@ from amqp.exceptions import PreconditionFailed
 from kq.config import safe_url
 from kq.exceptions import BrokerUnavailable, ConfigurationError, PluginError
 from kq.kombu_transport import KombuTransport, kombu_errors
-from kq.transport import Envelope, TransportCapabilities
+from kq.transport import DEAD_LETTER_SUFFIX, Envelope, TransportCapabilities, dead_letter_queue
 
 from . import TRANSPORT_CAPABILITIES
 from .confirms import publish_confirmed
@@ -47,7 +51,6 @@ DELAY_QUEUE_LEASE_MS = 60_000
 #: it until it is due, as for a broker without native delay.
 MAX_DELAY_MS = 2**31 - 1 - DELAY_QUEUE_LEASE_MS
 QUEUE_TYPES = ("classic", "quorum")
-DEAD_LETTER_SUFFIX = ".dlq"
 
 
 def delay_bucket(delay_ms: int) -> int:
@@ -110,8 +113,8 @@ class AMQPTransport(KombuTransport):
             declarations = [(name, arguments)]
             if self.dead_letter:
                 arguments["x-dead-letter-exchange"] = ""
-                arguments["x-dead-letter-routing-key"] = name + DEAD_LETTER_SUFFIX
-                declarations.append((name + DEAD_LETTER_SUFFIX, kind))
+                arguments["x-dead-letter-routing-key"] = dead_letter_queue(name)
+                declarations.append((dead_letter_queue(name), kind))
 
         def declare(channel: Any) -> None:
             for queue, queue_arguments in declarations:
@@ -125,6 +128,9 @@ class AMQPTransport(KombuTransport):
                 "kq: queue %s exists with other arguments than kq's, so kq uses it as it is "
                 "(its own priorities and dead-lettering, if any): %s", name, exc.reply_text,
             )
+
+    def _dead_letters(self) -> bool:
+        return self.dead_letter
 
     def _route(self, queue: str, eta: datetime | None) -> str:
         """``queue`` for a message due now, else the delay queue that feeds it when due."""

@@ -12,7 +12,7 @@ from kq.backend import BackendCapabilities, BackendSpec
 from kq.specs import lazy
 from kq.transport import TransportCapabilities, TransportSpec
 
-TRANSPORT_CAPABILITIES = TransportCapabilities(fanout=True)
+TRANSPORT_CAPABILITIES = TransportCapabilities(fanout=True, dead_letter=True)
 BACKEND_CAPABILITIES = BackendCapabilities(push=True, shared=False, counters=True, claims=True)
 
 

@@ -26,6 +26,7 @@ from redis.retry import Retry
 
 from kq.config import reject_unknown_options, safe_url
 from kq.exceptions import ConfigurationError
+from kq.redact import scrub
 
 #: redis-py errors that mean "the server cannot be used right now; try again later". A replica
 #: promoted or demoted under us answers READONLY, which a reconnect to the new master cures.
@@ -128,7 +129,8 @@ def connection_pool(url: str, options: Options, schemes: Collection[str]) -> red
         try:
             return redis.ConnectionPool.from_url(url, socket_keepalive=True, **common)
         except ValueError as exc:
-            raise ConfigurationError(f"invalid Redis URL {safe_url(url)}: {exc}") from None
+            raise ConfigurationError(f"invalid Redis URL {safe_url(url)}: {scrub(str(exc), url)} "
+                                     f"(percent-encode any / ? # @ in the password)") from None
     if parts.hostname or not parts.path or parts.path == "/":
         raise ConfigurationError(
             f"{safe_url(url)}: a redis+socket URL names a socket file and no host, like "
@@ -156,4 +158,4 @@ def unavailable_as(error: type[Exception], what: str, url: str) -> Iterator[None
     try:
         yield
     except CONNECTION_ERRORS as exc:
-        raise error(f"{what} at {safe_url(url)} is unavailable: {exc}") from exc
+        raise error(f"{what} at {safe_url(url)} is unavailable: {scrub(str(exc), url)}") from exc

@@ -42,7 +42,7 @@ import redis
 
 from kq.exceptions import BrokerUnavailable
 from kq.protocol import as_utc
-from kq.transport import Delivery, Envelope, Transport, TransportCapabilities
+from kq.transport import Delivery, Envelope, Transport, TransportCapabilities, dead_letter_queue
 
 from . import TRANSPORT_CAPABILITIES, TRANSPORT_SCHEMES, scripts, wire
 from .connection import TRANSPORT_OPTIONS, connection_pool, parse_options, unavailable_as
@@ -50,7 +50,6 @@ from .link import Link, Script
 
 log = logging.getLogger("kq.redis")
 
-DEAD_LETTER_SUFFIX = ".dlq"
 #: Redis ends blocked commands on its cron tick (every 100 ms at the default ``hz 10``).
 TICK = 0.1
 #: Pace of the polls in the last tick before a delayed message is due.
@@ -312,15 +311,16 @@ class RedisTransport(Transport):
 
     def reject(self, delivery: Delivery, *, requeue: bool, reason: str = "") -> None:
         """Requeue at the consumer end (the message was next), or dead-letter to ``<queue>.dlq``
-        with ``reason`` in header ``x-kq-reject-reason``. Nothing happens if the lease expired
-        and went back meanwhile: the message is in its queue again either way."""
+        with the kernel's dead-letter headers (:func:`.wire.dead_letter_copy`). Nothing happens
+        if the lease expired and went back meanwhile: the message is in its queue again either
+        way."""
         lease: Lease = delivery.tag
-        priority = wire.message_priority(lease.raw)
         if requeue:
             target, raw, end = lease.queue, wire.redelivered_copy(lease.raw), "R"
         else:
-            target = lease.queue + DEAD_LETTER_SUFFIX
-            raw, end = wire.dead_letter_copy(lease.raw, reason, target), "L"
+            target = dead_letter_queue(lease.queue)
+            raw, end = wire.dead_letter_copy(lease.raw, lease.queue, reason), "L"
+        priority = wire.message_priority(raw)
         with self._io():
             self._give_back_script(
                 keys=[self._keys.unacked, self._keys.unacked_index, self._keys.bucket(target, priority)],

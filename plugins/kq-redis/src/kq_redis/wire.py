@@ -25,18 +25,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from kq.transport import Envelope
+from kq.transport import Envelope, dead_letter_headers, dead_letter_queue
 
 #: kombu's separator between a queue name and its priority step.
 SEP = "\x06\x16"
-#: The header recording why a message was dead-lettered (the name kq-sqlite uses too).
-REJECT_REASON_HEADER = "x-kq-reject-reason"
 _PERSISTENT = 2
 
 
@@ -48,8 +47,8 @@ def wire_priority(priority: int | None) -> int:
 
 
 def kq_priority(wire: Any) -> int | None:
-    """The inverse of :func:`wire_priority`; ``None`` if the wire value is not a number."""
-    if isinstance(wire, bool) or not isinstance(wire, (int, float)):
+    """The inverse of :func:`wire_priority`; ``None`` if the wire value is not a finite number."""
+    if not _finite(wire):
         return None
     return 9 - min(max(int(wire), 0), 9)
 
@@ -130,19 +129,10 @@ def decode(raw: bytes) -> tuple[Envelope, bool]:
     properties = properties if isinstance(properties, dict) else {}
     headers = message.get("headers")
     headers = headers if isinstance(headers, dict) else {}
-    body = message.get("body")
     encoding = message.get("content-encoding")
     encoding = encoding if isinstance(encoding, str) else "utf-8"
-    try:
-        if properties.get("body_encoding") == "base64" and isinstance(body, str):
-            data = base64.b64decode(body, validate=True)
-        elif isinstance(body, str):
-            data = body.encode("utf-8")
-        elif body is None:
-            data = b""
-        else:
-            return _unreadable(raw), False
-    except (binascii.Error, ValueError):
+    data = _body(message)
+    if data is None:
         return _unreadable(raw), False
     content_type = message.get("content-type")
     envelope = Envelope(
@@ -176,19 +166,24 @@ def redelivered_copy(raw: bytes) -> bytes:
     return raw if message is None or not _mark_redelivered(message) else dumps(message)
 
 
-def dead_letter_copy(raw: bytes, reason: str, queue: str) -> bytes:
-    """``raw`` moved to dead-letter ``queue``: the rejection ``reason`` in header
-    :data:`REJECT_REASON_HEADER`, and ``queue`` as its routing key, so that a kombu consumer that
-    restores it puts it back there and not into the queue that refused it."""
+def dead_letter_copy(raw: bytes, queue: str, reason: str) -> bytes:
+    """``raw``, refused by ``queue``, as it goes to its dead-letter queue: with the kernel's
+    :func:`~kq.transport.dead_letter_headers`, and the dead-letter queue as its routing key, so
+    that a kombu consumer that restores it puts it back there and not into the queue that
+    refused it. Bytes that are not kombu's layout become the body of a new message (as
+    :func:`decode` reads them), so that they carry the reason too."""
+    target = dead_letter_queue(queue)
     message = _parse(raw)
-    if message is None:
-        return raw
+    if message is None or _body(message) is None:
+        envelope = _unreadable(raw)
+        headers = dead_letter_headers(envelope.headers, queue, reason)
+        return encode(attrs.evolve(envelope, headers=headers), target)
     headers = message.get("headers")
-    message["headers"] = {**(headers if isinstance(headers, Mapping) else {}),
-                          REJECT_REASON_HEADER: reason}
+    message["headers"] = dead_letter_headers(headers if isinstance(headers, Mapping) else {},
+                                             queue, reason)
     properties = message.get("properties")
     if isinstance(properties, dict):
-        properties["delivery_info"] = {"exchange": "", "routing_key": queue}
+        properties["delivery_info"] = {"exchange": "", "routing_key": target}
     return dumps(message)
 
 
@@ -206,7 +201,7 @@ def unacked_entry(value: bytes) -> Unacked | None:
     """Parse one value of the unacked hash; ``None`` if it is not kombu's layout."""
     try:
         entry = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if (
         not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], dict)
@@ -222,7 +217,11 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # 
 
 
 def dumps(message: Mapping[str, Any]) -> bytes:
-    return _encode(message).encode("utf-8")
+    text = _encode(message)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (from a hostile message): only \u escapes carry it
+        return json.dumps(message, separators=(",", ":")).encode("ascii")
 
 
 def _mark_redelivered(message: dict[str, Any]) -> bool:
@@ -237,7 +236,7 @@ def _mark_redelivered(message: dict[str, Any]) -> bool:
 def _priority_of(message: dict[str, Any] | None) -> int:
     properties = message.get("properties") if message else None
     wire = properties.get("priority") if isinstance(properties, dict) else None
-    if isinstance(wire, bool) or not isinstance(wire, (int, float)):
+    if not _finite(wire):
         return 0
     return min(max(int(wire), 0), 9)
 
@@ -245,13 +244,34 @@ def _priority_of(message: dict[str, Any] | None) -> int:
 def _parse(raw: bytes) -> dict[str, Any] | None:
     try:
         message = json.loads(raw)
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError included; RecursionError: too deep
         return None
     return message if isinstance(message, dict) else None
 
 
+def _body(message: dict[str, Any]) -> bytes | None:
+    """The body bytes of a parsed message; ``None`` if they cannot be read."""
+    properties = message.get("properties")
+    body = message.get("body")
+    try:
+        if isinstance(properties, dict) and properties.get("body_encoding") == "base64" \
+                and isinstance(body, str):
+            return base64.b64decode(body, validate=True)
+        if isinstance(body, str):
+            return body.encode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeEncodeError included: a lone surrogate
+        return None
+    return b"" if body is None else None
+
+
 def _unreadable(raw: bytes) -> Envelope:
     return Envelope(body=raw, content_type="", content_encoding="binary", headers={})
+
+
+def _finite(value: Any) -> bool:
+    """A number ``int()`` takes: JSON from other clients may say ``NaN`` or ``Infinity``."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value))
 
 
 def _text(value: Any) -> str | None:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from kq.backend import ResultBackend, StoredResult
 from kq.config import safe_url
 from kq.exceptions import BackendUnavailable
+from kq.redact import scrub
 
 from .config import database_url, parse_options
 from .flavours import Flavour
@@ -37,7 +38,8 @@ def reason(exc: BaseException) -> str:
 
 def unavailable(url: str, exc: BaseException) -> BackendUnavailable:
     """The error the kernel retries on; it names the URL with the password masked."""
-    return BackendUnavailable(f"result backend {safe_url(url)} is unavailable: {reason(exc)}")
+    return BackendUnavailable(f"result backend {safe_url(url)} is unavailable: "
+                              f"{scrub(reason(exc), url)}")
 
 
 def is_unavailable(exc: DBAPIError) -> bool:

@@ -24,14 +24,18 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from kq.exceptions import BrokerUnavailable, PluginError
-from kq.transport import Delivery, Envelope, Transport, TransportCapabilities
+from kq.transport import (
+    Delivery,
+    Envelope,
+    Transport,
+    TransportCapabilities,
+    dead_letter_headers,
+    dead_letter_queue,
+)
 
 from . import TRANSPORT_CAPABILITIES
 from .db import connect, database_path, immediate, parse_options, unavailable_on_error
 
-#: Header that records why a message was dead-lettered.
-REJECT_REASON_HEADER = "x-kq-reject-reason"
-DEAD_LETTER_SUFFIX = ".dlq"
 OPTIONS = ("visibility_timeout", "polling_interval", "synchronous", "busy_timeout")
 # Bound parameters per statement; 999 is the smallest limit any SQLite build has had.
 _MAX_VARIABLES = 900
@@ -205,9 +209,10 @@ class SQLiteTransport(Transport):
             if requeue:
                 self._conn.execute(_REQUEUE, (delivery.tag, self._token))
             else:
-                headers = _dumps({**delivery.envelope.headers, REJECT_REASON_HEADER: reason})
-                dlq = delivery.queue + DEAD_LETTER_SUFFIX
-                self._conn.execute(_DEAD_LETTER, (dlq, headers, delivery.tag, self._token))
+                headers = _dumps(dead_letter_headers(delivery.envelope.headers, delivery.queue,
+                                                     reason))
+                self._conn.execute(_DEAD_LETTER, (dead_letter_queue(delivery.queue), headers,
+                                                  delivery.tag, self._token))
             self._held.discard(delivery.tag)
 
     # -- inspection -----------------------------------------------------------------------
@@ -327,7 +332,9 @@ def _timestamp(eta: datetime) -> float:
 
 
 def _dumps(headers: Mapping[str, Any]) -> str:
-    return json.dumps(dict(headers), separators=(",", ":"), ensure_ascii=False)
+    # ASCII with \u escapes: a hostile message's lone surrogate cannot be stored as UTF-8, and
+    # failing to store it would leave a rejected message leased, to be delivered again forever.
+    return json.dumps(dict(headers), separators=(",", ":"))
 
 
 def _marks(values: Sequence[Any]) -> str:
