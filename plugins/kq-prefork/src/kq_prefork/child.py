@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
+import struct
 import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from billiard.pool import Worker
+from billiard.reduction import ForkingPickler
 
 from kq.exceptions import SoftTimeLimitExceeded
 from kq.execution import Runner
@@ -67,8 +70,9 @@ def run_job(job: Job) -> Outcome:
 
 
 class ChildWorker(Worker):
-    """billiard's process loop, with kq's signal handling installed after billiard's own, and
-    a receive that does not hold the job pipe's lock while it waits.
+    """billiard's process loop, with kq's signal handling installed after billiard's own, a
+    receive that does not hold the job pipe's lock while it waits, and results sent without
+    the result pipe's lock (:class:`ResultPipe`).
 
     - SIGUSR1 (soft time limit) raises kq's :class:`~kq.exceptions.SoftTimeLimitExceeded` in
       the running task, so ``except SoftTimeLimitExceeded`` in task code works; between jobs
@@ -105,12 +109,44 @@ class ChildWorker(Worker):
 
         return receive
 
+    def _make_child_methods(self, *args: Any, **kwargs: Any) -> None:
+        super()._make_child_methods(*args, **kwargs)
+        self.outq = ResultPipe(self.outq)
+
     def after_fork(self) -> None:
         super().after_fork()
         signal.signal(signal.SIGUSR1, _soft_time_limit)
         between_jobs = signal.getsignal(signal.SIGTERM)
         if callable(between_jobs):
             signal.signal(signal.SIGTERM, _terminate_handler(between_jobs))
+
+
+class ResultPipe:
+    """The result queue as a child writes to it: without the lock when it can.
+
+    All children send results (accepted, done) up one pipe, under one lock shared between
+    processes; billiard takes it for every message. A child killed while it holds it (a kill
+    every 2 s in tests/chaos hits one now and then) takes the lock with it, and no child can
+    report a job again: the pool stalls for good, its jobs unacked. A message framed as
+    billiard frames it (a 4-byte length, then the pickle) that fits in ``PIPE_BUF`` bytes is
+    written here in one ``write``, which POSIX makes atomic on a pipe: it cannot interleave
+    with another child's, so it needs no lock. Only larger ones (a long traceback) take it.
+    """
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+        self._fd = queue._writer.fileno()
+
+    def put(self, obj: Any) -> None:
+        payload = ForkingPickler.dumps(obj)
+        frame = struct.pack("!i", len(payload)) + payload
+        if len(frame) <= select.PIPE_BUF:
+            os.write(self._fd, frame)  # blocking pipe: all of it, or an error
+        else:
+            self._queue.send_payload(payload)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
 
 
 def _soft_time_limit(signum: int, frame: FrameType | None) -> None:
