@@ -5,6 +5,8 @@
 - plugin-<name>: one plugin with the core, running that plugin's tests (its contract suites);
   kq-sqlite and kq-threads too, which kq.testing's kq_app and kq_worker fixtures run on.
 - e2e: core and every plugin, running the cross-plugin end-to-end tests.
+- chaos: the same, running the fault-injection tests of tests/chaos (docs/reliability.md); `tests`
+  runs them too.
 - tests: core and every plugin in one environment, running everything (fastest full run).
 - bench: kq side by side with Celery and Dramatiq (bench/run.py); rewrites docs/benchmarks.md.
 - bench_smoke: the same with --quick, writing into a temporary directory (checks the harness).
@@ -68,6 +70,12 @@ def fuzz(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     install_kq(session, *PLUGINS)
     session.run("pytest", "tests/e2e", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    install_kq(session, *PLUGINS)
+    session.run("pytest", "tests/chaos", *session.posargs)
 
 
 @nox.session
