@@ -38,12 +38,18 @@ def reachable(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+def under_ci() -> bool:
+    """True under CI (``CI=true``), where a missing server or privilege fails a test instead
+    of skipping it."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def require(name: str) -> tuple[str, int]:
     """Return ``(host, port)`` of server ``name``, or skip (fail under CI) if it is down."""
     host, port = SERVERS[name]
     if not reachable(host, port):
         message = f"{name} is not reachable at {host}:{port}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if under_ci():
             pytest.fail(f"{message} (CI must start it: see .ci/run)")
         pytest.skip(message)
     return host, port

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -151,9 +152,23 @@ def _translating(method: Callable[..., Any], error: type[Exception]) -> Callable
         try:
             return method(self, *args, **kwargs)
         except sqlite3.OperationalError as exc:
-            raise error(f"SQLite database {database_path(self.url)}: {exc}") from exc
+            raise error(_describe(database_path(self.url), exc)) from exc
 
     return call
+
+
+def _describe(path: str, exc: sqlite3.OperationalError) -> str:
+    """The message of the kernel error that stands for ``exc``: it names the file, and for a
+    full disk says so plainly with the space left, since SQLite's own words ("database or disk
+    is full") leave the user guessing which disk and what to do."""
+    if str(exc) != "database or disk is full":  # SQLITE_FULL (sqlite_errorcode is 3.11+ only)
+        return f"SQLite database {path}: {exc}"
+    directory = os.path.dirname(path)
+    return (
+        f"SQLite database {path}: the disk is full ({shutil.disk_usage(directory).free} bytes "
+        f"free in {directory}), so this write was rolled back; free space there and kq workers "
+        f"resume by themselves"
+    )
 
 
 def _set_up(conn: sqlite3.Connection, path: str, options: Options, schema: str) -> None:
