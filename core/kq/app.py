@@ -462,7 +462,7 @@ class App:
             publisher, self._publisher = self._publisher, None
         if publisher is not None:
             try:
-                publisher.close()
+                publisher.disconnect()  # not close(): a silent peer would never answer a close
             except (BrokerUnavailable, OSError):
                 pass  # it is broken already
 

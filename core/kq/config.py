@@ -224,6 +224,11 @@ class Settings:
     worker_soft_shutdown_timeout: float | None = attrs.field(
         default=None, validator=_positive_number
     )
+    #: ``kq worker`` exits (code 70, the loop's stack logged) when its consumer loop has not
+    #: stepped for this many seconds, so a supervisor restarts it; ``None`` never. A healthy
+    #: loop steps every second or so, and its slowest legitimate wait (a broker or backend
+    #: timing out) is well under the default. See docs/reliability.md.
+    worker_watchdog_timeout: float | None = attrs.field(default=300.0, validator=_positive_number)
     #: Pool-specific options, passed to the pool factory.
     worker_pool_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
     #: Seconds a revoke is remembered (workers skip the task until then); see docs/tasks.md.
@@ -311,7 +316,8 @@ def _parse_env(name: str, raw: str) -> Any:
     """Convert an environment string to the setting's type, judged from its default."""
     field = _FIELDS[name]
     default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
-    nullable = field.default is None or name in ("result_backend", "result_expires")
+    nullable = field.default is None or name in ("result_backend", "result_expires",
+                                                 "worker_watchdog_timeout")
     if nullable and raw.strip().lower() in ("none", "null"):
         return None
     try:

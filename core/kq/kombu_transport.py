@@ -26,12 +26,22 @@ Errors: every public method raises :class:`~kq.exceptions.BrokerUnavailable` for
 connection errors and for channel errors, because a channel error leaves the instance without
 a usable channel (py-amqp reopens it, but without its consumers) and the only cure is the one
 the kernel applies to a broken connection: close the instance and open a new one.
+
+Heartbeats: a connection that dies without a reset (a NAT entry or firewall that drops it, a
+machine that vanishes) looks idle, not broken: reads just time out. A connection opened to
+consume therefore offers the broker a heartbeat of ``heartbeat`` seconds (the option, else
+:attr:`KombuTransport.default_heartbeat`; 0 for none), where the transport supports them
+(py-amqp does). Every fetch, and :meth:`KombuTransport.keep_alive` which the worker calls when
+it does not fetch, sends one when due and raises ``BrokerUnavailable`` once nothing has arrived
+for two intervals. Connections opened to publish offer none: a publisher may sit idle for
+longer than that, and nothing would tick its heartbeats meanwhile.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -46,7 +56,7 @@ import kombu
 from kombu.exceptions import ChannelError
 
 from .config import safe_url
-from .exceptions import BrokerUnavailable, KQError, PluginError
+from .exceptions import BrokerUnavailable, ConfigurationError, KQError, PluginError
 from .redact import scrub
 from .transport import Delivery, Envelope, Transport, dead_letter_headers, dead_letter_queue
 
@@ -89,11 +99,13 @@ def kombu_errors(connection: kombu.Connection | None, url: str,
 
 
 def connect(url: str, transport_options: Mapping[str, Any],
-            unavailable: type[KQError] = BrokerUnavailable) -> tuple[kombu.Connection, Any]:
+            unavailable: type[KQError] = BrokerUnavailable,
+            heartbeat: float = 0.0) -> tuple[kombu.Connection, Any]:
     """A new kombu connection and a channel on it, after one attempt: retrying and backing off
     is the caller's policy, not kombu's. A failure raises ``unavailable`` naming the URL, never
-    the password."""
-    connection = kombu.Connection(url, transport_options=dict(transport_options))
+    the password. ``heartbeat`` (seconds, 0 for none) is offered to the broker; whoever asks
+    for it must then call ``heartbeat_check`` about once a second."""
+    connection = kombu.Connection(url, heartbeat=heartbeat, transport_options=dict(transport_options))
     errors = (*connection.connection_errors, *connection.channel_errors, OSError)
     try:
         connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
@@ -160,10 +172,20 @@ class KombuTransport(Transport):
     #: kombu transport options this broker needs unless the user sets them otherwise.
     transport_defaults: ClassVar[Mapping[str, Any]] = {}
     #: Options the adapter (or a subclass) reads itself; every other option goes to kombu.
-    adapter_options: ClassVar[frozenset[str]] = frozenset({"prefetch_count"})
+    adapter_options: ClassVar[frozenset[str]] = frozenset({"prefetch_count", "heartbeat"})
+    #: Heartbeat (s) a consuming connection offers unless the ``heartbeat`` option says
+    #: otherwise; 0 for none. See "Heartbeats" in the module docstring.
+    default_heartbeat: ClassVar[float] = 0.0
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
+        heartbeat = self.options.get("heartbeat", self.default_heartbeat)
+        if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not (
+                0 <= heartbeat < math.inf):
+            raise ConfigurationError(
+                f"broker_transport_options['heartbeat'] must be a number of seconds >= 0 (0 turns "
+                f"heartbeats off), got {heartbeat!r}")
+        self.heartbeat = float(heartbeat)
         self._reset()
 
     def _reset(self) -> None:
@@ -183,15 +205,16 @@ class KombuTransport(Transport):
 
     # -- connection -----------------------------------------------------------------------
 
-    def _open(self) -> Any:
-        """The channel, connecting first if needed."""
+    def _open(self, consume: bool = False) -> Any:
+        """The channel, connecting first if needed, with heartbeats if it is to ``consume``."""
         if self._channel is not None:
             return self._channel
         transport_options = dict(self.transport_defaults)
         transport_options.update(
             (k, v) for k, v in self.options.items() if k not in self.adapter_options
         )
-        connection, channel = connect(self.url, transport_options)
+        connection, channel = connect(self.url, transport_options,
+                                      heartbeat=self.heartbeat if consume else 0.0)
         _keep_bodies_as_sent(channel)
         self._connection, self._channel = connection, channel
         return channel
@@ -232,6 +255,32 @@ class KombuTransport(Transport):
         finally:
             self._reset()
             connection.release()
+
+    def disconnect(self) -> None:
+        """Drop a failed connection without a word to the broker: a peer that went silent would
+        never answer a cancel or a close. The broker requeues what the connection held when it
+        notices it is gone (at once on a reset, after its heartbeat timeout on a silent path)."""
+        connection = self._connection
+        self._reset()
+        if connection is not None:
+            try:
+                connection.collect()
+            except Exception:  # it is broken already; forgetting it is all that is left
+                log.debug("kq: could not drop a failed connection", exc_info=True)
+
+    @_translated
+    def keep_alive(self) -> None:
+        """Read what the broker sent (its heartbeats among it), send a heartbeat when one is
+        due, and raise :class:`~kq.exceptions.BrokerUnavailable` when the broker has been silent
+        for two heartbeat intervals."""
+        connection = self._connection
+        if connection is None or not self.heartbeat:
+            return
+        try:
+            connection.drain_events(timeout=0)
+        except TimeoutError:
+            pass
+        connection.heartbeat_check()
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -300,10 +349,19 @@ class KombuTransport(Transport):
         assert self._connection is not None
         drain, buffer = self._connection.drain_events, self._buffer
         deadline = time.monotonic() + timeout
+        # With heartbeats, waits are cut into slices so they are checked (and sent) in time,
+        # each check after a read: what the broker sent meanwhile is its sign of life.
+        beat_every = self.heartbeat / 4 if self.heartbeat else math.inf
         while not buffer:
+            remaining = deadline - time.monotonic()
             try:
-                drain(timeout=max(deadline - time.monotonic(), 0))
+                drain(timeout=max(min(remaining, beat_every), 0))
+                timed_out = False
             except TimeoutError:  # socket.timeout, as kombu raises it
+                timed_out = True
+            if self.heartbeat:
+                self._connection.heartbeat_check()
+            if timed_out and remaining <= beat_every:
                 break
         while buffer and len(buffer) < limit:  # top up the batch with what is already here
             try:
@@ -314,7 +372,7 @@ class KombuTransport(Transport):
 
     def _consume(self, queues: tuple[str, ...], limit: int) -> None:
         self._stop_consuming()
-        channel = self._open()
+        channel = self._open(consume=True)
         for name in queues:
             if name not in self._subscriptions:
                 self._ensure_queue(name)
@@ -466,7 +524,7 @@ class KombuTransport(Transport):
             name, exchange=self._fanout(channel), routing_key="",
             durable=False, exclusive=True, auto_delete=True,
         )
-        queue(self._open()).declare()
+        queue(self._open(consume=True)).declare()
         self._declared.add(name)
         self._exchanges.add(channel)
         self._subscriptions[name] = queue

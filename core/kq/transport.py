@@ -175,6 +175,14 @@ class Transport(abc.ABC):
         """Stop a subscription made by :meth:`subscribe`."""
         raise PluginError(f"{type(self).__name__} does not support broadcast (fanout)")
 
+    def keep_alive(self) -> None:  # noqa: B027 - optional hook, for connections with heartbeats
+        """Keep a consuming connection's heartbeats going while it does not fetch.
+
+        The worker calls this about once a second while its prefetch window is full. A
+        transport whose connection exchanges heartbeats sends one when due here and raises
+        :class:`BrokerUnavailable` when the broker has gone silent; others need nothing.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook, most transports need it
         """Release connections. Messages fetched and not yet acked go back to their queues."""
 

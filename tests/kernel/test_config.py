@@ -64,6 +64,15 @@ def test_invalid_environment_value(monkeypatch):
         App("t").conf  # noqa: B018
 
 
+def test_the_watchdog_is_on_by_default_and_the_environment_can_turn_it_off(monkeypatch):
+    assert App("t").conf.worker_watchdog_timeout == 300
+    monkeypatch.setenv("KQ_WORKER_WATCHDOG_TIMEOUT", "none")
+    assert App("t").conf.worker_watchdog_timeout is None
+    monkeypatch.setenv("KQ_WORKER_WATCHDOG_TIMEOUT", "0")
+    with pytest.raises(ConfigurationError, match="worker_watchdog_timeout"):
+        App("t").conf  # noqa: B018
+
+
 def test_every_setting_is_documented():
     import pathlib
 

@@ -14,6 +14,7 @@ from ..beat import Beat
 from ..plugins import get_plugins
 from ..worker import Worker
 from ..worker.probes import serve_probes
+from ..worker.watchdog import start_watchdog
 from .beat import start_embedded
 from .common import app_options, make_app, setup_logging
 
@@ -111,7 +112,8 @@ def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
     SIGTERM or Ctrl-C stops warmly: no new tasks start, running ones finish (within
     --soft-shutdown-timeout if given), prefetched ones go back to the broker, and the exit code
     is 0. A second signal (or SIGQUIT) exits at once with code 1; tasks that were not acked are
-    then redelivered by the broker.
+    then redelivered by the broker. A consumer loop stuck for worker_watchdog_timeout seconds
+    (300 by default) logs its stack and exits with code 70, for a supervisor to restart it.
     """
     setup_logging(loglevel)
     if pool:
@@ -136,9 +138,12 @@ def worker(app_spec: str | None, broker: str | None, result_backend: str | None,
     embedded = Beat(app) if embed_beat else None
     if embedded is not None:
         thread = start_embedded(embedded)
+    watchdog = start_watchdog(the_worker)
     try:
         the_worker.run()
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         if embedded is not None:
             embedded.stop()
             thread.join(timeout=5)

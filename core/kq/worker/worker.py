@@ -110,6 +110,9 @@ class Worker:
         self.events = (EventDispatcher(app, self.hostname, buffered=True)
                        if conf.worker_send_task_events else None)
         self.last_step = 0.0  # monotonic time the loop last began a step: liveness
+        #: The loop is inside a pool's ``submit``, where a pool may run the job itself (solo):
+        #: a long task there is not a stuck loop (see :mod:`.watchdog`).
+        self.in_submit = False
         self.pool: Pool | None = None
         self.transport: Transport | None = None
         self._stopping = threading.Event()
@@ -264,6 +267,7 @@ class Worker:
             if want <= 0:
                 if acks:
                     self.transport.ack(acks)
+                self.transport.keep_alive()  # no fetch to carry the heartbeats this turn
             else:
                 # With work reserved or just started, top up without blocking.
                 timeout = 0.0 if self._reserved or started else wait
@@ -389,7 +393,11 @@ class Worker:
                 if not acks_late:
                     self._to_ack.append(self._take_delivery(job.ticket))
                 self._active[job.ticket] = (job, time.time())
-                pool.submit(job, self._on_done)
+                self.in_submit = True
+                try:
+                    pool.submit(job, self._on_done)
+                finally:
+                    self.in_submit = False
                 self.task_metrics.count(job.message.task, STARTED)
                 if self.events is not None:
                     self.events.task_started(job.message.id)
@@ -572,14 +580,17 @@ class Worker:
                      self.hostname, self.stats.succeeded, self.stats.failed, self.stats.rejected)
 
     def _drain_pool(self) -> None:
-        """Let running tasks finish, for at most ``worker_soft_shutdown_timeout`` seconds."""
+        """Let running tasks finish, for at most ``worker_soft_shutdown_timeout`` seconds,
+        keeping the broker connection's heartbeats going meanwhile (their acks go out on it)."""
         timeout = self.app.conf.worker_soft_shutdown_timeout
-        if timeout is None or not self._running:
-            self.pool.shutdown(wait=True)
-            return
-        deadline = time.monotonic() + timeout
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
         while self._running and (remaining := deadline - time.monotonic()) > 0:
             self._collect_done(block=True, timeout=min(0.5, remaining))
+            if self.transport is not None:
+                try:
+                    self.transport.keep_alive()
+                except (BrokerUnavailable, OSError):
+                    pass  # the acks will fail and say so; the broker redelivers
         if not self._running:
             self.pool.shutdown(wait=True)
             return

@@ -259,10 +259,28 @@ def test_quorum_queues_give_back_and_dead_letter_too(make: Callable[..., AMQPTra
     ({"max_priority": 0}, "max_priority"),
     ({"max_priority": True}, "max_priority"),
     ({"dead_letter": "yes"}, "dead_letter"),
+    ({"heartbeat": -1}, "heartbeat"),
+    ({"heartbeat": "30"}, "heartbeat"),
 ])
 def test_invalid_options_name_the_option(amqp_url: str, options: dict[str, Any], name: str) -> None:
     with pytest.raises(ConfigurationError, match=f"broker_transport_options\\['{name}'\\]"):
         AMQPTransport(amqp_url, options)
+
+
+# -- heartbeats -----------------------------------------------------------------------------
+
+def test_consuming_connections_have_heartbeats_and_publishing_ones_none(
+        make: Callable[..., AMQPTransport], queue_name: Callable[[], str]) -> None:
+    """A publisher may idle for longer than two heartbeats with nothing to send them, so only
+    a connection opened to consume offers them (the silent-loss test is in tests/chaos)."""
+    queue = queue_name()
+    publisher, consumer, off = make(), make(heartbeat=5), make(heartbeat=0)
+    publisher.publish(queue, envelope(1))
+    assert consumer.fetch([queue], 1, 5) and off.fetch([queue], 1, 0.2) == []
+    assert publisher._connection.connection.heartbeat == 0
+    assert consumer._connection.connection.heartbeat == 5
+    assert off._connection.connection.heartbeat == 0
+    consumer.keep_alive()  # nothing missed: no error
 
 
 # -- delay queues ---------------------------------------------------------------------------

@@ -51,6 +51,14 @@ DELAY_QUEUE_LEASE_MS = 60_000
 #: it until it is due, as for a broker without native delay.
 MAX_DELAY_MS = 2**31 - 1 - DELAY_QUEUE_LEASE_MS
 QUEUE_TYPES = ("classic", "quorum")
+#: Default AMQP heartbeat (s) of consuming connections: a silently dead one is noticed within
+#: two of them (see "Heartbeats" in :mod:`kq.kombu_transport`).
+HEARTBEAT = 30.0
+#: Default bound (s) on every wait for RabbitMQ's answer (a publish's confirm, a declare, a
+#: channel opening) and on every write, as py-amqp's ``read_timeout``/``write_timeout``: over
+#: a connection that went silent they would wait forever. Then ``BrokerUnavailable`` is raised,
+#: and the client's publish retries (or the worker's reconnection) take over.
+IO_TIMEOUT = 30.0
 
 
 def delay_bucket(delay_ms: int) -> int:
@@ -67,13 +75,19 @@ class AMQPTransport(KombuTransport):
     be ``None`` for quorum queues, which RabbitMQ 3.x gives no priorities). ``dead_letter``:
     route rejected messages to ``<queue>.dlq`` (default true). Setting both off declares queues
     exactly as Celery does by default. ``prefetch_count``: see :mod:`kq.kombu_transport`.
+    ``heartbeat``: seconds between AMQP heartbeats on consuming connections (default
+    :data:`HEARTBEAT`; 0 for none): a connection that went silent is given up after two.
+    py-amqp's ``read_timeout`` and ``write_timeout`` default to :data:`IO_TIMEOUT`.
     """
 
     capabilities: ClassVar[TransportCapabilities] = TRANSPORT_CAPABILITIES
-    transport_defaults: ClassVar[Mapping[str, Any]] = {"confirm_publish": True}
+    transport_defaults: ClassVar[Mapping[str, Any]] = {
+        "confirm_publish": True, "read_timeout": IO_TIMEOUT, "write_timeout": IO_TIMEOUT,
+    }
     adapter_options: ClassVar[frozenset[str]] = KombuTransport.adapter_options | {
         "queue_type", "max_priority", "dead_letter",
     }
+    default_heartbeat: ClassVar[float] = HEARTBEAT
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
