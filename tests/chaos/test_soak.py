@@ -43,10 +43,9 @@ from pathlib import Path
 import attrs
 import psutil
 import pytest
-import redis
 
 from kq import App, GroupResult, signature
-from kq.testing.servers import hold
+from kq.testing.servers import delete_redis_keys, hold
 from kq.testing.worker import WorkerProcess
 
 APPS = Path(__file__).parent / "apps"
@@ -152,18 +151,7 @@ def soak_redis() -> Iterator[tuple[str, str]]:
     prefix = f"kqsoak-{uuid.uuid4().hex[:12]}:"
     with hold("redis") as (host, port):
         yield f"redis://{host}:{port}/15", prefix
-        client = redis.Redis(host=host, port=port, db=15, socket_timeout=30)
-        try:
-            keys = []
-            for key in client.scan_iter(match=f"{prefix}*", count=10_000):
-                keys.append(key)
-                if len(keys) == 10_000:
-                    client.delete(*keys)
-                    keys.clear()
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        delete_redis_keys(prefix, host=host, port=port)
 
 
 def test_soak_rss_stays_flat(tmp_path: Path, soak_redis: tuple[str, str],

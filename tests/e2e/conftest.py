@@ -11,10 +11,9 @@ from typing import Any
 
 import amqp
 import pytest
-import redis
 
 from kq import App
-from kq.testing.servers import hold, require
+from kq.testing.servers import delete_redis_keys, hold, require
 from kq.testing.worker import BeatProcess, WorkerProcess
 
 APPS = pathlib.Path(__file__).parent / "apps"
@@ -57,13 +56,7 @@ def redis_prefix() -> Iterator[str]:
     """A key prefix of the test's own in Redis database 15; its keys are deleted afterwards."""
     prefix = f"kqtest-{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis(port=6379, db=15, socket_timeout=10)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_keys(prefix)
 
 
 @pytest.fixture

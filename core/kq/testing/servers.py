@@ -76,3 +76,22 @@ def hold(name: str, *, exclusive: bool = False, wait: float = 600.0) -> Iterator
                     pytest.fail(f"{path} stayed locked for {wait:.0f} s")
                 time.sleep(0.1)
         yield require(name)
+
+
+def delete_redis_keys(prefix: str, db: int = 15, host: str = "127.0.0.1", port: int = 6379) -> None:
+    """Delete every key under ``prefix`` in Redis database ``db``, in batches (a soak test may
+    leave hundreds of thousands): the clean-up of tests that give themselves a key prefix."""
+    import redis  # only tests of Redis plugins call this; the kernel does not need redis-py
+
+    client = redis.Redis(host=host, port=port, db=db, socket_timeout=30)
+    try:
+        batch = []
+        for key in client.scan_iter(match=f"{prefix}*", count=10_000):
+            batch.append(key)
+            if len(batch) == 10_000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()

@@ -13,13 +13,12 @@ from typing import Any
 import amqp
 import attrs
 import pytest
-import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from kq.testing.servers import hold, require
+from kq.testing.servers import delete_redis_keys, hold, require
 
 EDDSA = (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
 
@@ -101,13 +100,7 @@ def redis_broker() -> Iterator[dict[str, Any]]:
     with hold("redis") as (host, port):  # waits while a restart test elsewhere holds it
         yield {"broker_url": f"redis://{host}:{port}/15",
                "broker_transport_options": {"global_keyprefix": prefix}}
-        client = redis.Redis(host=host, port=port, db=15)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        delete_redis_keys(prefix, host=host, port=port)
 
 
 @pytest.fixture
