@@ -126,9 +126,11 @@ def records(count: int) -> list[SimpleNamespace]:
 
 
 def test_worker_notices_a_silent_broker_connection_and_resumes(broker, ledger, tmp_path):
-    """The path to the broker goes silent (no RST, no FIN) while the worker waits for work;
-    tasks are published meanwhile. The worker gives the dead connection up within the bound,
-    and once the path is back it is consuming again within RESUME_WITHIN; nothing is lost."""
+    """The path to the broker goes silent (no RST, no FIN) while the worker waits for work,
+    and tasks are published at once, while the worker still waits on the dead connection: the
+    broker may answer its wait into that connection, which must not take a message with it.
+    The worker gives the dead connection up within the bound, and once the path is back it is
+    consuming again within RESUME_WITHIN; nothing is lost."""
     client = broker.client()
     with Proxy(broker.address) as proxy:
         worker = start_worker(tmp_path, worker_env(broker.url("127.0.0.1", proxy.port),
@@ -139,10 +141,10 @@ def test_worker_notices_a_silent_broker_connection_and_resumes(broker, ledger, t
 
             cut_at = time.monotonic()
             proxy.cut(blackhole_new=True)  # a lasting outage: new connections go nowhere either
+            sent += publish(client, "chaos.record", BATCH)  # into the worker's dead wait
             wait_until(lambda: "broker connection lost" in worker.output(), 3 * BOUND,
                        "the worker gave the silent connection up")
             detected = time.monotonic() - cut_at
-            sent += publish(client, "chaos.record", BATCH)  # while the worker cannot consume
 
             restored_at = time.monotonic()
             proxy.restore()

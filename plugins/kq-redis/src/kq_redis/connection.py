@@ -56,11 +56,15 @@ class Options:
     #: kept well below it); and seconds to wait for a connection to be established.
     socket_timeout: float = 30.0
     socket_connect_timeout: float = 5.0
+    #: Keep a message published with an ``eta`` in kq's delayed set until it is due (true), or
+    #: push it to its queue at once, where the worker that takes it holds it until it is due,
+    #: as kombu does (false): Celery workers read only the queue.
+    native_delay: bool = True
 
 
 TRANSPORT_OPTIONS = (
     "visibility_timeout", "priority_steps", "global_keyprefix", "unacked_key",
-    "unacked_index_key", "socket_timeout", "socket_connect_timeout",
+    "unacked_index_key", "socket_timeout", "socket_connect_timeout", "native_delay",
 )
 BACKEND_OPTIONS = ("global_keyprefix", "socket_timeout", "socket_connect_timeout")
 
@@ -78,6 +82,11 @@ def parse_options(options: Mapping[str, Any], accepted: Collection[str]) -> Opti
         elif name in ("global_keyprefix", "unacked_key", "unacked_index_key"):
             if not isinstance(value, str) or (name != "global_keyprefix" and not value):
                 raise ConfigurationError(f"redis option {name} must be a string, got {value!r}")
+            values[name] = value
+        elif name == "native_delay":
+            if not isinstance(value, bool):
+                raise ConfigurationError(f"redis option native_delay must be true or false, "
+                                         f"got {value!r}")
             values[name] = value
         else:
             values[name] = _positive_number(name, value)

@@ -6,22 +6,24 @@ when a lease expires or a delayed message is due. Scores are written as ``%.6f``
 compared as numbers, which makes the lease stamp a client keeps exact.
 """
 
-#: Move due delayed messages to their queues, claim up to ``limit`` messages, and report leases
-#: past the visibility timeout and when the next delayed message is due.
+#: Move due delayed messages to their queues, claim up to ``limit`` messages, ring the bell of
+#: each queue that still has messages (so that the next blocked consumer wakes for them), and
+#: report leases past the visibility timeout and when the next delayed message is due.
 #:
 #: KEYS: unacked hash, unacked index; then per queue its delayed set followed by its lists in
-#: the order they are served.
+#: the order they are served; then each queue's bell.
 #: ARGV: limit, visibility timeout (s), tag prefix, tag counter, priority steps as digits
-#: ("0369"), index in KEYS of a list to push ARGV[7] back onto first (0: none), that message,
-#: then each queue's name as a JSON string (the routing key of its unacked entries).
+#: ("0369"), bell TTL (s), then each queue's name as a JSON string (the routing key of its
+#: unacked entries).
 #: Returns {lease stamp, seconds until the next due message or '', {queue index, tag,
 #: message}..., {tag, score, unacked value}... of expired leases}.
 CLAIM = """
 local limit = tonumber(ARGV[1])
 local steps = ARGV[5]
 local nsteps = #steps
-local nqueues = #ARGV - 7
+local nqueues = #ARGV - 6
 local stride = nsteps + 1
+local bells = 2 + nqueues * stride
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stamp = string.format('%.6f', now)
@@ -31,10 +33,6 @@ local function chunked(command, key, args)
     redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
   end
 end
-
--- A message a blocking pop took to wake us goes back where it was, to be claimed below.
-local back = tonumber(ARGV[6])
-if back > 0 then redis.call('RPUSH', KEYS[back], ARGV[7]) end
 
 -- Due delayed messages join their list at the consumer end, the earliest due first. Each
 -- member is the message's wire priority digit followed by the message.
@@ -65,7 +63,7 @@ for bucket = 1, nsteps do
         taken = taken + 1
         local tag = ARGV[3] .. (counter + taken)
         fields[#fields + 1] = tag
-        fields[#fields + 1] = '[' .. message .. ',"",' .. ARGV[8 + q] .. ']'
+        fields[#fields + 1] = '[' .. message .. ',"",' .. ARGV[7 + q] .. ']'
         scores[#scores + 1] = stamp
         scores[#scores + 1] = tag
         claimed[#claimed + 1] = q
@@ -78,6 +76,23 @@ end
 if taken > 0 then
   chunked('HSET', KEYS[1], fields)
   chunked('ZADD', KEYS[2], scores)
+end
+
+-- Consumers block on bells, not on the lists (a pop there would take a message out of Redis),
+-- and a bell holds one ring: pass it on while messages are left, as the blocked pop of each
+-- message would have. Under the limit, every list was emptied.
+if taken >= limit then
+  for q = 0, nqueues - 1 do
+    for bucket = 1, nsteps do
+      if redis.call('LLEN', KEYS[3 + q * stride + bucket]) > 0 then
+        local bell = KEYS[bells + q + 1]
+        redis.call('LPUSH', bell, '1')
+        redis.call('LTRIM', bell, 0, 0)
+        redis.call('EXPIRE', bell, ARGV[6])
+        break
+      end
+    end
+  end
 end
 
 -- Leases older than the visibility timeout: their consumer is gone (or far too slow).
@@ -100,6 +115,15 @@ end
 local due_in = ''
 if next_due then due_in = string.format('%.6f', next_due - now) end
 return {stamp, due_in, claimed, expired}
+"""
+
+#: Publish: push a message and ring its queue's bell, in one command (cheaper for the client
+#: than four). KEYS: the list, the bell. ARGV: message, bell TTL (s).
+PUSH = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LPUSH', KEYS[2], '1')
+redis.call('LTRIM', KEYS[2], 0, 0)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
 """
 
 #: Give a leased message back (to its queue, or to a dead-letter queue), only if the lease is
@@ -138,17 +162,24 @@ return total
 #: Copy a message into every live subscriber's private queue, first forgetting subscribers whose
 #: registration expired (their process died without unsubscribing) along with their queues.
 #: KEYS: the channel's subscriber set. ARGV: message, key prefix, the suffix of the list the
-#: message goes to, then the suffixes of all of a queue's lists.
+#: message goes to, the prefix of a queue's bell key (its name follows), the bell TTL (s), then
+#: the suffixes of all of a queue's lists.
 #: Returns how many subscribers got a copy.
 BROADCAST = """
 local t = redis.call('TIME')
 local now = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
 local dead = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE')
 for _, queue in ipairs(dead) do
-  for i = 4, #ARGV do redis.call('DEL', ARGV[2] .. queue .. ARGV[i]) end
+  for i = 6, #ARGV do redis.call('DEL', ARGV[2] .. queue .. ARGV[i]) end
 end
 if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) end
 local live = redis.call('ZRANGE', KEYS[1], 0, -1)
-for _, queue in ipairs(live) do redis.call('LPUSH', ARGV[2] .. queue .. ARGV[3], ARGV[1]) end
+for _, queue in ipairs(live) do
+  redis.call('LPUSH', ARGV[2] .. queue .. ARGV[3], ARGV[1])
+  local bell = ARGV[4] .. queue
+  redis.call('LPUSH', bell, '1')
+  redis.call('LTRIM', bell, 0, 0)
+  redis.call('EXPIRE', bell, ARGV[5])
+end
 return #live
 """

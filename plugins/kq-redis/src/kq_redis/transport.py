@@ -7,14 +7,18 @@ its own. A message therefore always lives in Redis (in a list, a delayed set or 
 hash) until it is acked; a consumer that dies leaves its leases behind, and the next fetch of any
 consumer gives back those older than ``visibility_timeout``, flagged as redelivered.
 
-When nothing is ready, ``fetch`` blocks in BRPOP on the queues' lists and their *bells* (lists a
-publisher of a delayed message pushes to). BRPOP is only the wake-up: a message it pops is
-pushed back by the next claim, inside that script. Until then the message is in this process
-only, the one window where it can be lost (as in kombu, where every message crosses it): if the
-process dies or the connection breaks between BRPOP's reply and the claim. A consumer also
-wakes by itself when the next delayed message is due and when its fetch timeout ends (the worker
-times its held jobs by it); Redis ends a blocked command only on its 100 ms cron tick, so it
-blocks until one tick before and polls the last stretch in 10 ms steps.
+When nothing is ready, ``fetch`` blocks in BRPOP on the queues' *bells* (``_kq.bell.<queue>``),
+never on their lists: a blocking pop on a list takes the message out of Redis, and a consumer
+that dies, or whose connection went silent, before its claim would lose it (kombu's consumers
+cross that window with every message). A bell carries nothing, so a ring popped into a dead
+process or connection costs a wake-up, not a message. Every kq publish, give-back and broadcast
+rings the bell after its message is in Redis; a bell holds one ring, and a claim that leaves
+messages behind rings again for the next blocked consumer. Messages pushed without a ring (by
+Celery clients: a plain LPUSH) are found by the poll: a consumer blocks at most
+:data:`POLL_INTERVAL` before it claims again. A consumer also wakes by itself when the next
+delayed message is due and when its fetch timeout ends (the worker times its held jobs by it);
+Redis ends a blocked command only on its 100 ms cron tick, so it blocks until one tick before
+and polls the last stretch in 10 ms steps.
 
 Acks are one pipelined MULTI; rejects and give-backs are conditional on the lease still being
 the caller's (:data:`.scripts.GIVE_BACK`), so a lease that expired and went to someone else is
@@ -56,6 +60,9 @@ TICK = 0.1
 APPROACH_STEP = 0.01
 #: Seconds a bell is kept: only consumers blocked at the time need it.
 BELL_TTL = 60
+#: Longest block on the bells (s): how late a message pushed without a ring (by a Celery client)
+#: can be found by a consumer that was idle.
+POLL_INTERVAL = 1.0
 _MAX_ARGS = 1000
 
 
@@ -77,8 +84,7 @@ class _Plan:
     queues: tuple[str, ...]
     keys: tuple[str, ...]  # KEYS of the claim script
     names: tuple[str, ...]  # each queue as a JSON string
-    waits: tuple[str, ...]  # what BRPOP watches: every list, then every bell
-    index: Mapping[bytes, int]  # BRPOP's key -> its position in KEYS (1-based, as in Lua)
+    bells: tuple[str, ...]  # what BRPOP watches
 
 
 class RedisTransport(Transport):
@@ -88,6 +94,8 @@ class RedisTransport(Transport):
     ([0, 3, 6, 9]), ``global_keyprefix`` (""), ``unacked_key`` ("unacked"),
     ``unacked_index_key`` ("unacked_index"), ``socket_timeout`` (s, 30),
     ``socket_connect_timeout`` (s, 5); the first five mean what they mean in kombu.
+    ``native_delay`` (true): false pushes a message with an ``eta`` to its queue at once, for
+    Celery workers, which read only the queue (the worker that takes it holds it until due).
     """
 
     capabilities: ClassVar[TransportCapabilities] = TRANSPORT_CAPABILITIES
@@ -101,10 +109,12 @@ class RedisTransport(Transport):
                                opts.global_keyprefix + opts.unacked_key,
                                opts.global_keyprefix + opts.unacked_index_key)
         self._visibility = opts.visibility_timeout
+        self._native_delay = opts.native_delay
         self._max_block = opts.socket_timeout / 2  # a blocked read must not look like a dead link
         self._steps = "".join(str(step) for step in opts.priority_steps)
         self._claim_script = Script(scripts.CLAIM)
-        self._link = Link(self._pool, [self._claim_script])  # claim, ack, wake, publish
+        self._push_script = Script(scripts.PUSH)
+        self._link = Link(self._pool, [self._claim_script, self._push_script])  # claim, ack, wake, publish
         self._give_back_script = self._redis.register_script(scripts.GIVE_BACK)
         self._ready_script = self._redis.register_script(scripts.READY)
         self._broadcast_script = self._redis.register_script(scripts.BROADCAST)
@@ -132,29 +142,44 @@ class RedisTransport(Transport):
     def publish(self, queue: str, envelope: Envelope, *, eta: datetime | None = None) -> None:
         raw = wire.encode(envelope, queue)
         priority = wire.wire_priority(envelope.priority)
-        due = None if eta is None else as_utc(eta).timestamp()
+        due = None if eta is None or not self._native_delay else as_utc(eta).timestamp()
         with self._io():
             if due is None or due <= time.time():
-                self._link.run(("LPUSH", self._keys.bucket(queue, priority), raw))
-                return
-            bell = self._keys.bell(queue)
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.zadd(self._keys.delayed(queue), {str(priority).encode() + raw: due})
-            pipe.lpush(bell, b"1").ltrim(bell, 0, 0).expire(bell, BELL_TTL)
-            pipe.execute()
+                self._link.run(self._push_script.command(
+                    [self._keys.bucket(queue, priority), self._keys.bell(queue)], [raw, BELL_TTL]))
+            else:
+                member = str(priority).encode() + raw
+                self._link.run(("ZADD", self._keys.delayed(queue), f"{due:.6f}", member),
+                               *self._ring(queue))
+
+    def _ring(self, queue: str) -> list[tuple[Any, ...]]:
+        """The commands that ring ``queue``'s bell, to send after the message is in Redis: a
+        ring wakes one blocked consumer, and a bell holds one (the claim script passes it on
+        while messages are left)."""
+        bell = self._keys.bell(queue)
+        return [("LPUSH", bell, b"1"), ("LTRIM", bell, 0, 0), ("EXPIRE", bell, BELL_TTL)]
+
+    def _ring_on(self, pipe: redis.client.Pipeline, queues: Iterable[str]) -> None:
+        """Queue one ring of each of ``queues``' bells on ``pipe``."""
+        for queue in dict.fromkeys(queues):
+            for command in self._ring(queue):
+                pipe.execute_command(*command)
 
     def publish_many(self, items: Iterable[tuple[str, Envelope]]) -> None:
         """One MULTI of LPUSHes, one per list (chunked): all or none of the messages go."""
         lists: dict[str, list[bytes]] = {}
+        queues: dict[str, None] = {}
         for queue, envelope in items:
             key = self._keys.bucket(queue, wire.wire_priority(envelope.priority))
             lists.setdefault(key, []).append(wire.encode(envelope, queue))
+            queues[queue] = None
         if not lists:
             return
         pushes = [("LPUSH", key, *messages[start : start + _MAX_ARGS])
                   for key, messages in lists.items() for start in range(0, len(messages), _MAX_ARGS)]
+        rings = [command for queue in queues for command in self._ring(queue)]
         with self._io():
-            self._link.run(("MULTI",), *pushes, ("EXEC",))
+            self._link.run(("MULTI",), *pushes, *rings, ("EXEC",))
 
     # -- consuming ------------------------------------------------------------------------
 
@@ -171,18 +196,17 @@ class RedisTransport(Transport):
             return []
         deadline = time.monotonic() + timeout
         plan = self._plan(queues)
-        popped: tuple[int, bytes] | None = None
         tags = [delivery.tag.tag for delivery in acks]
         with self._io():
             self._renew_subscriptions()
             while True:
-                batch, due_in = self._claim(plan, limit, popped, tags)
+                batch, due_in = self._claim(plan, limit, tags)
                 self._forget(tags)
                 tags = []
                 remaining = deadline - time.monotonic()
                 if batch or remaining <= 0:
                     return batch
-                popped = self._wait(plan, remaining, due_in)
+                self._wait(plan, remaining, due_in)
 
     def _plan(self, queues: Sequence[str]) -> _Plan:
         """The plan for ``queues``, rotated one place per call so no queue is always last."""
@@ -193,27 +217,21 @@ class RedisTransport(Transport):
         plan = self._plans.get(order)
         if plan is None:
             keys = [self._keys.unacked, self._keys.unacked_index]
-            index = {}
             for queue in order:
-                keys.append(self._keys.delayed(queue))
-                for bucket in self._keys.buckets(queue):
-                    keys.append(bucket)
-                    index[bucket.encode()] = len(keys)
-            lists = [self._keys.bucket(q, step) for step in self._keys.steps for q in order]
+                keys += [self._keys.delayed(queue), *self._keys.buckets(queue)]
+            bells = tuple(self._keys.bell(queue) for queue in order)
             plan = self._plans[order] = _Plan(
-                order, tuple(keys), tuple(json.dumps(q) for q in order),
-                (*lists, *(self._keys.bell(q) for q in order)), index,
+                order, (*keys, *bells), tuple(json.dumps(q) for q in order), bells,
             )
         return plan
 
-    def _claim(self, plan: _Plan, limit: int, popped: tuple[int, bytes] | None,
-               acks: Sequence[str] = ()) -> tuple[list[Delivery], float | None]:
+    def _claim(self, plan: _Plan, limit: int, acks: Sequence[str] = ()
+               ) -> tuple[list[Delivery], float | None]:
         """Ack ``acks`` and run the claim script; return the deliveries and seconds until the
         next due message."""
-        back, message = popped or (0, b"")
         claim = self._claim_script.command(
             plan.keys,
-            [limit, self._visibility, self._tag_prefix, self._counter, self._steps, back, message,
+            [limit, self._visibility, self._tag_prefix, self._counter, self._steps, BELL_TTL,
              *plan.names],
         )
         *_, (stamp, due_in, claimed, expired) = self._link.run(*self._ack_commands(acks), claim)
@@ -230,13 +248,13 @@ class RedisTransport(Transport):
             self._give_back_expired(expired)
         return batch, float(due_in) if due_in else None
 
-    def _wait(self, plan: _Plan, remaining: float, due_in: float | None
-              ) -> tuple[int, bytes] | None:
-        """Block until a message may be ready; return ``(KEYS index, message)`` if BRPOP took one."""
+    def _wait(self, plan: _Plan, remaining: float, due_in: float | None) -> None:
+        """Block until a message may be ready: a bell rings, the next delayed message is due,
+        or :data:`POLL_INTERVAL` passes (for messages pushed without a ring)."""
         if due_in is not None and due_in < remaining:
             if due_in <= TICK:
                 time.sleep(min(max(due_in, 0.0), APPROACH_STEP))
-                return None
+                return
             remaining = due_in - TICK
         elif remaining <= TICK:
             # BRPOP would end on Redis's next tick, up to 100 ms past the caller's deadline: the
@@ -244,19 +262,16 @@ class RedisTransport(Transport):
             # worker waiting for a held job's turn wakes on time and a message arriving meanwhile
             # waits at most one step.
             time.sleep(min(remaining, APPROACH_STEP))
-            return None
+            return
         else:
             remaining -= TICK
-        [woke] = self._link.run(("BRPOP", *plan.waits, round(max(0.01, min(remaining, self._max_block)), 3)))
-        if woke is None:
-            return None
-        key, message = woke
-        position = plan.index.get(key)
-        return None if position is None else (position, message)
+        block = min(remaining, self._max_block, POLL_INTERVAL)
+        self._link.run(("BRPOP", *plan.bells, round(max(0.01, block), 3)))
 
     def _give_back_expired(self, expired: list[bytes]) -> None:
         """Return leases past the visibility timeout to their queues (whoever took them)."""
         pipe = self._redis.pipeline(transaction=False)
+        rings: list[str] = []
         for position in range(0, len(expired), 3):
             tag, score, value = expired[position : position + 3]
             entry = wire.unacked_entry(value) if value else None
@@ -269,9 +284,11 @@ class RedisTransport(Transport):
                 queues = self._route(entry.exchange, entry.routing_key)
                 targets = [self._keys.bucket(q, entry.wire_priority) for q in queues]
                 raw = entry.raw
+                rings += queues
             self._give_back_script(keys=[self._keys.unacked, self._keys.unacked_index, *targets],
                                    args=[tag, score, raw, "R"], client=pipe)
-        restored = sum(pipe.execute())
+        self._ring_on(pipe, rings)
+        restored = sum(pipe.execute()[: len(expired) // 3])
         if restored:
             log.warning("kq: gave back %d message(s) leased longer than visibility_timeout=%gs",
                         restored, self._visibility)
@@ -322,10 +339,13 @@ class RedisTransport(Transport):
             raw, end = wire.dead_letter_copy(lease.raw, lease.queue, reason), "L"
         priority = wire.message_priority(raw)
         with self._io():
+            pipe = self._redis.pipeline(transaction=False)
             self._give_back_script(
                 keys=[self._keys.unacked, self._keys.unacked_index, self._keys.bucket(target, priority)],
-                args=[lease.tag, lease.stamp, raw, end],
+                args=[lease.tag, lease.stamp, raw, end], client=pipe,
             )
+            self._ring_on(pipe, [target])
+            pipe.execute()
         self._held.pop(lease.tag, None)
 
     # -- inspection -----------------------------------------------------------------------
@@ -343,14 +363,21 @@ class RedisTransport(Transport):
     # -- fan-out --------------------------------------------------------------------------
 
     def broadcast(self, channel: str, envelope: Envelope) -> None:
-        """Copy ``envelope`` into every subscriber's private queue (one script)."""
+        """Copy ``envelope`` into every subscriber's private queue (one script), and PUBLISH it
+        where kombu would for a fanout exchange named ``channel``, so that Celery's receivers
+        hear kq's broadcasts too (``celery events``, Flower: see :meth:`.wire.Keys.topic`)."""
+        raw = wire.encode(envelope, channel)
         suffix = self._keys.suffix(wire.wire_priority(envelope.priority))
         with self._io():
+            pipe = self._redis.pipeline(transaction=False)
             self._broadcast_script(
                 keys=[self._keys.subscribers(channel)],
-                args=[wire.encode(envelope, channel), self._keys.prefix, suffix,
+                args=[raw, self._keys.prefix, suffix, self._keys.bell(""), BELL_TTL,
                       *(self._keys.suffix(step) for step in self._keys.steps)],
+                client=pipe,
             )
+            pipe.publish(self._keys.topic(channel, self._pool.connection_kwargs.get("db", 0)), raw)
+            pipe.execute()
 
     def subscribe(self, channel: str) -> str:
         """Register a private queue ``<channel>.<uuid>``; it lives while this instance fetches.
@@ -418,6 +445,7 @@ class RedisTransport(Transport):
                             args=[lease.tag, lease.stamp, wire.redelivered_copy(lease.raw), "R"],
                             client=pipe,
                         )
+                    self._ring_on(pipe, [lease.queue for lease in self._held.values()])
                     pipe.execute()
         finally:
             self._held.clear()

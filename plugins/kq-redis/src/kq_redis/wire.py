@@ -80,12 +80,19 @@ class Keys:
         return f"{self.prefix}_kq.delayed.{queue}"
 
     def bell(self, queue: str) -> str:
-        """List a publisher of a delayed message pushes to, to wake consumers of ``queue``."""
+        """One-item list that kq publishers push to once a message for ``queue`` is in Redis
+        (or due later): ``queue``'s consumers block on it, never on the queue's lists."""
         return f"{self.prefix}_kq.bell.{queue}"
 
     def subscribers(self, channel: str) -> str:
         """Sorted set of the private queues subscribed to ``channel``, scored by expiry."""
         return f"{self.prefix}_kq.fanout.{channel}"
+
+    def topic(self, exchange: str, db: int) -> str:
+        """The pub/sub channel kombu PUBLISHes a fanout exchange's messages on (its
+        ``fanout_prefix`` and ``fanout_patterns`` defaults), with routing key ``kq``: Celery's
+        event receivers (``celery events``, Flower) bind with ``#``, which matches it."""
+        return f"{self.prefix}/{db}.{exchange}/kq"
 
     def binding(self, exchange: str) -> str:
         """kombu's set of ``routing_key SEP pattern SEP queue`` bound to ``exchange``."""
