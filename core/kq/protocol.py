@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from .codec import nesting_depth
-from .exceptions import MessageRejected, TaskError
+from .exceptions import MessageRejected, TaskError, TaskRevoked
 from .serialization import Serializers
 from .transport import Envelope
 
@@ -314,13 +314,23 @@ def decode_result(payload: bytes, serializers: Serializers, serializer: str) -> 
     )
 
 
+#: kq exceptions stored under the name of their Celery counterpart, so that a Celery client
+#: reading the result raises its own type (``AsyncResult.get()`` of an expired task raises
+#: ``TaskRevokedError``); :func:`exception_from_meta` maps the names back.
+CELERY_NAMES: Mapping[type[BaseException], tuple[str, str]] = {
+    TaskRevoked: ("TaskRevokedError", "celery.exceptions"),
+}
+_FROM_CELERY = {name: cls for cls, name in CELERY_NAMES.items()}
+
+
 def exception_to_meta(exc: BaseException) -> dict[str, Any]:
     """Describe an exception the way Celery stores it, using only serializable parts."""
     cls = type(exc)
     args = []
     for arg in exc.args:
         args.append(arg if isinstance(arg, (str, int, float, bool, type(None))) else repr(arg))
-    return {"exc_type": cls.__qualname__, "exc_message": args, "exc_module": cls.__module__}
+    exc_type, exc_module = CELERY_NAMES.get(cls, (cls.__qualname__, cls.__module__))
+    return {"exc_type": exc_type, "exc_message": args, "exc_module": exc_module}
 
 
 def exception_from_meta(data: Any) -> BaseException:
@@ -335,6 +345,8 @@ def exception_from_meta(data: Any) -> BaseException:
     exc_module = str(data.get("exc_module", "builtins"))
     message = data.get("exc_message", [])
     args = tuple(message) if isinstance(message, (list, tuple)) else (message,)
+    if (exc_type, exc_module) in _FROM_CELERY:
+        return _FROM_CELERY[exc_type, exc_module](*args)
     owner: Any = builtins if exc_module == "builtins" else sys.modules.get(exc_module)
     cls: Any = owner
     for part in exc_type.split("."):

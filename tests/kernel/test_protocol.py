@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from kq.exceptions import ContentDisallowed, MessageRejected
+from kq.exceptions import ContentDisallowed, MessageRejected, TaskRevoked
 from kq.plugins import get_plugins
 from kq.protocol import (
     ResultMeta,
@@ -121,3 +121,11 @@ def test_exceptions_are_rebuilt_only_from_known_types():
     harmless = exception_from_meta({"exc_type": "system", "exc_module": "os",
                                     "exc_message": ["echo hi"]})
     assert type(harmless).__name__ == "TaskError"
+
+
+def test_a_revoked_task_is_stored_under_celerys_name_and_read_back_as_kqs():
+    """So that a Celery client's ``get()`` raises its own ``TaskRevokedError``."""
+    meta = exception_to_meta(TaskRevoked("task expired"))
+    assert (meta["exc_type"], meta["exc_module"]) == ("TaskRevokedError", "celery.exceptions")
+    rebuilt = exception_from_meta(meta)
+    assert type(rebuilt) is TaskRevoked and rebuilt.args == ("task expired",)

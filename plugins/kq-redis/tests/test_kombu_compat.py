@@ -130,3 +130,25 @@ def test_kq_gives_back_a_lease_a_dead_kombu_consumer_left(
     assert json.loads(entry)[1:] == ["work", "work"]
     [got] = drain(kq, ["work"], 1, timeout=10)
     assert got.redelivered and json.loads(got.envelope.body) == {"n": 1}
+
+
+def test_a_kombu_consumer_of_a_fanout_exchange_hears_kq_broadcasts(
+        kq: RedisTransport, connection: kombu.Connection) -> None:
+    """How Celery's event receivers (``celery events``, Flower) hear kq workers' events: a
+    queue bound to a fanout exchange of the channel's name with routing key ``#``. kombu
+    subscribes as it first waits for messages, so kq broadcasts until one arrives."""
+    exchange = kombu.Exchange("celeryev", type="fanout")
+    queue = kombu.Queue("celeryev.test", exchange, routing_key="#", auto_delete=True,
+                        durable=False)
+    received: list[kombu.Message] = []
+    with connection.Consumer(queue, callbacks=[lambda body, message: received.append(message)]):
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            kq.broadcast("celeryev", Envelope(b'{"type": "worker-heartbeat"}', "application/json"))
+            try:
+                connection.drain_events(timeout=0.5)
+            except TimeoutError:
+                pass
+    assert received
+    assert received[0].decode() == {"type": "worker-heartbeat"}
+    assert received[0].content_type == "application/json"

@@ -85,6 +85,15 @@ def test_delayed_messages_wait_in_redis_not_in_the_consumer(make: Make, raw: red
     assert raw.zcard(f"{prefix}_kq.delayed.work") == 0
 
 
+def test_without_native_delay_a_delayed_message_goes_to_its_queue_at_once(
+        make: Make, raw: redis.Redis, prefix: str) -> None:
+    """For Celery workers, which read only the queue and hold an early message themselves."""
+    transport = make(native_delay=False)
+    transport.publish("work", envelope(1), eta=utcnow() + timedelta(hours=1))
+    assert raw.exists(f"{prefix}_kq.delayed.work") == 0
+    assert [body_n(d) for d in transport.fetch(["work"], 10, 1.0)] == [1]
+
+
 def test_a_consumer_blocked_on_an_empty_queue_wakes_for_a_delayed_message(make: Make) -> None:
     consumer, producer = make(), make()
     timer = threading.Timer(0.2, producer.publish, args=("work", envelope(4)),
@@ -248,6 +257,7 @@ def test_unreachable_broker_raises_broker_unavailable_without_the_password() -> 
     ({"visibility_timeout": 0}, "visibility_timeout"),
     ({"priority_steps": [3, 6]}, "priority_steps"),
     ({"priority_steps": [0, 12]}, "priority_steps"),
+    ({"native_delay": "no"}, "native_delay must be true or false"),
 ])
 def test_bad_options_fail_at_once(options: dict[str, Any], word: str) -> None:
     with pytest.raises(ConfigurationError, match=word):

@@ -22,6 +22,7 @@ not the backend's; so kq declares a real queue, like Celery's rpc backend.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -44,6 +45,9 @@ log = logging.getLogger("kq.amqp")
 
 #: Header carrying a result's state; the body is the kernel's encoded result as it is.
 STATE_HEADER = "kq-state"
+#: The leading ``"status"`` of a JSON result meta: the state of a result that came without
+#: :data:`STATE_HEADER`, from a Celery worker (whose rpc backend sends the meta alone).
+_STATUS = re.compile(rb'\s*\{\s*"status"\s*:\s*"([A-Z_]{1,32})"')
 #: Header of the markers :meth:`RpcBackend.get` sends itself.
 MARK_HEADER = "kq-mark"
 #: Longest one wait blocks on the socket before letting another thread take its turn.
@@ -281,7 +285,10 @@ class RpcBackend(ResultBackend):
                 self._marks.add(headers[MARK_HEADER])
                 return
             task_id = message.properties.get("correlation_id")
-            state = headers.get(STATE_HEADER)
+            body = message.body
+            if isinstance(body, str):  # py-amqp decodes a body sent as text (JSON)
+                body = body.encode("utf-8")
+            state = headers.get(STATE_HEADER) or _status(body)
             if not task_id or not state:
                 log.warning("kq: ignored a message on reply queue %s that is not a kq result",
                             self._reply_name)
@@ -290,7 +297,7 @@ class RpcBackend(ResultBackend):
             expiration = message.properties.get("expiration")
             expires = now + int(expiration) / 1000 if expiration else None
             self._results.pop(task_id, None)  # re-inserted last: the dict stays in arrival order
-            self._results[task_id] = (StoredResult(task_id, state, message.body), expires)
+            self._results[task_id] = (StoredResult(task_id, state, body), expires)
             self._drop_expired_head(now)
             self._changed.notify_all()
 
@@ -315,6 +322,19 @@ class RpcBackend(ResultBackend):
         return result
 
 
+def _status(body: bytes) -> str | None:
+    found = _STATUS.match(body)
+    return found.group(1).decode("ascii") if found else None
+
+
+def _content_type(payload: bytes) -> tuple[str, str]:
+    """What a result's payload is, for a Celery client reading it: a JSON meta (the kernel's
+    default) says so, so that Celery decodes it; anything else travels as opaque bytes."""
+    if payload[:10].lstrip().startswith(b"{"):
+        return "application/json", "utf-8"
+    return "application/octet-stream", "binary"
+
+
 class _Sender:
     """The worker's side: one connection that publishes results for every pool thread in turn,
     each publish confirmed, so a stored result is in its reply queue (or dropped by RabbitMQ
@@ -337,9 +357,10 @@ class _Sender:
                     self._producer = kombu.Producer(channel, auto_declare=False)
                 with kombu_errors(self._connection, self._url, BackendUnavailable):
                     for result in results:
+                        content_type, encoding = _content_type(result.payload)
                         self._producer.publish(
                             result.payload, exchange="", routing_key=result.reply_to,
-                            content_type="application/octet-stream", content_encoding="binary",
+                            content_type=content_type, content_encoding=encoding,
                             correlation_id=result.task_id, headers={STATE_HEADER: result.state},
                             expiration=ttl, delivery_mode=1,
                         )

@@ -1,0 +1,1 @@
+"""Shims for code written against another task queue: :mod:`kq.compat.celery`."""
