@@ -28,13 +28,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import amqp
 import attrs
 import pytest
 import redis
 
 from kq import App, signature
-from kq.testing.servers import hold
+from kq.testing.servers import delete_amqp_queues, hold
 
 from .harness import Chaos, Ledger, RedisServer, Supervisor, check, explain, wait_until
 
@@ -114,14 +113,7 @@ def rabbitmq_broker(queue: str) -> Iterator[Broker]:
         try:
             yield Broker(settings, lambda: outage(lambda: rabbitmqctl("stop_app"), start), pending)
         finally:
-            connection = amqp.Connection(f"{host}:{port}")
-            connection.connect()
-            try:
-                channel = connection.channel()
-                for name in (queue, f"{queue}.dlq"):
-                    channel.queue_delete(name)
-            finally:
-                connection.close()
+            delete_amqp_queues(queue, host=host, port=port)
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])

@@ -18,12 +18,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import amqp
 import pytest
 import redis
 
 from kq import App
-from kq.testing.servers import hold, require
+from kq.testing.servers import delete_amqp_queues, hold, require
 from kq.testing.worker import WorkerProcess
 from kq.worker.watchdog import EXIT_CODE
 from kq.worker.worker import RECONNECT_MAX
@@ -90,13 +89,7 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     yield Broker("amqp", address, {"heartbeat": BOUND / 2, "read_timeout": BOUND,
                                    "write_timeout": BOUND, "connect_timeout": BOUND},
                  {"task_default_queue": queue})
-    connection = amqp.Connection(f"{address[0]}:{address[1]}")
-    connection.connect()
-    try:
-        for name in (queue, f"{queue}.dlq"):
-            connection.channel().queue_delete(name)
-    finally:
-        connection.close()
+    delete_amqp_queues(queue, host=address[0], port=address[1])
 
 
 def worker_env(broker_url: str, options: dict[str, Any], settings: dict[str, Any],

@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-import amqp
 import pytest
 
 from kq import App
-from kq.testing.servers import delete_redis_keys, hold, require
+from kq.testing.servers import delete_amqp_queues, delete_redis_keys, hold, require
 from kq.testing.worker import BeatProcess, WorkerProcess
 
 APPS = pathlib.Path(__file__).parent / "apps"
@@ -75,14 +74,7 @@ def amqp_queue() -> Iterator[str]:
     host, port = require("rabbitmq")
     name = f"kq-e2e-{uuid.uuid4().hex[:10]}"
     yield name
-    connection = amqp.Connection(f"{host}:{port}")
-    connection.connect()
-    try:
-        channel = connection.channel()
-        channel.queue_delete(name)
-        channel.queue_delete(f"{name}.dlq")
-    finally:
-        connection.close()
+    delete_amqp_queues(name, host=host, port=port)
 
 
 @pytest.fixture

@@ -95,3 +95,19 @@ def delete_redis_keys(prefix: str, db: int = 15, host: str = "127.0.0.1", port: 
             client.delete(*batch)
     finally:
         client.close()
+
+
+def delete_amqp_queues(*queues: str, host: str = "127.0.0.1", port: int = 5672) -> None:
+    """Delete each of ``queues`` and its dead-letter queue from RabbitMQ: the clean-up of tests
+    that give themselves queues of their own."""
+    import amqp  # py-amqp comes with kombu, a dependency of the kernel
+
+    connection = amqp.Connection(f"{host}:{port}")
+    connection.connect()
+    try:
+        channel = connection.channel()
+        for queue in queues:
+            channel.queue_delete(queue)
+            channel.queue_delete(f"{queue}.dlq")
+    finally:
+        connection.close()

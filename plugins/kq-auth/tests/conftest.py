@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import amqp
 import attrs
 import pytest
 from cryptography import x509
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from kq.testing.servers import delete_redis_keys, hold, require
+from kq.testing.servers import delete_amqp_queues, delete_redis_keys, hold, require
 
 EDDSA = (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
 
@@ -110,11 +109,4 @@ def amqp_broker() -> Iterator[dict[str, Any]]:
     host, port = require("rabbitmq")
     queue = f"kq-auth-{uuid.uuid4().hex[:10]}"
     yield {"broker_url": f"amqp://guest:guest@{host}:{port}//", "task_default_queue": queue}
-    connection = amqp.Connection(f"{host}:{port}")
-    connection.connect()
-    try:
-        channel = connection.channel()
-        channel.queue_delete(queue)
-        channel.queue_delete(f"{queue}.dlq")
-    finally:
-        connection.close()
+    delete_amqp_queues(queue, host=host, port=port)
