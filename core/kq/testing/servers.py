@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import pytest
@@ -111,3 +114,49 @@ def delete_amqp_queues(*queues: str, host: str = "127.0.0.1", port: int = 5672) 
             channel.queue_delete(f"{queue}.dlq")
     finally:
         connection.close()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now, for a server a test starts itself."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def spawn(name: str, argv: Sequence[str], port: int, *, env: Mapping[str, str] | None = None,
+          cwd: str | None = None, ready: float = 60.0) -> Iterator[tuple[str, int]]:
+    """Run a server of the test's own (an emulator such as moto, Azurite or memcached) on
+    ``127.0.0.1:port`` for the block, and give its ``(host, port)`` once it accepts connections.
+
+    A missing program skips the test off CI and fails it under CI, as :func:`require` does for
+    the machine's servers. The server's output goes to a temporary file that is shown when it
+    does not come up; the process is terminated (then killed) when the block ends.
+    """
+    program = shutil.which(argv[0]) or (argv[0] if os.path.isfile(argv[0]) else None)
+    if program is None:
+        message = f"{name}: {argv[0]!r} is not installed"
+        if under_ci():
+            pytest.fail(f"{message} (CI must install it: see .ci/run)")
+        pytest.skip(message)
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen([program, *argv[1:]], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+        try:
+            deadline = time.monotonic() + ready
+            while not reachable("127.0.0.1", port, timeout=0.5):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    output = log.read().decode(errors="replace")[-4000:]
+                    pytest.fail(f"{name} did not come up on 127.0.0.1:{port} "
+                                f"(exit code {process.poll()}):\n{output}")
+                time.sleep(0.1)
+            yield "127.0.0.1", port
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
