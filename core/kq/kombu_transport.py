@@ -56,6 +56,7 @@ import kombu
 from kombu.exceptions import ChannelError
 
 from .config import safe_url
+from .events import CHANNEL as EVENTS_CHANNEL
 from .exceptions import BrokerUnavailable, ConfigurationError, KQError, PluginError
 from .redact import scrub
 from .transport import Delivery, Envelope, Transport, dead_letter_headers, dead_letter_queue
@@ -66,6 +67,8 @@ log = logging.getLogger("kq.kombu")
 PREFETCH_MULTIPLIER = 4
 
 _PERSISTENT, _TRANSIENT = 2, 1
+#: A subscriber's binding key: every message of a topic exchange (a fanout one ignores it).
+_ALL = "#"
 R = TypeVar("R")
 P = ParamSpec("P")
 K = TypeVar("K", bound="KombuTransport")
@@ -100,12 +103,14 @@ def kombu_errors(connection: kombu.Connection | None, url: str,
 
 def connect(url: str, transport_options: Mapping[str, Any],
             unavailable: type[KQError] = BrokerUnavailable,
-            heartbeat: float = 0.0) -> tuple[kombu.Connection, Any]:
+            heartbeat: float = 0.0, transport: type | None = None) -> tuple[kombu.Connection, Any]:
     """A new kombu connection and a channel on it, after one attempt: retrying and backing off
     is the caller's policy, not kombu's. A failure raises ``unavailable`` naming the URL, never
     the password. ``heartbeat`` (seconds, 0 for none) is offered to the broker; whoever asks
-    for it must then call ``heartbeat_check`` about once a second."""
-    connection = kombu.Connection(url, heartbeat=heartbeat, transport_options=dict(transport_options))
+    for it must then call ``heartbeat_check`` about once a second. ``transport``: a kombu
+    transport class to use instead of the one the URL's scheme names (a plugin's subclass)."""
+    connection = kombu.Connection(url, heartbeat=heartbeat, transport=transport,
+                                  transport_options=dict(transport_options))
     errors = (*connection.connection_errors, *connection.channel_errors, OSError)
     try:
         connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
@@ -176,6 +181,9 @@ class KombuTransport(Transport):
     #: Heartbeat (s) a consuming connection offers unless the ``heartbeat`` option says
     #: otherwise; 0 for none. See "Heartbeats" in the module docstring.
     default_heartbeat: ClassVar[float] = 0.0
+    #: The kombu transport class to connect with, when a plugin subclasses kombu's own (kq-sqs);
+    #: ``None`` takes the one kombu names by the URL's scheme.
+    kombu_transport: ClassVar[type | None] = None
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
@@ -214,7 +222,8 @@ class KombuTransport(Transport):
             (k, v) for k, v in self.options.items() if k not in self.adapter_options
         )
         connection, channel = connect(self.url, transport_options,
-                                      heartbeat=self.heartbeat if consume else 0.0)
+                                      heartbeat=self.heartbeat if consume else 0.0,
+                                      transport=self.kombu_transport)
         _keep_bodies_as_sent(channel)
         self._connection, self._channel = connection, channel
         return channel
@@ -507,6 +516,12 @@ class KombuTransport(Transport):
     def _fanout(channel: str) -> kombu.Exchange:
         # Not auto-delete: a publisher that declared it once must not find it gone when the
         # last subscriber leaves.
+        if channel == EVENTS_CHANNEL:
+            # Declared exactly as Celery declares its event exchange (a durable topic exchange),
+            # so Celery's monitors and workers share a vhost with kq's: a broker refuses a second
+            # declaration of a name with other arguments. Bound with "#", a topic exchange fans
+            # out like a fanout one, both to kq's subscribers and to Celery's receivers.
+            return kombu.Exchange(channel, type="topic", durable=True, auto_delete=False)
         return kombu.Exchange(channel, type="fanout", durable=False, auto_delete=False)
 
     @_translated
@@ -521,7 +536,7 @@ class KombuTransport(Transport):
     def subscribe(self, channel: str) -> str:
         name = f"{channel}.{uuid.uuid4().hex}"
         queue = kombu.Queue(
-            name, exchange=self._fanout(channel), routing_key="",
+            name, exchange=self._fanout(channel), routing_key=_ALL,
             durable=False, exclusive=True, auto_delete=True,
         )
         queue(self._open(consume=True)).declare()
@@ -549,7 +564,7 @@ class KombuTransport(Transport):
         bound = entity(self._channel)
         # Unbind first: virtual transports route fan-out by the exchange's binding table,
         # which deleting the queue leaves behind.
-        bound.unbind_from(entity.exchange, routing_key="")
+        bound.unbind_from(entity.exchange, routing_key=_ALL)
         bound.delete()
         self._declared.discard(queue)
         self._unsubscribed.add(queue)

@@ -1,13 +1,15 @@
 """Celery's own monitors watching a kq worker: ``celery events --dump`` (the event receiver Flower
-uses too) run against a real ``kq worker -E`` on the real Redis, and ``celery inspect ping``,
+uses too) run against a real ``kq worker -E`` on the real Redis and RabbitMQ, and ``celery inspect ping``,
 which kq workers do not answer (see docs/migrating-from-celery.md#monitoring)."""
 
+import json
 import os
 import queue
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from kq import App
-from kq.testing.servers import delete_redis_keys, hold
+from kq.testing.servers import delete_amqp_queues, delete_redis_keys, free_port, hold, reachable
 from kq.testing.worker import WorkerProcess
 
 pytest.importorskip("celery")
@@ -46,15 +48,19 @@ class Output:
         return self.lines
 
 
-@pytest.fixture
-def apps(tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
-    """Modules of a kq app and a Celery app on the same broker: Redis database 15 under a key
-    prefix of the test's own, which kombu applies to its pub/sub channels as kq does."""
+@pytest.fixture(params=["redis", "rabbitmq"])
+def apps(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
+    """Modules of a kq app and a Celery app on the same broker. On Redis: database 15 under a key
+    prefix of the test's own, which kombu applies to its pub/sub channels as kq does. On RabbitMQ:
+    the default vhost, where Celery and kq both declare the ``celeryev`` exchange."""
     prefix = f"kqtest-{uuid.uuid4().hex[:12]}:"
-    with hold("redis") as (host, port):
-        broker = {"broker_url": f"redis://{host}:{port}/15",
-                  "broker_transport_options": {"global_keyprefix": prefix},
-                  "result_backend": f"sqlite:///{tmp_path}/results.db"}
+    with hold(request.param) as (host, port):
+        if request.param == "redis":
+            broker: dict[str, Any] = {"broker_url": f"redis://{host}:{port}/15",
+                                      "broker_transport_options": {"global_keyprefix": prefix}}
+        else:
+            broker = {"broker_url": f"amqp://guest:guest@{host}:{port}//"}
+        broker["result_backend"] = f"sqlite:///{tmp_path}/results.db"
         (tmp_path / "kq_app.py").write_text(
             "from kq import App\n"
             f"app = App('celmon', **{broker!r})\n"
@@ -64,9 +70,10 @@ def apps(tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
         (tmp_path / "celery_app.py").write_text(
             "from celery import Celery\n"
             f"app = Celery('celmon', broker={broker['broker_url']!r})\n"
-            f"app.conf.broker_transport_options = {{'global_keyprefix': {prefix!r}}}\n")
+            f"app.conf.broker_transport_options = {broker.get('broker_transport_options', {})!r}\n")
         yield broker, tmp_path
-    delete_redis_keys(prefix)
+    if request.param == "redis":
+        delete_redis_keys(prefix)
 
 
 def test_celery_events_dump_shows_a_kq_worker_and_its_tasks(
@@ -107,15 +114,17 @@ def test_celery_events_dump_shows_a_kq_worker_and_its_tasks(
         dump.terminate()
         dump.wait(10)
         client.close()
+        if broker["broker_url"].startswith("amqp"):
+            delete_amqp_queues(task_queue)
 
 
 def test_celery_inspect_ping_does_not_reach_a_kq_worker(
         apps: tuple[dict[str, Any], Path]) -> None:
     """kq's remote control is its own protocol (``kq.control``): Celery's ``celery.pidbox``
     commands go unanswered, and ``kq inspect ping`` is the way to ping a kq worker."""
-    _, path = apps
-    hostname = f"celmon-{uuid.uuid4().hex[:8]}@test"
-    with WorkerProcess("kq_app:app", ["-P", "threads", "-Q", f"celmon-{uuid.uuid4().hex}",
+    broker, path = apps
+    hostname, task_queue = f"celmon-{uuid.uuid4().hex[:8]}@test", f"celmon-{uuid.uuid4().hex}"
+    with WorkerProcess("kq_app:app", ["-P", "threads", "-Q", task_queue,
                                       "-n", hostname], cwd=str(path),
                        log_path=str(path / "worker.log")):
         kq_ping = subprocess.run([sys.executable, "-m", "kq", "inspect", "ping", "-A",
@@ -128,3 +137,64 @@ def test_celery_inspect_ping_does_not_reach_a_kq_worker(
                                      env={**os.environ, "PYTHONPATH": str(path)})
         assert celery_ping.returncode != 0
         assert "No nodes replied" in celery_ping.stdout + celery_ping.stderr
+    if broker["broker_url"].startswith("amqp"):
+        delete_amqp_queues(task_queue)
+
+
+def test_flower_shows_a_kq_worker_and_its_tasks(apps: tuple[dict[str, Any], Path]) -> None:
+    """Flower's own state (built from the event stream, as its pages are) lists the kq worker and
+    the task it ran, with the task's name, arguments, runtime and state."""
+    pytest.importorskip("flower")
+    broker, path = apps
+    env = {**os.environ, "PYTHONPATH": str(path), "FLOWER_UNAUTHENTICATED_API": "true"}
+    hostname, task_queue = f"celmon-{uuid.uuid4().hex[:8]}@test", f"celmon-{uuid.uuid4().hex}"
+    port = free_port()
+    flower = subprocess.Popen([*CELERY, "flower", f"--port={port}", "--address=127.0.0.1"],
+                              cwd=path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = App("client", **broker)
+    try:
+        with WorkerProcess("kq_app:app", ["-E", "-P", "threads", "-Q", task_queue, "-n", hostname],
+                           cwd=str(path), log_path=str(path / "worker.log")):
+            _until(lambda: reachable("127.0.0.1", port), 30)
+            result = client.send_task("celmon.add", [20, 22], queue=task_queue)
+            assert result.get(timeout=30) == 42
+
+            def task() -> dict[str, Any] | None:
+                found = _get_json(port, f"/api/task/info/{result.id}")
+                return found if found and found.get("state") == "SUCCESS" else None
+
+            info = _until(task, 30)
+            assert info["name"] == "celmon.add" and info["worker"] == hostname
+            # kq's task-succeeded event carries the runtime but not the result's repr (the value
+            # is in the result backend): Flower shows the task's result as empty.
+            assert info["args"] == "(20, 22)" and info["runtime"] >= 0
+            worker = _until(lambda: _dashboard_worker(port, hostname), 30)
+            assert worker["status"] is True
+    finally:
+        flower.terminate()
+        flower.wait(10)
+        client.close()
+        if broker["broker_url"].startswith("amqp"):
+            delete_amqp_queues(task_queue)
+
+
+def _get_json(port: int, path: str) -> Any:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _dashboard_worker(port: int, hostname: str) -> dict[str, Any] | None:
+    """The worker's row on Flower's workers page, which lists the workers the events announced."""
+    rows = (_get_json(port, "/workers?json=1") or {}).get("data", [])
+    return next((row for row in rows if row.get("hostname") == hostname), None)
+
+
+def _until(found: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := found()):
+        assert time.monotonic() < deadline, "not seen in time"
+        time.sleep(0.2)
+    return value
