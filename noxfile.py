@@ -10,6 +10,8 @@
 - tests: core and every plugin in one environment, running everything (fastest full run).
 - bench: kq side by side with Celery and Dramatiq (bench/run.py); rewrites docs/benchmarks.md.
 - bench_smoke: the same with --quick, writing into a temporary directory (checks the harness).
+- docs: the documentation site (mkdocs.yml) built with --strict into a temporary directory; the
+  configuration and CLI references are generated from the code by docs/hooks.py.
 - fuzz: coverage-guided fuzzing of the decoder with atheris for 2 minutes (tests/fuzz); not in CI,
   whose pytest run has the hypothesis fuzz tests. Pass libFuzzer flags after `--`.
 """
@@ -54,6 +56,15 @@ def core(session: nox.Session) -> None:
 def plugin(session: nox.Session, plugin: str) -> None:
     install_kq(session, *dict.fromkeys((plugin, *TEST_NEEDS.get(plugin, ()), *TEST_KIT)))
     session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the site with every warning an error (broken links and anchors, pages not in the
+    nav). The kernel is installed because docs/hooks.py reads its settings class and click tree."""
+    session.install("-r", "docs/requirements.txt", "-e", ".")
+    site = pathlib.Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site), *session.posargs)
 
 
 @nox.session

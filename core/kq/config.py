@@ -145,6 +145,7 @@ class Settings:
     broker_transport_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
     #: Where results are stored; ``None`` disables results.
     result_backend: str | None = attrs.field(default=DEFAULT_URL, validator=_url)
+    #: Backend-specific options, passed to the backend factory.
     result_backend_options: Mapping[str, Any] = attrs.field(factory=dict, validator=_mapping)
     #: Seconds a result is kept; ``None`` keeps results until forgotten.
     result_expires: float | None = attrs.field(default=86400.0, validator=_positive_number)
@@ -152,7 +153,10 @@ class Settings:
     #: After that an acks_late task goes back to its queue (it will run again) and an early-acked
     #: task's result is lost, with an error in the log.
     result_store_timeout: float = attrs.field(default=30.0, validator=_positive_number)
+    #: The serializer task messages are sent with (``json``, ``pickle``, or a plugin's such as
+    #: ``msgpack``); a task or a call may choose another. Workers must accept it.
     task_serializer: str = attrs.field(default="json", validator=_name)
+    #: The serializer workers store results with; clients read results with the same one.
     result_serializer: str = attrs.field(default="json", validator=_name)
     #: Content types (or serializer names) a worker agrees to decode. Anything else is rejected
     #: before it is parsed. pickle is accepted only when listed here.
