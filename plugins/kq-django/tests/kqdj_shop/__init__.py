@@ -1,0 +1,1 @@
+"""A Django app with a ``tasks`` module, for ``autodiscover_tasks``."""
