@@ -73,6 +73,9 @@ class KeyValueBackend(ResultBackend):
     #: Threads :meth:`get_many` reads with when the store answers one key per request (a chord of
     #: 1,000 reads 1,000 keys); 1 reads them one after another.
     read_concurrency: ClassVar[int] = 16
+    #: Threads :meth:`store_many` writes with (a group's results, a revoke list); 1 writes them
+    #: one after another. Of several results for one id in a batch only the last is written.
+    write_concurrency: ClassVar[int] = 1
 
     def key(self, task_id: str) -> str:
         """The store key of a task's result; ``key_prefix`` (an option) goes in front."""
@@ -97,8 +100,14 @@ class KeyValueBackend(ResultBackend):
 
     def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
         expires_at = None if ttl is None else time.time() + ttl
-        for result in results:
-            self.put_record(self.key(result.task_id), Record(result.state, result.payload, expires_at))
+        records = {self.key(r.task_id): Record(r.state, r.payload, expires_at) for r in results}
+        if self.write_concurrency <= 1 or len(records) < 2:
+            for key, record in records.items():
+                self.put_record(key, record)
+            return
+        with ThreadPoolExecutor(min(self.write_concurrency, len(records))) as threads:
+            for _ in threads.map(self.put_record, records, records.values()):
+                pass  # re-raises the first failure
 
     def get(self, task_id: str) -> StoredResult | None:
         return self._stored(task_id, self.get_record(self.key(task_id)))

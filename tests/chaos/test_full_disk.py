@@ -32,7 +32,7 @@ from kq.testing.worker import WorkerProcess
 
 from .harness import APPS, Ledger, check, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 DISK_SIZE = "4m"
 #: What the filler leaves free: room for a few dozen publishes before the disk is full.

@@ -37,7 +37,7 @@ from kq.testing.servers import delete_amqp_queues, hold
 
 from .harness import Chaos, Ledger, RedisServer, Supervisor, check, explain, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 TOTAL = 20_000
 KILL_EVERY = 2.0

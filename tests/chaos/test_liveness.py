@@ -30,7 +30,7 @@ from kq.worker.worker import RECONNECT_MAX
 from .harness import APPS, Ledger, wait_until
 from .proxy import Proxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 #: The detection bound the tests configure (s): Redis's ``socket_timeout``; on RabbitMQ two
 #: heartbeats of half of it.

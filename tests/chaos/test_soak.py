@@ -48,6 +48,9 @@ from kq import App, GroupResult, signature
 from kq.testing.servers import delete_redis_keys, hold
 from kq.testing.worker import WorkerProcess
 
+# The soak measures the worker's memory over minutes: it runs apart from the parallel tests.
+pytestmark = pytest.mark.serial
+
 APPS = Path(__file__).parent / "apps"
 TASKS = int(os.environ.get("KQ_SOAK_TASKS", "200000"))
 #: ``threads`` at its default concurrency, or ``prefork`` with 2 children.

@@ -156,6 +156,10 @@ def test_flower_shows_a_kq_worker_and_its_tasks(apps: tuple[dict[str, Any], Path
         with WorkerProcess("kq_app:app", ["-E", "-P", "threads", "-Q", task_queue, "-n", hostname],
                            cwd=str(path), log_path=str(path / "worker.log")):
             _until(lambda: reachable("127.0.0.1", port), 30)
+            # Flower lists the worker once it hears from it: it is listening, so it will see
+            # the task from its first event on.
+            worker = _until(lambda: _dashboard_worker(port, hostname), 30)
+            assert worker["status"] is True
             result = client.send_task("celmon.add", [20, 22], queue=task_queue)
             assert result.get(timeout=30) == 42
 
@@ -168,8 +172,8 @@ def test_flower_shows_a_kq_worker_and_its_tasks(apps: tuple[dict[str, Any], Path
             # kq's task-succeeded event carries the runtime but not the result's repr (the value
             # is in the result backend): Flower shows the task's result as empty.
             assert info["args"] == "(20, 22)" and info["runtime"] >= 0
-            worker = _until(lambda: _dashboard_worker(port, hostname), 30)
-            assert worker["status"] is True
+            # the count comes with the worker's next heartbeat
+            _until(lambda: (_dashboard_worker(port, hostname) or {}).get("processed", 0) >= 1, 30)
     finally:
         flower.terminate()
         flower.wait(10)

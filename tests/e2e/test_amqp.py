@@ -10,7 +10,7 @@ import pytest
 from kq import App
 from kq.testing.servers import reachable
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 BACKEND = "rpc+" + BROKER

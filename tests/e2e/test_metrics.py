@@ -23,7 +23,7 @@ from kq.testing.servers import hold
 from kq.worker import Worker
 from kq.worker.probes import health
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 #: How CI and the development machines start Redis (DESIGN.md; as in tests/e2e/test_redis.py).
 @pytest.fixture

@@ -20,7 +20,7 @@ from kq import App
 from kq.testing.servers import hold
 from kq.testing.worker import worker_thread
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 @pytest.fixture

@@ -29,6 +29,9 @@ from kq_sqlalchemy.backend import SQLBackend
 from kq_sqlalchemy.config import database_url
 from kq_sqlalchemy.flavours import POSTGRESQL
 
+# The restart test stops the machine's PostgreSQL: it runs apart from the parallel tests.
+pytestmark = pytest.mark.serial
+
 # Stores each task id read from stdin, printing the monotonic time (shared by all processes on
 # the machine) just before the store.
 WRITER = """
