@@ -13,7 +13,7 @@ import importlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -48,6 +48,7 @@ KNOWN_PACKAGES: Mapping[str, Mapping[str, str]] = {
         "db+postgresql": "kq-sqlalchemy", "db+mysql": "kq-sqlalchemy",
         "db+mariadb": "kq-sqlalchemy", "db+postgresql+psycopg": "kq-sqlalchemy",
         "db+mysql+pymysql": "kq-sqlalchemy", "db+mariadb+pymysql": "kq-sqlalchemy",
+        "file": "kq-filesystem", "memcached": "kq-memcached", "cache+memcached": "kq-memcached",
     },
     "pool": {
         "solo": "kq-solo", "threads": "kq-threads", "prefork": "kq-prefork",
@@ -107,7 +108,7 @@ class Registry(Generic[S]):
     def __contains__(self, key: str) -> bool:
         return key in self._items
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
 
     def items(self) -> list[tuple[str, Provided[S]]]:
