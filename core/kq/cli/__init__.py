@@ -14,6 +14,7 @@ from .dashboard import dashboard
 from .demo import demo
 from .dlq import dlq
 from .events import events
+from .plugin_new import plugin_group
 from .plugins import plugins_command
 from .tasks import call, purge, result
 from .worker import worker
@@ -32,7 +33,7 @@ def cli() -> None:
 
 
 for command in (worker, beat, call, result, purge, inspect, control, status, queues, events,
-                dashboard, plugins_command, demo, dlq):
+                dashboard, plugins_command, plugin_group, demo, dlq):
     cli.add_command(command)
 
 
