@@ -7,7 +7,9 @@
 - e2e: core and every plugin, running the cross-plugin end-to-end tests.
 - chaos: the same, running the fault-injection tests of tests/chaos (docs/reliability.md); `tests`
   runs them too.
-- tests: core and every plugin in one environment, running everything (fastest full run).
+- tests: core, every plugin and the example plugins (EXAMPLES) in one environment, running
+  everything (fastest full run): on two processes, then the tests marked `serial` alone. Pass
+  pytest arguments after `--` to run those instead (one process).
 - bench: kq side by side with Celery and Dramatiq (bench/run.py); rewrites docs/benchmarks.md.
 - bench_smoke: the same with --quick, writing into a temporary directory (checks the harness).
 - docs: the documentation site (mkdocs.yml) built with --strict into a temporary directory; the
@@ -27,8 +29,11 @@ PLUGINS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject
 
 #: What kq.testing's ``kq_app``/``kq_worker`` fixtures (and the contracts using them) run on.
 TEST_KIT = ("kq-sqlite", "kq-threads")
-#: Other plugins a plugin's tests need: kq-auth's end-to-end tests run on Redis and RabbitMQ.
-TEST_NEEDS = {"kq-auth": ("kq-redis", "kq-amqp")}
+#: Other plugins a plugin's tests need: kq-auth's end-to-end tests run on Redis and RabbitMQ;
+#: kq-django's run Django on PostgreSQL through psycopg 3, which kq-sqlalchemy installs.
+TEST_NEEDS = {"kq-auth": ("kq-redis", "kq-amqp"), "kq-django": ("kq-sqlalchemy",)}
+#: Example plugin packages under examples/ that `tests` installs, so that their tests run in CI.
+EXAMPLES = ("kq-plugin-example",)
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -92,7 +97,14 @@ def chaos(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     install_kq(session, *PLUGINS)
-    session.run("pytest", *session.posargs)
+    session.install(*[arg for e in EXAMPLES for arg in ("-e", f"examples/{e}")])
+    if session.posargs:
+        session.run("pytest", *session.posargs)
+        return
+    # Two test processes (pytest-xdist) for everything but the tests marked `serial`, which stop
+    # a shared server or measure the machine and so run afterwards, alone.
+    session.run("pytest", "-n", "2", "-m", "not serial")
+    session.run("pytest", "-m", "serial")
 
 
 #: What bench/ runs kq with. Celery and Dramatiq come from bench/requirements.txt, and only ever
