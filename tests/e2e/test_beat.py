@@ -147,7 +147,9 @@ def test_three_beats_on_redis_one_leads_and_another_takes_over_after_kill_9(
     print(f"3 beats, leader killed: takeover {(since - killed).total_seconds():.2f} s after the "
           f"kill (lease {lease} s), {len(found)} runs, {len({t['id'] for t in found})} distinct")
     assert_no_duplicates(found)
-    assert 18 <= len(found) <= 22
+    # ~20 s of schedule: more on a loaded machine, where start-up and stop take longer; the
+    # checks against repeats and gaps are the distinct ids and the one-second spacing.
+    assert len(found) >= 18
     got = slots(found)
     # missed="all": the slots of the takeover gap were sent by the new leader, so none is lost.
     assert all(b - a == timedelta(seconds=1) for a, b in zip(got, got[1:], strict=False))
