@@ -21,12 +21,19 @@ class Charts:
         self.directory = directory
         self.link_base = link_base
 
-    def bars(self, name: str, title: str, unit: str, values: Mapping[str, Mapping[str, float]],
-             frameworks: Mapping[str, str]) -> str:
+    def bars(
+        self,
+        name: str,
+        title: str,
+        unit: str,
+        values: Mapping[str, Mapping[str, float]],
+        frameworks: Mapping[str, str],
+    ) -> str:
         """A horizontal bar per (series, label) pair; ``values[series][label]`` is the median.
         ``frameworks`` maps a label to its framework (for the colour). Returns the Markdown image."""
-        rows = [(series, label, value) for series, by_label in values.items()
-                for label, value in by_label.items()]
+        rows = [
+            (series, label, value) for series, by_label in values.items() for label, value in by_label.items()
+        ]
         if not rows:
             return "_(no numbers to chart)_"
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -36,8 +43,12 @@ class Charts:
         colours = [COLOURS.get(frameworks.get(label, ""), "#888888") for _, label, _ in rows]
         positions = range(len(rows))
         bars = ax.barh(positions, [value for _, _, value in rows], color=colours)
-        ax.bar_label(bars, labels=[f"{value:,.0f}" if value >= 100 else f"{value:.3g}" for *_, value in rows],
-                     padding=3, fontsize=8)
+        ax.bar_label(
+            bars,
+            labels=[f"{value:,.0f}" if value >= 100 else f"{value:.3g}" for *_, value in rows],
+            padding=3,
+            fontsize=8,
+        )
         ax.set_yticks(list(positions), names, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(unit)

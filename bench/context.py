@@ -59,12 +59,20 @@ class RunContext:
         finally:
             worker.stop()
 
-    def client(self, framework: str, operation: str, env: RunEnv, timeout: float = 600,
-               worker: WorkerProcess | None = None, **params: Any) -> dict[str, Any]:
+    def client(
+        self,
+        framework: str,
+        operation: str,
+        env: RunEnv,
+        timeout: float = 600,
+        worker: WorkerProcess | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
         """Run ``operation`` of ``frameworks/client.py`` in a new process (see there); it fails at
         once when ``worker`` (the one it needs) dies."""
-        return run_client(framework, operation, env, params, self.work_dir, timeout,
-                          self._profile_path("client"), worker)
+        return run_client(
+            framework, operation, env, params, self.work_dir, timeout, self._profile_path("client"), worker
+        )
 
     def wait_count(self, key: str, n: int, worker: WorkerProcess, timeout: float) -> Progress:
         """Poll the counter ``key`` until it reaches ``n``; fail if the worker dies or it is late."""

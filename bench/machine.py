@@ -11,8 +11,22 @@ from pathlib import Path
 import psutil
 
 #: Distributions whose versions the report lists, in this order.
-PACKAGES = ("kq", "kq-redis", "kq-amqp", "kq-threads", "kq-prefork", "kq-gevent", "celery", "kombu",
-            "billiard", "dramatiq", "redis", "amqp", "pika", "gevent")
+PACKAGES = (
+    "kq",
+    "kq-redis",
+    "kq-amqp",
+    "kq-threads",
+    "kq-prefork",
+    "kq-gevent",
+    "celery",
+    "kombu",
+    "billiard",
+    "dramatiq",
+    "redis",
+    "amqp",
+    "pika",
+    "gevent",
+)
 
 
 def cpu_model() -> str:
@@ -38,10 +52,16 @@ def os_name() -> str:
 def checkout(root: Path) -> str:
     """The commit measured, marked ``+ local changes`` when the tree differs from it."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
-                                capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               check=True, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return commit + (" + local changes" if dirty else "")

@@ -81,14 +81,18 @@ class Memory:
 class WorkerProcess:
     """A worker started with its framework's CLI; ``launched_at`` is ``time.perf_counter()``."""
 
-    def __init__(self, command: list[str], env: RunEnv, log_path: Path,
-                 profile: Path | None = None) -> None:
+    def __init__(self, command: list[str], env: RunEnv, log_path: Path, profile: Path | None = None) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.launched_at = time.perf_counter()
-        self.process = subprocess.Popen(_under_profiler(command, profile), env=process_env(env),
-                                        cwd=FRAMEWORKS_DIR, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            _under_profiler(command, profile),
+            env=process_env(env),
+            cwd=FRAMEWORKS_DIR,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._profiled = profile is not None
 
     def _target(self) -> psutil.Process | None:
@@ -163,8 +167,9 @@ def _exit_status(process: subprocess.Popen[Any]) -> int | None:
     return None if info is None else info.si_status
 
 
-def _finish(process: subprocess.Popen[Any], timeout: float,
-            watch: Callable[[], None] | None = None) -> int | None:
+def _finish(
+    process: subprocess.Popen[Any], timeout: float, watch: Callable[[], None] | None = None
+) -> int | None:
     """Wait up to ``timeout`` s for the leader to exit, kill what is left of its session, reap
     it; its exit status, or None when it had to be killed. ``watch`` is called while waiting;
     what it raises ends the wait (and the process)."""
@@ -188,9 +193,16 @@ def _kill_and_reap(process: subprocess.Popen[Any]) -> None:
         process.wait()
 
 
-def run_client(framework: str, operation: str, env: RunEnv, params: dict[str, Any], out_dir: Path,
-               timeout: float, profile: Path | None = None,
-               worker: WorkerProcess | None = None) -> dict[str, Any]:
+def run_client(
+    framework: str,
+    operation: str,
+    env: RunEnv,
+    params: dict[str, Any],
+    out_dir: Path,
+    timeout: float,
+    profile: Path | None = None,
+    worker: WorkerProcess | None = None,
+) -> dict[str, Any]:
     """Run one client operation (``frameworks/client.py``) in a process of its own; its result.
 
     Raises :class:`Unavailable` when the framework lacks the feature, and RuntimeError (with the
@@ -198,12 +210,23 @@ def run_client(framework: str, operation: str, env: RunEnv, params: dict[str, An
     """
     out = out_dir / f"client-{framework}-{operation}-{time.monotonic_ns()}.json"
     log = out.with_suffix(".log")
-    command = [sys.executable, str(FRAMEWORKS_DIR / "client.py"), framework, operation,
-               json.dumps(params), str(out)]
+    command = [
+        sys.executable,
+        str(FRAMEWORKS_DIR / "client.py"),
+        framework,
+        operation,
+        json.dumps(params),
+        str(out),
+    ]
     with open(log, "wb") as output:
-        process = subprocess.Popen(_under_profiler(command, profile), env=process_env(env),
-                                   cwd=FRAMEWORKS_DIR, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            _under_profiler(command, profile),
+            env=process_env(env),
+            cwd=FRAMEWORKS_DIR,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         code = _finish(process, timeout, worker.check_alive if worker is not None else None)
     if code != 0 or not out.exists():
         tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])

@@ -50,8 +50,12 @@ class Profile:
             f"importing modules (start-up): {pct(self.importing)}.",
             f"By package (self time): {shares(self.by_package[:12])}.",
             table(("function (self time)", "share"), [[f"`{name}`", pct(n)] for name, n in self.self_time]),
-            table(("kq function (total time: itself and what it calls)", "share"),
-                  [[f"`{name}`", pct(n)] for name, n in self.kq_total]) if self.kq_total else "",
+            table(
+                ("kq function (total time: itself and what it calls)", "share"),
+                [[f"`{name}`", pct(n)] for name, n in self.kq_total],
+            )
+            if self.kq_total
+            else "",
         )
 
 
@@ -84,7 +88,7 @@ def summarize(role: str, paths: Iterable[Path]) -> Profile:
             stack, _, count_text = line.rpartition(" ")
             entries = stack.split(";")
             processes_in = [e for e in entries if e.startswith("process ")]
-            frames = entries[len(processes_in):]
+            frames = entries[len(processes_in) :]
             if not processes_in or not frames or not count_text.isdigit():
                 continue
             count = int(count_text)
@@ -97,9 +101,15 @@ def summarize(role: str, paths: Iterable[Path]) -> Profile:
                 importing += count
             for function in {f for f, package in parsed if package == "kq" or package.startswith("kq_")}:
                 kq_total[function] += count
-    return Profile(role, samples, importing, tuple(processes.most_common()),
-                   tuple(packages.most_common()), tuple(self_time.most_common(TOP)),
-                   tuple(kq_total.most_common(TOP)))
+    return Profile(
+        role,
+        samples,
+        importing,
+        tuple(processes.most_common()),
+        tuple(packages.most_common()),
+        tuple(self_time.most_common(TOP)),
+        tuple(kq_total.most_common(TOP)),
+    )
 
 
 def _process_name(text: str, child: bool) -> str:

@@ -47,8 +47,9 @@ def kept_blocks(*sources: Path) -> dict[str, str]:
     for source in sources:
         text = source.read_text() if source.exists() else ""
         for name in KEPT:
-            match = re.search(re.escape(_BEGIN.format(name)) + r"\n(.*?)\n" + re.escape(_END.format(name)),
-                              text, re.S)
+            match = re.search(
+                re.escape(_BEGIN.format(name)) + r"\n(.*?)\n" + re.escape(_END.format(name)), text, re.S
+            )
             if match and name not in found:
                 found[name] = match[1]
     return found
@@ -58,10 +59,21 @@ def _kept(name: str, blocks: Mapping[str, str], default: str) -> str:
     return "\n".join([_BEGIN.format(name), blocks.get(name, default), _END.format(name)])
 
 
-def render(*, command: str, when: str, duration: float, repeat: int, quick: bool,
-           machine: Mapping[str, str], versions: Mapping[str, str], sections: Sequence[Section],
-           workers: Sequence[WorkerSpec], profiles: Sequence[ProfiledRun],
-           errors: Sequence[str], blocks: Mapping[str, str]) -> str:
+def render(
+    *,
+    command: str,
+    when: str,
+    duration: float,
+    repeat: int,
+    quick: bool,
+    machine: Mapping[str, str],
+    versions: Mapping[str, str],
+    sections: Sequence[Section],
+    workers: Sequence[WorkerSpec],
+    profiles: Sequence[ProfiledRun],
+    errors: Sequence[str],
+    blocks: Mapping[str, str],
+) -> str:
     checks = [check for section in sections for check in section.checks]
     unmeasured = sum(check.met is None for check in checks)
     mode = ", QUICK MODE: tiny sizes, the numbers mean nothing" if quick else ""
@@ -84,18 +96,27 @@ def render(*, command: str, when: str, duration: float, repeat: int, quick: bool
         SETTINGS,
     ]
     if workers:
-        parts.append(table(("worker", "command (`<queue>` is the run's own queue)"),
-                           [[spec.label, f"`{' '.join(_short(spec.command('<queue>')))}`"]
-                            for spec in workers]))
+        parts.append(
+            table(
+                ("worker", "command (`<queue>` is the run's own queue)"),
+                [[spec.label, f"`{' '.join(_short(spec.command('<queue>')))}`"] for spec in workers],
+            )
+        )
     if errors:
-        parts += ["## Errors", "These runs failed; their numbers are missing above.",
-                  "\n".join(_error(error) for error in errors)]
+        parts += [
+            "## Errors",
+            "These runs failed; their numbers are missing above.",
+            "\n".join(_error(error) for error in errors),
+        ]
     for section in sections:
         parts += [f"## {section.title}", section.body]
     parts += ["## Profile", _profile_intro(checks, profiles)]
     for run in profiles:
-        parts += [f"### {run.heading}", "Explains: " + "; ".join(run.missed) + ".",
-                  *[p.markdown() for p in run.profiles]]
+        parts += [
+            f"### {run.heading}",
+            "Explains: " + "; ".join(run.missed) + ".",
+            *[p.markdown() for p in run.profiles],
+        ]
     parts += ["## Notes", _kept("notes", blocks, "_(none yet)_")]
     return "\n\n".join(parts) + "\n"
 
@@ -116,9 +137,13 @@ def _profile_intro(checks: Sequence[Check], profiles: Sequence[ProfiledRun]) -> 
     if not missed:
         return "Every target that was measured is met; nothing was profiled."
     if not profiles:
-        return ("Some targets are missed, but this run did not profile them (`--no-profile`, or "
-                "py-spy could not run: see Errors).")
-    return ("kq's side of each scenario with a missed target, run once more under `py-spy record` "
-            "(on-CPU samples at 250 Hz of the process and its children; numbers from these runs "
-            "are not used above). Self time is spent in the function itself; total time includes "
-            "what it calls.")
+        return (
+            "Some targets are missed, but this run did not profile them (`--no-profile`, or "
+            "py-spy could not run: see Errors)."
+        )
+    return (
+        "kq's side of each scenario with a missed target, run once more under `py-spy record` "
+        "(on-CPU samples at 250 Hz of the process and its children; numbers from these runs "
+        "are not used above). Self time is spent in the function itself; total time includes "
+        "what it calls."
+    )

@@ -76,5 +76,7 @@ class ScenarioResults:
         return [(r.variant.label, e) for r in self.by_key.values() for e in r.errors]
 
     def to_json(self) -> dict[str, Any]:
-        return {key: {"label": r.variant.label, "runs": r.runs, "errors": r.errors,
-                      "unavailable": r.unavailable} for key, r in self.by_key.items()}
+        return {
+            key: {"label": r.variant.label, "runs": r.runs, "errors": r.errors, "unavailable": r.unavailable}
+            for key, r in self.by_key.items()
+        }

@@ -40,21 +40,39 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes and one repeat: checks the harness works (CI smoke)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), metavar="S1,S2,...",
-                        help=f"which scenarios to run (default: all of {','.join(SCENARIOS)})")
-    parser.add_argument("--repeat", type=int, metavar="N",
-                        help="runs per configuration; tables show medians (default: 3, quick: 1)")
-    parser.add_argument("--out", type=Path, metavar="PATH",
-                        help="report file; charts go to benchmarks/ beside it "
-                             "(default: docs/benchmarks.md, quick: a new temporary directory)")
-    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
-                        help="run kq's side of every missed target again under py-spy and put the "
-                             "top functions in the report (default: on, off with --quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes and one repeat: checks the harness works (CI smoke)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        metavar="S1,S2,...",
+        help=f"which scenarios to run (default: all of {','.join(SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        metavar="N",
+        help="runs per configuration; tables show medians (default: 3, quick: 1)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="report file; charts go to benchmarks/ beside it "
+        "(default: docs/benchmarks.md, quick: a new temporary directory)",
+    )
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run kq's side of every missed target again under py-spy and put the "
+        "top functions in the report (default: on, off with --quick)",
+    )
     parser.add_argument("--redis", default=REDIS_URL, help=f"Redis URL, its own DB (default {REDIS_URL})")
-    parser.add_argument("--amqp", default=AMQP_URL,
-                        help=f"RabbitMQ URL (default {AMQP_URL})".replace("%", "%%"))
+    parser.add_argument(
+        "--amqp", default=AMQP_URL, help=f"RabbitMQ URL (default {AMQP_URL})".replace("%", "%%")
+    )
     args = parser.parse_args(argv)
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
     if unknown:
@@ -112,14 +130,23 @@ def profile(ctx: RunContext, sections: list[Section], quick: bool, errors: list[
         directory = ctx.work_dir / f"profile-{scenario_id}-{key}"
         directory.mkdir()
         try:
-            scenario.run(attrs.evolve(ctx, profile_dir=directory, profile_roles=scenario.PROFILE_ROLES),
-                         variant)
+            scenario.run(
+                attrs.evolve(ctx, profile_dir=directory, profile_roles=scenario.PROFILE_ROLES), variant
+            )
         except Exception as exc:
             errors.append(f"profile {scenario_id} {variant.label}: {type(exc).__name__}: {exc}")
             continue
         heading = f"{scenario_id} {variant.label}" + (f" ({variant.group})" if variant.group else "")
-        found.append(ProfiledRun(heading, tuple(whats), tuple(
-            summarize(role, sorted(directory.glob(f"{role}-*.txt"))) for role in scenario.PROFILE_ROLES)))
+        found.append(
+            ProfiledRun(
+                heading,
+                tuple(whats),
+                tuple(
+                    summarize(role, sorted(directory.glob(f"{role}-*.txt")))
+                    for role in scenario.PROFILE_ROLES
+                ),
+            )
+        )
     return found
 
 
@@ -162,9 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         profiles = profile(ctx, sections, args.quick, errors) if args.profile else []
     left = services.redis.dbsize() - keys_before
     if left > 0:  # a warning only: someone else may be using the same database
-        print(f"bench: warning: {args.redis} holds {left} more key(s) than before; every key of this "
-              "harness is deleted, so another client wrote them or a framework ignored its prefix",
-              file=sys.stderr)
+        print(
+            f"bench: warning: {args.redis} holds {left} more key(s) than before; every key of this "
+            "harness is deleted, so another client wrote them or a framework ignored its prefix",
+            file=sys.stderr,
+        )
     write(args, sections, profiles, errors, results, services, when, time.monotonic() - started)
     print(f"bench: report written to {args.out}", file=sys.stderr)
     for error in errors:
@@ -172,23 +201,47 @@ def main(argv: list[str] | None = None) -> int:
     return 130 if done < len(runs) else 1 if errors else 0
 
 
-def write(args: argparse.Namespace, sections: list[Section], profiles: list[ProfiledRun],
-          errors: list[str], results: dict[str, ScenarioResults], services: Services,
-          when: datetime.datetime, duration: float) -> None:
+def write(
+    args: argparse.Namespace,
+    sections: list[Section],
+    profiles: list[ProfiledRun],
+    errors: list[str],
+    results: dict[str, ScenarioResults],
+    services: Services,
+    when: datetime.datetime,
+    duration: float,
+) -> None:
     about = machine.describe(ROOT, services.server_versions())
     versions = machine.versions()
-    specs = {v.worker.label: v.worker for s in SCENARIOS.values() if s.ID in results
-             for v in s.variants(args.quick) if v.worker is not None}
+    specs = {
+        v.worker.label: v.worker
+        for s in SCENARIOS.values()
+        if s.ID in results
+        for v in s.variants(args.quick)
+        if v.worker is not None
+    }
     text = report.render(
         command=" ".join(["python bench/run.py", *sys.argv[1:]]),
-        when=when.strftime("%Y-%m-%d %H:%M UTC"), duration=duration, repeat=args.repeat,
-        quick=args.quick, machine=about, versions=versions, sections=sections,
-        workers=list(specs.values()), profiles=profiles, errors=errors,
-        blocks=report.kept_blocks(args.out, ROOT / "docs" / "benchmarks.md"))
+        when=when.strftime("%Y-%m-%d %H:%M UTC"),
+        duration=duration,
+        repeat=args.repeat,
+        quick=args.quick,
+        machine=about,
+        versions=versions,
+        sections=sections,
+        workers=list(specs.values()),
+        profiles=profiles,
+        errors=errors,
+        blocks=report.kept_blocks(args.out, ROOT / "docs" / "benchmarks.md"),
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    raw: dict[str, Any] = {"generated": when.isoformat(), "machine": about, "versions": versions,
-                           "results": {sid: r.to_json() for sid, r in results.items()}}
+    raw: dict[str, Any] = {
+        "generated": when.isoformat(),
+        "machine": about,
+        "versions": versions,
+        "results": {sid: r.to_json() for sid, r in results.items()},
+    }
     (args.out.parent / "benchmarks" / "results.json").write_text(json.dumps(raw, indent=1))
 
 

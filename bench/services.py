@@ -44,8 +44,9 @@ class Services:
         except (OSError, amqp.exceptions.AMQPError) as exc:
             raise SystemExit(f"bench: RabbitMQ at {self.amqp_url} cannot be reached: {exc}") from None
 
-    def new_run(self, *, broker: str = "redis", results: bool = False, acks_late: bool = False,
-                confirm: bool = False) -> RunEnv:
+    def new_run(
+        self, *, broker: str = "redis", results: bool = False, acks_late: bool = False, confirm: bool = False
+    ) -> RunEnv:
         """Settings for one run: fresh key prefix and queue name, ``broker`` "redis" or "amqp"."""
         name = f"kqbench-{self.invocation}-{next(self._runs)}"
         return RunEnv(
@@ -65,7 +66,7 @@ class Services:
         """Delete every key under the run's prefix and, on RabbitMQ, the run's queues."""
         keys = list(self.redis.scan_iter(match=f"{env.prefix}*", count=1000))
         for start in range(0, len(keys), 1000):
-            self.redis.delete(*keys[start:start + 1000])
+            self.redis.delete(*keys[start : start + 1000])
         if not env.on_redis:
             connection = self._amqp()
             try:
@@ -79,9 +80,12 @@ class Services:
     def _amqp(self) -> amqp.Connection:
         url = urlsplit(self.amqp_url)
         vhost = unquote(url.path[1:]) if len(url.path) > 1 else "/"
-        connection = amqp.Connection(host=f"{url.hostname}:{url.port or 5672}",
-                                     userid=unquote(url.username or "guest"),
-                                     password=unquote(url.password or "guest"), virtual_host=vhost)
+        connection = amqp.Connection(
+            host=f"{url.hostname}:{url.port or 5672}",
+            userid=unquote(url.username or "guest"),
+            password=unquote(url.password or "guest"),
+            virtual_host=vhost,
+        )
         connection.connect()
         return connection
 

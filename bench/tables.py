@@ -40,8 +40,11 @@ def description(doc: str | None) -> str:
 
 def footnotes(results: ScenarioResults) -> str:
     """¹ The reasons behind the table's "not available" and "failed" cells."""
-    lines = [f"¹ {found.variant.label}: {found.why.splitlines()[0]}"
-             for found in results.by_key.values() if found.why]
+    lines = [
+        f"¹ {found.variant.label}: {found.why.splitlines()[0]}"
+        for found in results.by_key.values()
+        if found.why
+    ]
     return "  \n".join(lines)
 
 
@@ -91,14 +94,19 @@ class Check:
         met = {True: "yes", False: "**no**", None: unmeasured}
         largest = max(abs(self.kq or 0), abs(self.celery or 0))
         digits = 2 if largest < 10 else 1 if largest < 100 else 0
-        return [self.scenario, self.what, num(self.kq, digits, f" {self.unit}"),
-                num(self.celery, digits, f" {self.unit}"),
-                num(self.ratio, 2, "x"), f"{sign} {self.target:g}x", met[self.met],
-                "—" if self.met else num(self.needed, digits, f" {self.unit}")]
+        return [
+            self.scenario,
+            self.what,
+            num(self.kq, digits, f" {self.unit}"),
+            num(self.celery, digits, f" {self.unit}"),
+            num(self.ratio, 2, "x"),
+            f"{sign} {self.target:g}x",
+            met[self.met],
+            "—" if self.met else num(self.needed, digits, f" {self.unit}"),
+        ]
 
 
-CHECK_HEADERS = ("scenario", "what", "kq", "Celery", "kq/Celery", "target", "met?",
-                 "kq would need")
+CHECK_HEADERS = ("scenario", "what", "kq", "Celery", "kq/Celery", "target", "met?", "kq would need")
 
 
 @attrs.frozen

@@ -11,8 +11,17 @@ _CLI = {
     "kq": ("kq", "worker", "-A", "kq_app:app", "-l", "warning"),
     # gossip, mingle and heartbeats are cluster features kq's worker does not have; switching
     # them off makes Celery start faster and send less, which only favours Celery.
-    "celery": ("celery", "-A", "celery_app", "worker", "-l", "warning", "--without-gossip",
-               "--without-mingle", "--without-heartbeat"),
+    "celery": (
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "-l",
+        "warning",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ),
     "dramatiq": ("dramatiq", "dramatiq_app"),
 }
 
@@ -54,5 +63,6 @@ def celery(pool: str, concurrency: int = 2, *extra: str, note: str = "") -> Work
 
 
 def dramatiq(processes: int, threads: int) -> WorkerSpec:
-    return WorkerSpec("dramatiq", f"p{processes}t{threads}", ("-p", str(processes), "-t", str(threads)),
-                      processes * threads)
+    return WorkerSpec(
+        "dramatiq", f"p{processes}t{threads}", ("-p", str(processes), "-t", str(threads)), processes * threads
+    )

@@ -42,9 +42,12 @@ def _timed_calls(call: Callable[[], Any], n: int) -> tuple[float, list[int]]:
 
 
 def _summary(seconds: float, items: int, times: list[int]) -> dict[str, float]:
-    return {"seconds": seconds, "rate": items / seconds,
-            "p50_us": benchkit.percentile(times, 0.5) / 1e3,
-            "p99_us": benchkit.percentile(times, 0.99) / 1e3}
+    return {
+        "seconds": seconds,
+        "rate": items / seconds,
+        "p50_us": benchkit.percentile(times, 0.5) / 1e3,
+        "p99_us": benchkit.percentile(times, 0.99) / 1e3,
+    }
 
 
 def publish_each(mod: ModuleType, n: int, warmup: int, key: str) -> dict[str, float]:
@@ -88,8 +91,9 @@ def roundtrip(mod: ModuleType, n: int, warmup: int) -> dict[str, float]:
     return _summary(seconds, n, times)
 
 
-def fairness(mod: ModuleType, long_s: float, shorts: int, short_s: float, key: str,
-             ready_key: str) -> dict[str, float]:
+def fairness(
+    mod: ModuleType, long_s: float, shorts: int, short_s: float, key: str, ready_key: str
+) -> dict[str, float]:
     """Once the worker runs tasks, publish one long task and then ``shorts`` short ones."""
     mod.send_count(ready_key)
     deadline = time.monotonic() + 60

@@ -22,8 +22,9 @@ else:
     broker = RabbitmqBroker(url=ENV.broker_url)
 if ENV.backend_url:
     # Prefixed keys (not Dramatiq's default md5 of them), so the harness can delete them.
-    results = RedisBackend(url=ENV.backend_url, namespace=ENV.prefix + "dramatiq-results",
-                           use_namespace_prefix_keys=True)
+    results = RedisBackend(
+        url=ENV.backend_url, namespace=ENV.prefix + "dramatiq-results", use_namespace_prefix_keys=True
+    )
     broker.add_middleware(Results(backend=results))
 dramatiq.set_broker(broker)
 _results = {"store_results": True} if ENV.backend_url else {}
@@ -75,8 +76,10 @@ def send_sleep(seconds: float, key: str) -> None:
 
 
 def run_chord(n: int, timeout: float) -> int:
-    raise benchkit.Unavailable("Dramatiq has no chord: group completion callbacks (GroupCallbacks "
-                               "middleware) do not pass the header's results to the body")
+    raise benchkit.Unavailable(
+        "Dramatiq has no chord: group completion callbacks (GroupCallbacks "
+        "middleware) do not pass the header's results to the body"
+    )
 
 
 def close() -> None:

@@ -27,8 +27,7 @@ APIS = (
     ("dramatiq-group", "dramatiq", "group", {}, "group().run()"),
 )
 #: RabbitMQ also runs Celery with publisher confirms, which kq-amqp always uses.
-AMQP_EXTRA = (("celery-each-confirm", "celery", "", {"confirm": True},
-               "task.delay(), confirm_publish"),)
+AMQP_EXTRA = (("celery-each-confirm", "celery", "", {"confirm": True}, "task.delay(), confirm_publish"),)
 BROKERS = {"redis": "Redis", "amqp": "RabbitMQ"}
 #: (kq variant, target kq/Celery-one-by-one rate) on Redis, from the issue.
 TARGETS = (("kq-each", 3.0), ("kq-send_many", 10.0), ("kq-group", 10.0))
@@ -40,16 +39,24 @@ def variants(quick: bool) -> list[Variant]:
     for broker in BROKERS:
         for key, framework, api, env, note in APIS + (AMQP_EXTRA if broker == "amqp" else ()):
             params = {"n": n, "warmup": warmup} if not api else {"n": n, "size": size, "api": api}
-            found.append(Variant(f"{key}@{broker}", f"{framework} {note}", framework, None, params,
-                                 group=BROKERS[broker], env={"broker": broker, **env}))
+            found.append(
+                Variant(
+                    f"{key}@{broker}",
+                    f"{framework} {note}",
+                    framework,
+                    None,
+                    params,
+                    group=BROKERS[broker],
+                    env={"broker": broker, **env},
+                )
+            )
     return found
 
 
 def run(ctx: RunContext, variant: Variant) -> dict[str, float]:
     operation = "publish_batch" if "api" in variant.params else "publish_each"
     with ctx.environment(**variant.env) as env:
-        return ctx.client(variant.framework, operation, env, key=env.prefix + "unused",
-                          **variant.params)
+        return ctx.client(variant.framework, operation, env, key=env.prefix + "unused", **variant.params)
 
 
 def report(results: ScenarioResults, charts: Charts, quick: bool) -> Section:
@@ -63,26 +70,50 @@ def report(results: ScenarioResults, charts: Charts, quick: bool) -> Section:
             rate = found.median("rate")
             ratio = f"{rate / reference:.2f}x" if rate and reference and framework == "kq" else ""
             per = "batch" if api else "call"
-            rows.append([name, found.variant.label, cell(results, found.variant.key, "rate"),
-                         ratio, cell(results, found.variant.key, "p50_us", 0, f" µs/{per}"),
-                         cell(results, found.variant.key, "p99_us", 0, f" µs/{per}")])
+            rows.append(
+                [
+                    name,
+                    found.variant.label,
+                    cell(results, found.variant.key, "rate"),
+                    ratio,
+                    cell(results, found.variant.key, "p50_us", 0, f" µs/{per}"),
+                    cell(results, found.variant.key, "p99_us", 0, f" µs/{per}"),
+                ]
+            )
             if rate is not None:
                 values.setdefault(name, {})[found.variant.label] = rate
                 frameworks[found.variant.label] = framework
         for key, target in TARGETS if broker == "redis" else ():
             found = results.get(f"{key}@{broker}")
-            checks.append(Check(
-                ID, f"publish on {name}: {found.variant.label if found else key} / Celery task.delay()",
-                results.median(f"{key}@{broker}", "rate"), reference, "tasks/s", target, True,
-                profile=(ID, f"{key}@{broker}"), missing=missing(results, f"{key}@{broker}")))
+            checks.append(
+                Check(
+                    ID,
+                    f"publish on {name}: {found.variant.label if found else key} / Celery task.delay()",
+                    results.median(f"{key}@{broker}", "rate"),
+                    reference,
+                    "tasks/s",
+                    target,
+                    True,
+                    profile=(ID, f"{key}@{broker}"),
+                    missing=missing(results, f"{key}@{broker}"),
+                )
+            )
     headers = ("broker", "client", "tasks/s", "kq/Celery delay()", "p50", "p99")
-    chart = charts.bars("s2_publish", "S2: publish rate from one connection (tasks/s, higher is "
-                        "better)", "tasks/s", values, frameworks)
+    chart = charts.bars(
+        "s2_publish",
+        "S2: publish rate from one connection (tasks/s, higher is better)",
+        "tasks/s",
+        values,
+        frameworks,
+    )
     body = paragraphs(
         description(__doc__),
         f"Batches hold {1_000 if not quick else 50:,} tasks. The ratio column is against Celery's "
         "one-at-a-time `delay()` on the same broker, as the issue asks; the targets apply to Redis. "
         "On RabbitMQ kq-amqp waits for publisher confirms on every publish; Celery does not unless "
         "`confirm_publish` is set, so Celery runs both ways there.",
-        table(headers, rows), footnotes(results), chart)
+        table(headers, rows),
+        footnotes(results),
+        chart,
+    )
     return Section(f"{ID}: {TITLE}", body, tuple(checks))

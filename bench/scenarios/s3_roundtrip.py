@@ -22,8 +22,10 @@ TARGETS = (("p50_us", 0.3), ("p99_us", 0.5))
 
 def variants(quick: bool) -> list[Variant]:
     n, warmup = (50, 5) if quick else (2_000, 50)
-    return [Variant(spec.key, spec.label, spec.framework, spec, {"n": n, "warmup": warmup},
-                    env={"results": True}) for spec in WORKERS]
+    return [
+        Variant(spec.key, spec.label, spec.framework, spec, {"n": n, "warmup": warmup}, env={"results": True})
+        for spec in WORKERS
+    ]
 
 
 def run(ctx: RunContext, variant: Variant) -> dict[str, float]:
@@ -35,26 +37,48 @@ def run(ctx: RunContext, variant: Variant) -> dict[str, float]:
 def report(results: ScenarioResults, charts: Charts, quick: bool) -> Section:
     rows, values = [], {}
     for spec in WORKERS:
-        rows.append([spec.label, cell(results, spec.key, "p50_us", 0, " µs"),
-                     cell(results, spec.key, "p99_us", 0, " µs"), cell(results, spec.key, "rate")])
+        rows.append(
+            [
+                spec.label,
+                cell(results, spec.key, "p50_us", 0, " µs"),
+                cell(results, spec.key, "p99_us", 0, " µs"),
+                cell(results, spec.key, "rate"),
+            ]
+        )
         for metric, name in (("p50_us", "p50"), ("p99_us", "p99")):
             value = results.median(spec.key, metric)
             if value is not None:
                 values.setdefault(name, {})[spec.label] = value / 1000
     checks = tuple(
-        Check(ID, f"delay().get() {metric[:3]}: kq threads / Celery threads (ms)",
-              _ms(results.median("kq-threads", metric)), _ms(results.median("celery-threads", metric)),
-              "ms", target, False, profile=(ID, "kq-threads"),
-              missing=missing(results, "kq-threads"))
-        for metric, target in TARGETS)
-    chart = charts.bars("s3_roundtrip", "S3: delay().get() round trip (ms, lower is better)", "ms",
-                        values, {spec.label: spec.framework for spec in WORKERS})
+        Check(
+            ID,
+            f"delay().get() {metric[:3]}: kq threads / Celery threads (ms)",
+            _ms(results.median("kq-threads", metric)),
+            _ms(results.median("celery-threads", metric)),
+            "ms",
+            target,
+            False,
+            profile=(ID, "kq-threads"),
+            missing=missing(results, "kq-threads"),
+        )
+        for metric, target in TARGETS
+    )
+    chart = charts.bars(
+        "s3_roundtrip",
+        "S3: delay().get() round trip (ms, lower is better)",
+        "ms",
+        values,
+        {spec.label: spec.framework for spec in WORKERS},
+    )
     n = next(iter(variants(quick))).params["n"]
     body = paragraphs(
         description(__doc__),
         f"{n:,} calls per run. Dramatiq uses its Results middleware with the Redis backend "
         "(`message.get_result(block=True)`).",
-        table(("worker", "p50", "p99", "calls/s"), rows), footnotes(results), chart)
+        table(("worker", "p50", "p99", "calls/s"), rows),
+        footnotes(results),
+        chart,
+    )
     return Section(f"{ID}: {TITLE}", body, checks)
 
 

@@ -23,8 +23,9 @@ TARGET = 0.25
 
 def variants(quick: bool) -> list[Variant]:
     params = {"n": 50, "wait": 60, "warmup": 3} if quick else {"n": 1_000, "wait": 300, "warmup": 20}
-    return [Variant(spec.key, spec.label, spec.framework, spec, params, env={"results": True})
-            for spec in WORKERS]
+    return [
+        Variant(spec.key, spec.label, spec.framework, spec, params, env={"results": True}) for spec in WORKERS
+    ]
 
 
 def run(ctx: RunContext, variant: Variant) -> dict[str, float]:
@@ -36,14 +37,28 @@ def run(ctx: RunContext, variant: Variant) -> dict[str, float]:
 def report(results: ScenarioResults, charts: Charts, quick: bool) -> Section:
     n = variants(quick)[0].params["n"]
     rows = [[spec.label, cell(results, spec.key, "seconds", 2, " s")] for spec in WORKERS]
-    values = {"": {spec.label: v for spec in WORKERS
-                   if (v := results.median(spec.key, "seconds")) is not None}}
-    check = Check(ID, f"chord of {n:,}: kq prefork / Celery prefork (s)",
-                  results.median("kq-prefork", "seconds"), results.median("celery-prefork", "seconds"),
-                  "s", TARGET, False, profile=(ID, "kq-prefork"),
-                  missing=missing(results, "kq-prefork"))
-    chart = charts.bars("s5_chord", f"S5: chord of {n:,} (s, lower is better)", "s", values,
-                        {spec.label: spec.framework for spec in WORKERS})
-    body = paragraphs(description(__doc__), table(("worker", f"chord of {n:,}"), rows),
-                      footnotes(results), chart)
+    values = {
+        "": {spec.label: v for spec in WORKERS if (v := results.median(spec.key, "seconds")) is not None}
+    }
+    check = Check(
+        ID,
+        f"chord of {n:,}: kq prefork / Celery prefork (s)",
+        results.median("kq-prefork", "seconds"),
+        results.median("celery-prefork", "seconds"),
+        "s",
+        TARGET,
+        False,
+        profile=(ID, "kq-prefork"),
+        missing=missing(results, "kq-prefork"),
+    )
+    chart = charts.bars(
+        "s5_chord",
+        f"S5: chord of {n:,} (s, lower is better)",
+        "s",
+        values,
+        {spec.label: spec.framework for spec in WORKERS},
+    )
+    body = paragraphs(
+        description(__doc__), table(("worker", f"chord of {n:,}"), rows), footnotes(results), chart
+    )
     return Section(f"{ID}: {TITLE}", body, (check,))

@@ -73,8 +73,10 @@ class Ledger:
     @contextmanager
     def create(cls, dsn: str = LEDGER_DSN) -> Iterator[Ledger]:
         ledger = cls(dsn, f"chaos_ledger_{uuid.uuid4().hex[:12]}")
-        ledger._execute("CREATE TABLE {} (task_id text NOT NULL, redelivered boolean NOT NULL, "
-                        "pid integer NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        ledger._execute(
+            "CREATE TABLE {} (task_id text NOT NULL, redelivered boolean NOT NULL, "
+            "pid integer NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
         try:
             yield ledger
         finally:
@@ -91,8 +93,9 @@ class Ledger:
 
     def runs(self) -> list[Run]:
         """Every recorded run, in the order they were recorded."""
-        rows = self._execute("SELECT task_id, redelivered, pid, extract(epoch FROM at) FROM {} "
-                             "ORDER BY at").fetchall()
+        rows = self._execute(
+            "SELECT task_id, redelivered, pid, extract(epoch FROM at) FROM {} ORDER BY at"
+        ).fetchall()
         return [Run(task_id, redelivered, pid, float(at)) for task_id, redelivered, pid, at in rows]
 
     def _execute(self, statement: str) -> psycopg.Cursor:
@@ -124,9 +127,12 @@ def check(published: Iterable[str], runs: Iterable[Run]) -> Verdict:
     for run in runs:
         by_id.setdefault(run.task_id, []).append(run)
     ids = set(published)
-    return Verdict(published=len(ids), runs=sum(len(r) for r in by_id.values()),
-                   lost=frozenset(ids - by_id.keys()),
-                   duplicates={i: tuple(r) for i, r in by_id.items() if len(r) > 1})
+    return Verdict(
+        published=len(ids),
+        runs=sum(len(r) for r in by_id.values()),
+        lost=frozenset(ids - by_id.keys()),
+        duplicates={i: tuple(r) for i, r in by_id.items() if len(r) > 1},
+    )
 
 
 #: Seconds within which a worker acks an acks_late task after it ran (in its next broker round
@@ -134,8 +140,9 @@ def check(published: Iterable[str], runs: Iterable[Run]) -> Verdict:
 ACK_WINDOW = 5.0
 
 
-def explain(verdict: Verdict, killed: Mapping[int, float],
-            outages: Sequence[tuple[float, float]] = ()) -> dict[str, list[tuple[Run, Run]]]:
+def explain(
+    verdict: Verdict, killed: Mapping[int, float], outages: Sequence[tuple[float, float]] = ()
+) -> dict[str, list[tuple[Run, Run]]]:
     """Why each repeated run happened, judged from the run before it; gives each reason the
     (run before, repeat) pairs it explains:
 
@@ -241,16 +248,32 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
-             "--logfile", str(self.directory / "redis.log")])
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.directory),
+                "--logfile",
+                str(self.directory / "redis.log"),
+            ]
+        )
         wait_until(lambda: self.ping(), 30, f"redis-server on port {self.port} to answer")
 
     def stop(self) -> None:
         """Shut the server down (``SHUTDOWN NOSAVE``: no RDB snapshot; the AOF has it all)."""
         if self.process is not None and self.process.poll() is None:
-            subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"],
-                           capture_output=True, timeout=30)
+            subprocess.run(
+                ["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True, timeout=30
+            )
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
@@ -258,8 +281,12 @@ class RedisServer:
                 self.process.wait(10)
 
     def ping(self) -> bool:
-        return subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
-                              text=True).stdout.strip() == "PONG"
+        return (
+            subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
+            ).stdout.strip()
+            == "PONG"
+        )
 
     def __enter__(self) -> RedisServer:
         self.start()
@@ -281,7 +308,7 @@ def process_group(pgid: int) -> list[int]:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+            fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
             if int(fields[2]) == pgid and fields[0] != "Z":
                 pids.append(int(entry))
     return pids
@@ -309,8 +336,15 @@ class Supervisor:
     (time, pid, role) of :meth:`kill_random`.
     """
 
-    def __init__(self, app_spec: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path,
-                 processes: int = 2, ready_marker: str = " ready: ") -> None:
+    def __init__(
+        self,
+        app_spec: str,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        processes: int = 2,
+        ready_marker: str = " ready: ",
+    ) -> None:
         self.command = [sys.executable, "-m", "kq", "worker", "-A", app_spec, *args]
         self.env = {**os.environ, "PYTHONPATH": str(APPS), **env}
         self.log_dir = log_dir
@@ -327,8 +361,11 @@ class Supervisor:
     def __enter__(self) -> Supervisor:
         for slot in range(len(self.slots)):
             self._spawn(slot)
-        wait_until(lambda: all(self.ready_marker in log.read_text(errors="replace")
-                               for log in self.logs), 60, "the workers to be ready")
+        wait_until(
+            lambda: all(self.ready_marker in log.read_text(errors="replace") for log in self.logs),
+            60,
+            "the workers to be ready",
+        )
         self._watcher.start()
         return self
 
@@ -373,8 +410,13 @@ class Supervisor:
         self.logs.append(log)
         with open(log, "ab") as out:
             self.slots[slot] = subprocess.Popen(
-                [*self.command, "-n", f"chaos{slot}-{len(self.logs)}@test"], env=self.env,
-                cwd=str(APPS), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [*self.command, "-n", f"chaos{slot}-{len(self.logs)}@test"],
+                env=self.env,
+                cwd=str(APPS),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _kill(self, pid: int) -> None:
         self.killed.setdefault(pid, time.time())

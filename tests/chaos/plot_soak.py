@@ -44,11 +44,22 @@ def main() -> None:
     for name, colour in (("start-window", "#8cb24a"), ("end-window", "#e08a2c")):
         xs = [d for d, p in zip(done, phase, strict=True) if p == name]
         medians[name] = statistics.median(r for r, p in zip(rss, phase, strict=True) if p == name)
-        ax.hlines(medians[name], min(xs), max(xs), colors=colour, linewidth=3,
-                  label=f"median, {name.split('-')[0]} ({medians[name]:.1f} MB)")
+        ax.hlines(
+            medians[name],
+            min(xs),
+            max(xs),
+            colors=colour,
+            linewidth=3,
+            label=f"median, {name.split('-')[0]} ({medians[name]:.1f} MB)",
+        )
     growth = medians["end-window"] / medians["start-window"] - 1
-    ax.axhline(medians["start-window"] * 1.05, color="#c0392b", linestyle="--", linewidth=1,
-               label="the test's limit (+5%)")
+    ax.axhline(
+        medians["start-window"] * 1.05,
+        color="#c0392b",
+        linestyle="--",
+        linewidth=1,
+        label="the test's limit (+5%)",
+    )
     ax.set_xlabel("tasks done (thousands)")
     ax.set_ylabel("RSS (MB)")
     ax.set_ylim(0, max(rss) * 1.25)

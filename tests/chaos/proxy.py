@@ -99,8 +99,9 @@ class Proxy:
                 self._pairs.append(pair)
                 self.accepted += 1
             for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(pair, source, sink),
-                                 name="proxy-pump", daemon=True).start()
+                threading.Thread(
+                    target=self._pump, args=(pair, source, sink), name="proxy-pump", daemon=True
+                ).start()
 
     def _pump(self, pair: _Pair, source: socket.socket, sink: socket.socket) -> None:
         """Copy ``source`` to ``sink`` until either end closes; stop reading once silent."""

@@ -50,8 +50,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "disk"
     mount.mkdir()
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "kq-full-disk",
-                               str(mount)], capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "kq-full-disk", str(mount)],
+            capture_output=True,
+            text=True,
+        )
         error = done.stderr.strip() if done.returncode else ""
     except OSError as exc:  # no mount command
         error = str(exc)
@@ -79,13 +82,22 @@ def test_full_disk_fails_publishes_clearly_and_loses_nothing(
     db = small_disk / "kq.sqlite3"
     url = f"sqlite:///{db}"
     gate = tmp_path / "gate"
-    env = {"KQ_BROKER_URL": url, "KQ_RESULT_BACKEND": url, "PYTHONPATH": str(APPS),
-           "KQ_RESULT_STORE_TIMEOUT": str(RESULT_STORE_TIMEOUT),
-           "KQ_BROKER_TRANSPORT_OPTIONS": json.dumps({"visibility_timeout": VISIBILITY_TIMEOUT}),
-           **ledger.env()}
+    env = {
+        "KQ_BROKER_URL": url,
+        "KQ_RESULT_BACKEND": url,
+        "PYTHONPATH": str(APPS),
+        "KQ_RESULT_STORE_TIMEOUT": str(RESULT_STORE_TIMEOUT),
+        "KQ_BROKER_TRANSPORT_OPTIONS": json.dumps({"visibility_timeout": VISIBILITY_TIMEOUT}),
+        **ledger.env(),
+    }
     client = App("client", broker_url=url, result_backend=url, task_publish_retries=1)
-    worker = WorkerProcess("full_disk_app:app", ["-P", "threads", "-c", "2", "-n", "full-disk@test"],
-                           env=env, cwd=str(APPS), log_path=str(tmp_path / "worker.log"))
+    worker = WorkerProcess(
+        "full_disk_app:app",
+        ["-P", "threads", "-c", "2", "-n", "full-disk@test"],
+        env=env,
+        cwd=str(APPS),
+        log_path=str(tmp_path / "worker.log"),
+    )
     try:
         with worker:
             done = client.send_task("disk.record", [-1])
@@ -104,18 +116,23 @@ def test_full_disk_fails_publishes_clearly_and_loses_nothing(
 
             # The worker on the full disk: results, acks and give-backs cannot be written.
             gate.touch()
-            wait_until(lambda: "could not store the result" in worker.output(), 30,
-                       "the worker giving up storing a result")
-            wait_until(lambda: "broker connection lost" in worker.output(), 30,
-                       "the worker backing off from the full broker file")
+            wait_until(
+                lambda: "could not store the result" in worker.output(),
+                30,
+                "the worker giving up storing a result",
+            )
+            wait_until(
+                lambda: "broker connection lost" in worker.output(),
+                30,
+                "the worker backing off from the full broker file",
+            )
             assert "the disk is full" in worker.output()
             assert worker.process.poll() is None, worker.output()
             # Reading still works: stored results, and a new connection that opens the file.
             assert client.AsyncResult(done.id).get(timeout=10) == -1
             reader = sqlite3.connect(db)
             try:
-                assert reader.execute("SELECT count(*) FROM kq_messages").fetchone()[0] >= len(
-                    published)
+                assert reader.execute("SELECT count(*) FROM kq_messages").fetchone()[0] >= len(published)
             finally:
                 reader.close()
 
@@ -137,8 +154,10 @@ def test_full_disk_fails_publishes_clearly_and_loses_nothing(
     # result, ack or give-back could not be written while the disk was full.
     assert {run.task_id for run in ledger.runs()} == set(expected)
     assert all(run.redelivered for runs in verdict.duplicates.values() for run in runs[1:])
-    print(f"\nfull disk: {len(published)} publishes before it filled, {len(expected)} tasks, "
-          f"{verdict.runs} runs ({verdict.repeats} repeats, all redeliveries)")
+    print(
+        f"\nfull disk: {len(published)} publishes before it filled, {len(expected)} tasks, "
+        f"{verdict.runs} runs ({verdict.repeats} repeats, all redeliveries)"
+    )
 
     # The file is sound and its WAL checkpoints again (and is emptied) now there is room.
     conn = sqlite3.connect(db)

@@ -56,8 +56,10 @@ class Broker:
     pending: Callable[[], int]
 
     def env(self) -> dict[str, str]:
-        return {f"KQ_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
-                for name, value in self.settings.items()}
+        return {
+            f"KQ_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for name, value in self.settings.items()
+        }
 
 
 def outage(stop: Callable[[], None], start: Callable[[], None]) -> tuple[float, float]:
@@ -72,8 +74,11 @@ def outage(stop: Callable[[], None], start: Callable[[], None]) -> tuple[float, 
 
 def redis_broker(directory: Path, queue: str) -> Iterator[Broker]:
     with RedisServer(directory) as server:
-        settings = {"broker_url": server.url, "task_default_queue": queue,
-                    "broker_transport_options": {"visibility_timeout": 10}}
+        settings = {
+            "broker_url": server.url,
+            "task_default_queue": queue,
+            "broker_transport_options": {"visibility_timeout": 10},
+        }
 
         def pending() -> int:
             with redis.Redis(port=server.port) as client:
@@ -90,8 +95,9 @@ def redis_broker(directory: Path, queue: str) -> Iterator[Broker]:
 
 
 def rabbitmqctl(*args: str) -> str:
-    return subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, text=True,
-                          timeout=300).stdout
+    return subprocess.run(
+        ["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=300
+    ).stdout
 
 
 def rabbitmq_broker(queue: str) -> Iterator[Broker]:
@@ -103,8 +109,9 @@ def rabbitmq_broker(queue: str) -> Iterator[Broker]:
             rabbitmqctl("await_startup")
 
         def pending() -> int:
-            for line in rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "messages")\
-                    .splitlines():
+            for line in rabbitmqctl(
+                "list_queues", "-q", "--no-table-headers", "name", "messages"
+            ).splitlines():
                 name, _, messages = line.partition("\t")
                 if name == queue:
                     return int(messages)
@@ -135,8 +142,9 @@ def publish(client: App, total: int, batch: int = 1_000) -> list[str]:
 
 
 @pytest.mark.timeout(600)
-def test_no_task_lost_with_kills_every_2s_and_a_broker_restart(broker: Broker, ledger: Ledger,
-                                                               tmp_path: Path) -> None:
+def test_no_task_lost_with_kills_every_2s_and_a_broker_restart(
+    broker: Broker, ledger: Ledger, tmp_path: Path
+) -> None:
     began = time.monotonic()
     client = App("chaos-client", result_backend=None, **broker.settings)
     try:
@@ -145,9 +153,13 @@ def test_no_task_lost_with_kills_every_2s_and_a_broker_restart(broker: Broker, l
         client.close()
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
-    with Supervisor("chaos_app:app", [*WORKER_ARGS], {**broker.env(), **ledger.env(),
-                                                      "KQ_RESULT_BACKEND": "none"},
-                    tmp_path, processes=WORKERS) as workers:
+    with Supervisor(
+        "chaos_app:app",
+        [*WORKER_ARGS],
+        {**broker.env(), **ledger.env(), "KQ_RESULT_BACKEND": "none"},
+        tmp_path,
+        processes=WORKERS,
+    ) as workers:
         with Chaos() as chaos:
             chaos.every(KILL_EVERY, "kill", lambda: workers.kill_random(rng))
             wait_until(lambda: ledger.distinct() >= TOTAL // 3, 120, "a third of the tasks to run")
@@ -160,19 +172,24 @@ def test_no_task_lost_with_kills_every_2s_and_a_broker_restart(broker: Broker, l
     reasons = explain(verdict, workers.killed, [restart])
     roles = Counter(role for _, _, role in workers.kills)
     repeats = {reason: len(pairs) for reason, pairs in reasons.items()}
-    print(f"\nchaos summary: broker={broker.settings['broker_url'].split(':')[0]} tasks={TOTAL} "
-          f"kills={len(workers.kills)} ({dict(roles)}) worker restarts={workers.restarts} "
-          f"broker restarts=1 lost={len(verdict.lost)} duplicates={len(verdict.duplicates)} "
-          f"(repeated runs: {repeats}) wall={time.monotonic() - began:.1f}s seed={seed}")
+    print(
+        f"\nchaos summary: broker={broker.settings['broker_url'].split(':')[0]} tasks={TOTAL} "
+        f"kills={len(workers.kills)} ({dict(roles)}) worker restarts={workers.restarts} "
+        f"broker restarts=1 lost={len(verdict.lost)} duplicates={len(verdict.duplicates)} "
+        f"(repeated runs: {repeats}) wall={time.monotonic() - began:.1f}s seed={seed}"
+    )
     assert not verdict.lost, f"{len(verdict.lost)} tasks never ran, e.g. {sorted(verdict.lost)[:5]}"
     assert workers.kills, "the tasks all ran before the first kill"
     assert workers.restarts == roles["worker"], "a worker process died without being killed"
     # Every repeat is a redelivery the faults caused: none comes from nowhere.
-    not_flagged = [runs for runs in verdict.duplicates.values()
-                   if not all(run.redelivered for run in runs[1:])]
+    not_flagged = [
+        runs for runs in verdict.duplicates.values() if not all(run.redelivered for run in runs[1:])
+    ]
     assert not not_flagged, f"repeated runs not flagged redelivered: {not_flagged[:3]}"
-    unexplained = [(pair, [workers.killed.get(run.pid) for run in pair])
-                   for pair in reasons.get("unexplained", [])]
-    assert not unexplained, (f"repeats no fault explains (runs, their processes' deaths): {unexplained}; "
-                             f"kills: {workers.kills}, restart: {restart}")
-
+    unexplained = [
+        (pair, [workers.killed.get(run.pid) for run in pair]) for pair in reasons.get("unexplained", [])
+    ]
+    assert not unexplained, (
+        f"repeats no fault explains (runs, their processes' deaths): {unexplained}; "
+        f"kills: {workers.kills}, restart: {restart}"
+    )

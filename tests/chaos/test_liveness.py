@@ -47,8 +47,9 @@ BATCH = 20
 class Broker:
     """One real broker: its address, the options that set the bounds, and the URLs."""
 
-    def __init__(self, name: str, address: tuple[str, int], options: dict[str, Any],
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, address: tuple[str, int], options: dict[str, Any], settings: dict[str, Any]
+    ) -> None:
         self.name, self.address, self.options, self.settings = name, address, options, settings
 
     def url(self, host: str, port: int) -> str:
@@ -64,8 +65,9 @@ class Broker:
             options = {k: v for k, v in self.options.items() if k == "global_keyprefix"}
         else:
             url, options = self.url("127.0.0.1", port), self.options
-        return App("client", broker_url=url, result_backend=None,
-                   broker_transport_options=options, **self.settings)
+        return App(
+            "client", broker_url=url, result_backend=None, broker_transport_options=options, **self.settings
+        )
 
 
 @pytest.fixture(params=["redis", "amqp"])
@@ -76,8 +78,12 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     if request.param == "redis":
         prefix = f"kqtest-{token}:"
         with hold("redis") as address:
-            yield Broker("redis", address, {"global_keyprefix": prefix, "socket_timeout": BOUND,
-                                            "socket_connect_timeout": BOUND}, {})
+            yield Broker(
+                "redis",
+                address,
+                {"global_keyprefix": prefix, "socket_timeout": BOUND, "socket_connect_timeout": BOUND},
+                {},
+            )
         client = redis.Redis(port=6379, db=15, socket_timeout=10)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
@@ -86,24 +92,37 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
         return
     address = require("rabbitmq")
     queue = f"kq-chaos-{token}"
-    yield Broker("amqp", address, {"heartbeat": BOUND / 2, "read_timeout": BOUND,
-                                   "write_timeout": BOUND, "connect_timeout": BOUND},
-                 {"task_default_queue": queue})
+    yield Broker(
+        "amqp",
+        address,
+        {"heartbeat": BOUND / 2, "read_timeout": BOUND, "write_timeout": BOUND, "connect_timeout": BOUND},
+        {"task_default_queue": queue},
+    )
     delete_amqp_queues(queue, host=address[0], port=address[1])
 
 
-def worker_env(broker_url: str, options: dict[str, Any], settings: dict[str, Any],
-               ledger: Ledger | None, **more: str) -> dict[str, str]:
-    env = {"KQ_BROKER_URL": broker_url, "KQ_BROKER_TRANSPORT_OPTIONS": json.dumps(options),
-           "KQ_RESULT_BACKEND": "none", "PYTHONPATH": str(APPS), **more}
+def worker_env(
+    broker_url: str, options: dict[str, Any], settings: dict[str, Any], ledger: Ledger | None, **more: str
+) -> dict[str, str]:
+    env = {
+        "KQ_BROKER_URL": broker_url,
+        "KQ_BROKER_TRANSPORT_OPTIONS": json.dumps(options),
+        "KQ_RESULT_BACKEND": "none",
+        "PYTHONPATH": str(APPS),
+        **more,
+    }
     env.update({f"KQ_{name.upper()}": value for name, value in settings.items()})
     return {**env, **(ledger.env() if ledger is not None else {})}
 
 
 def start_worker(tmp_path: Path, env: dict[str, str], *args: str) -> WorkerProcess:
-    return WorkerProcess("liveness_app:app", ["-l", "info", "-P", "threads", "-c", "2", *args],
-                         env=env, cwd=str(APPS),
-                         log_path=str(tmp_path / f"worker-{uuid.uuid4().hex[:6]}.log")).start()
+    return WorkerProcess(
+        "liveness_app:app",
+        ["-l", "info", "-P", "threads", "-c", "2", *args],
+        env=env,
+        cwd=str(APPS),
+        log_path=str(tmp_path / f"worker-{uuid.uuid4().hex[:6]}.log"),
+    ).start()
 
 
 def publish(client: App, task: str, count: int) -> list[str]:
@@ -126,8 +145,9 @@ def test_worker_notices_a_silent_broker_connection_and_resumes(broker, ledger, t
     consuming again within RESUME_WITHIN; nothing is lost."""
     client = broker.client()
     with Proxy(broker.address) as proxy:
-        worker = start_worker(tmp_path, worker_env(broker.url("127.0.0.1", proxy.port),
-                                                   broker.options, broker.settings, ledger))
+        worker = start_worker(
+            tmp_path, worker_env(broker.url("127.0.0.1", proxy.port), broker.options, broker.settings, ledger)
+        )
         try:
             sent = publish(client, "chaos.record", BATCH)
             wait_until(lambda: ledger.distinct() == BATCH, 30, "the first batch ran")
@@ -135,14 +155,20 @@ def test_worker_notices_a_silent_broker_connection_and_resumes(broker, ledger, t
             cut_at = time.monotonic()
             proxy.cut(blackhole_new=True)  # a lasting outage: new connections go nowhere either
             sent += publish(client, "chaos.record", BATCH)  # into the worker's dead wait
-            wait_until(lambda: "broker connection lost" in worker.output(), 3 * BOUND,
-                       "the worker gave the silent connection up")
+            wait_until(
+                lambda: "broker connection lost" in worker.output(),
+                3 * BOUND,
+                "the worker gave the silent connection up",
+            )
             detected = time.monotonic() - cut_at
 
             restored_at = time.monotonic()
             proxy.restore()
-            wait_until(lambda: ledger.distinct() == 2 * BATCH, RESUME_WITHIN,
-                       "the worker resumed and ran what was published during the outage")
+            wait_until(
+                lambda: ledger.distinct() == 2 * BATCH,
+                RESUME_WITHIN,
+                "the worker resumed and ran what was published during the outage",
+            )
             resumed = time.monotonic() - restored_at
             assert worker.stop() == 0
         finally:
@@ -151,8 +177,10 @@ def test_worker_notices_a_silent_broker_connection_and_resumes(broker, ledger, t
     runs = ledger.runs()
     assert {run.task_id for run in runs} == set(sent)
     repeats = len(runs) - len(sent)
-    print(f"{broker.name}: silent cut noticed after {detected:.1f} s (bound {BOUND:g} s), "
-          f"consuming again {resumed:.1f} s after the path came back, {repeats} repeats")
+    print(
+        f"{broker.name}: silent cut noticed after {detected:.1f} s (bound {BOUND:g} s), "
+        f"consuming again {resumed:.1f} s after the path came back, {repeats} repeats"
+    )
     # Repeats can only be acks_late tasks of the first batch whose ack was still to go out on
     # the connection that died; RabbitMQ redelivers those, Redis keeps the lease.
     assert repeats <= BATCH
@@ -203,8 +231,9 @@ def test_watchdog_ends_a_worker_whose_loop_is_stuck(sqlite_url, tmp_path):
     """A hook that never returns, on the loop's own thread: the worker logs where the loop is
     stuck and exits with the watchdog's code within the limit (plus the check interval)."""
     limit = 3.0
-    env = worker_env(sqlite_url, {}, {"worker_watchdog_timeout": str(limit)}, None,
-                     KQ_RESULT_BACKEND=sqlite_url)
+    env = worker_env(
+        sqlite_url, {}, {"worker_watchdog_timeout": str(limit)}, None, KQ_RESULT_BACKEND=sqlite_url
+    )
     client = App("client", broker_url=sqlite_url, result_backend=sqlite_url)
     worker = start_worker(tmp_path, env)
     try:
@@ -227,11 +256,17 @@ def test_watchdog_spares_an_idle_worker_and_a_long_task_on_the_loop_thread(sqlit
     """A worker waiting on an empty queue steps every second; the solo pool runs a task on the
     loop's thread, which is no stuck loop either: neither trips a watchdog of 2 s."""
     limit = 2.0
-    env = worker_env(sqlite_url, {}, {"worker_watchdog_timeout": str(limit)}, None,
-                     KQ_RESULT_BACKEND=sqlite_url)
+    env = worker_env(
+        sqlite_url, {}, {"worker_watchdog_timeout": str(limit)}, None, KQ_RESULT_BACKEND=sqlite_url
+    )
     client = App("client", broker_url=sqlite_url, result_backend=sqlite_url)
-    worker = WorkerProcess("liveness_app:app", ["-l", "info", "-P", "solo"], env=env,
-                           cwd=str(APPS), log_path=str(tmp_path / "solo.log")).start()
+    worker = WorkerProcess(
+        "liveness_app:app",
+        ["-l", "info", "-P", "solo"],
+        env=env,
+        cwd=str(APPS),
+        log_path=str(tmp_path / "solo.log"),
+    ).start()
     try:
         time.sleep(3 * limit)  # idle: nothing to run for three watchdog limits
         assert worker.process.poll() is None, worker.output()
@@ -254,14 +289,21 @@ def test_acks_late_tasks_outlive_a_silent_result_backend(ledger, sqlite_url, tmp
     store_timeout = 2.0
     with hold("redis") as address, Proxy(address) as proxy:
         prefix = f"kqtest-{uuid.uuid4().hex[:12]}:"
-        backend_options = {"global_keyprefix": prefix, "socket_timeout": 1,
-                           "socket_connect_timeout": 1}
-        env = worker_env(sqlite_url, {}, {"result_store_timeout": str(store_timeout)}, ledger,
-                         KQ_RESULT_BACKEND=f"redis://127.0.0.1:{proxy.port}/15",
-                         KQ_RESULT_BACKEND_OPTIONS=json.dumps(backend_options))
-        client = App("client", broker_url=sqlite_url,
-                     result_backend=f"redis://{address[0]}:{address[1]}/15",
-                     result_backend_options={"global_keyprefix": prefix})
+        backend_options = {"global_keyprefix": prefix, "socket_timeout": 1, "socket_connect_timeout": 1}
+        env = worker_env(
+            sqlite_url,
+            {},
+            {"result_store_timeout": str(store_timeout)},
+            ledger,
+            KQ_RESULT_BACKEND=f"redis://127.0.0.1:{proxy.port}/15",
+            KQ_RESULT_BACKEND_OPTIONS=json.dumps(backend_options),
+        )
+        client = App(
+            "client",
+            broker_url=sqlite_url,
+            result_backend=f"redis://{address[0]}:{address[1]}/15",
+            result_backend_options={"global_keyprefix": prefix},
+        )
         worker = start_worker(tmp_path, env)
         try:
             first = [client.send_task("liveness.record") for _ in range(4)]
@@ -270,8 +312,11 @@ def test_acks_late_tasks_outlive_a_silent_result_backend(ledger, sqlite_url, tmp
             proxy.cut(blackhole_new=True)
             during = [client.send_task("liveness.record") for _ in range(4)]
             # Each ran, could not store its result, went back and ran again.
-            wait_until(lambda: all(ledger_count(ledger, r.id) >= 2 for r in during), 60,
-                       "the tasks of the outage ran again after their result could not be stored")
+            wait_until(
+                lambda: all(ledger_count(ledger, r.id) >= 2 for r in during),
+                60,
+                "the tasks of the outage ran again after their result could not be stored",
+            )
             proxy.restore()
             assert [r.get(timeout=60) for r in during] == [r.id for r in during]
             assert worker.stop() == 0
@@ -296,8 +341,7 @@ def test_heartbeats_keep_a_busy_worker_connected(sqlite_url, tmp_path):
     address = require("rabbitmq")
     queue = f"kq-chaos-{uuid.uuid4().hex[:12]}"
     url = f"amqp://guest:guest@{address[0]}:{address[1]}//"
-    env = worker_env(url, {"heartbeat": 1}, {"task_default_queue": queue}, None,
-                     KQ_RESULT_BACKEND=sqlite_url)
+    env = worker_env(url, {"heartbeat": 1}, {"task_default_queue": queue}, None, KQ_RESULT_BACKEND=sqlite_url)
     client = App("client", broker_url=url, result_backend=sqlite_url, task_default_queue=queue)
     worker = start_worker(tmp_path, env, "-c", "1", "--prefetch-multiplier", "0")
     started = tmp_path / "started"

@@ -98,8 +98,11 @@ class RssSampler:
                 rss = sum(p.memory_info().rss for p in tree)
             except psutil.NoSuchProcess:
                 return
-            self.samples.append(Sample(round(time.monotonic() - started, 2), self._progress(),
-                                       round(rss / 2**20, 2), len(tree)))
+            self.samples.append(
+                Sample(
+                    round(time.monotonic() - started, 2), self._progress(), round(rss / 2**20, 2), len(tree)
+                )
+            )
             if self._stop.wait(1.0):
                 return
 
@@ -125,8 +128,12 @@ class Verdict:
         # A machine fast enough to finish in under 20 s after warm-up gets smaller windows.
         window = min(WINDOW, len(after) // 2)
         assert window >= 2, f"only {len(after)} samples after warm-up: too few to judge growth"
-        return cls(statistics.median(s.rss_mb for s in after[:window]),
-                   statistics.median(s.rss_mb for s in after[-window:]), first, window)
+        return cls(
+            statistics.median(s.rss_mb for s in after[:window]),
+            statistics.median(s.rss_mb for s in after[-window:]),
+            first,
+            window,
+        )
 
     def phase(self, index: int, count: int) -> str:
         """What sample ``index`` of ``count`` is to the verdict (a column of the CSV)."""
@@ -143,8 +150,7 @@ def write_csv(path: Path, samples: Sequence[Sample], verdict: Verdict) -> None:
         writer = csv.writer(out)
         writer.writerow(["seconds", "tasks_done", "rss_mb", "processes", "phase"])
         for n, s in enumerate(samples):
-            writer.writerow([s.seconds, s.tasks_done, s.rss_mb, s.processes,
-                             verdict.phase(n, len(samples))])
+            writer.writerow([s.seconds, s.tasks_done, s.rss_mb, s.processes, verdict.phase(n, len(samples))])
 
 
 @pytest.fixture
@@ -157,19 +163,31 @@ def soak_redis() -> Iterator[tuple[str, str]]:
         delete_redis_keys(prefix, host=host, port=port)
 
 
-def test_soak_rss_stays_flat(tmp_path: Path, soak_redis: tuple[str, str],
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_soak_rss_stays_flat(
+    tmp_path: Path, soak_redis: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     url, prefix = soak_redis
     queue = f"soak-{uuid.uuid4().hex[:8]}"
-    settings = {"broker_url": url, "result_backend": url, "task_default_queue": queue,
-                "broker_transport_options": {"global_keyprefix": prefix},
-                "result_backend_options": {"global_keyprefix": prefix}, "result_expires": 600}
-    env = {f"KQ_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
-           for name, value in settings.items()}
+    settings = {
+        "broker_url": url,
+        "result_backend": url,
+        "task_default_queue": queue,
+        "broker_transport_options": {"global_keyprefix": prefix},
+        "result_backend_options": {"global_keyprefix": prefix},
+        "result_expires": 600,
+    }
+    env = {
+        f"KQ_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+        for name, value in settings.items()
+    }
     pool = ["-P", "prefork", "-c", "2"] if POOL == "prefork" else ["-P", POOL]
-    worker = WorkerProcess("soak_app:app", ["-n", "soak@test", *pool],
-                           env={**env, "PYTHONPATH": str(APPS)}, cwd=str(APPS),
-                           log_path=str(tmp_path / "worker.log"))
+    worker = WorkerProcess(
+        "soak_app:app",
+        ["-n", "soak@test", *pool],
+        env={**env, "PYTHONPATH": str(APPS)},
+        cwd=str(APPS),
+        log_path=str(tmp_path / "worker.log"),
+    )
     client = App("soak-client", **settings)
     publisher, watcher = client.new_transport(), client.new_transport()
     published = 0
@@ -183,8 +201,9 @@ def test_soak_rss_stays_flat(tmp_path: Path, soak_redis: tuple[str, str],
             while publisher.depth(queue) > BACKLOG:
                 assert worker.process is not None and worker.process.poll() is None, worker.output()
                 time.sleep(0.05)
-            batch = client.send_many(signature("soak.echo", args=(n,))
-                                     for n in range(published, min(published + BATCH, TASKS)))
+            batch = client.send_many(
+                signature("soak.echo", args=(n,)) for n in range(published, min(published + BATCH, TASKS))
+            )
             results.extend(batch)
             published += len(batch)
         values = GroupResult(None, results, app=client).get(timeout=120)
@@ -205,10 +224,13 @@ def test_soak_rss_stays_flat(tmp_path: Path, soak_redis: tuple[str, str],
     if os.environ.get("KQ_SOAK_CSV"):
         write_csv(Path(os.environ["KQ_SOAK_CSV"]), samples, verdict)
     with capsys.disabled():  # the figures belong in every run's output, CI's included
-        print(f"\nsoak ({POOL}): {TASKS:,} tasks in {wall:.1f} s ({TASKS / wall:,.0f} tasks/s); "
-              f"RSS {verdict.warm_mb:.1f} MB after warm-up, {verdict.end_mb:.1f} MB at the end "
-              f"({verdict.growth:+.2%}); peak {max(s.rss_mb for s in samples):.1f} MB; "
-              f"{len(samples)} samples in {tmp_path / 'soak-rss.csv'}")
+        print(
+            f"\nsoak ({POOL}): {TASKS:,} tasks in {wall:.1f} s ({TASKS / wall:,.0f} tasks/s); "
+            f"RSS {verdict.warm_mb:.1f} MB after warm-up, {verdict.end_mb:.1f} MB at the end "
+            f"({verdict.growth:+.2%}); peak {max(s.rss_mb for s in samples):.1f} MB; "
+            f"{len(samples)} samples in {tmp_path / 'soak-rss.csv'}"
+        )
     assert verdict.growth < MAX_GROWTH, (
         f"worker RSS grew {verdict.growth:.1%} after warm-up ({verdict.warm_mb:.1f} -> "
-        f"{verdict.end_mb:.1f} MB), more than {MAX_GROWTH:.0%}: see {tmp_path / 'soak-rss.csv'}")
+        f"{verdict.end_mb:.1f} MB), more than {MAX_GROWTH:.0%}: see {tmp_path / 'soak-rss.csv'}"
+    )

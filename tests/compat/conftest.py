@@ -53,20 +53,30 @@ class Setup:
     transport_options: dict[str, Any]
 
     def kq_settings(self) -> dict[str, Any]:
-        settings = {"broker_url": self.broker_url, "result_backend": self.backend_url,
-                    "task_default_queue": self.queue,
-                    "broker_transport_options": self.transport_options}
+        settings = {
+            "broker_url": self.broker_url,
+            "result_backend": self.backend_url,
+            "task_default_queue": self.queue,
+            "broker_transport_options": self.transport_options,
+        }
         if self.backend_url.startswith("redis"):
             settings["result_backend_options"] = {"global_keyprefix": self.prefix}
         return settings
 
     def env(self) -> dict[str, str]:
         """Environment of both kinds of worker process: ``KQ_*`` for kq, ``COMPAT_*`` for Celery."""
-        kq_env = {f"KQ_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
-                  for name, value in self.kq_settings().items()}
-        return {**kq_env, "COMPAT_BROKER_URL": self.broker_url,
-                "COMPAT_BACKEND_URL": self.backend_url, "COMPAT_PREFIX": self.prefix,
-                "COMPAT_QUEUE": self.queue, "PYTHONPATH": str(APPS)}
+        kq_env = {
+            f"KQ_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for name, value in self.kq_settings().items()
+        }
+        return {
+            **kq_env,
+            "COMPAT_BROKER_URL": self.broker_url,
+            "COMPAT_BACKEND_URL": self.backend_url,
+            "COMPAT_PREFIX": self.prefix,
+            "COMPAT_QUEUE": self.queue,
+            "PYTHONPATH": str(APPS),
+        }
 
 
 @contextmanager
@@ -80,13 +90,19 @@ def shared_setup(broker: str, backend: str = "redis") -> Iterator[Setup]:
         backend_url = "rpc://" if backend == "rpc" else redis_url
         if broker == "redis":
             # native_delay off: a message with an eta goes to the queue, where Celery looks.
-            yield Setup(redis_url, backend_url, prefix, queue,
-                        {"global_keyprefix": prefix, "native_delay": False})
+            yield Setup(
+                redis_url, backend_url, prefix, queue, {"global_keyprefix": prefix, "native_delay": False}
+            )
             delete_redis_keys(prefix)
             return
         with hold("rabbitmq") as (amqp_host, amqp_port):
-            yield Setup(f"amqp://guest:guest@{amqp_host}:{amqp_port}//", backend_url, prefix,
-                        queue, {"max_priority": None, "dead_letter": False})
+            yield Setup(
+                f"amqp://guest:guest@{amqp_host}:{amqp_port}//",
+                backend_url,
+                prefix,
+                queue,
+                {"max_priority": None, "dead_letter": False},
+            )
             delete_redis_keys(prefix)
             connection = amqp.Connection(f"{amqp_host}:{amqp_port}")
             connection.connect()
@@ -139,17 +155,41 @@ def _run(worker: WorkerProcess) -> Iterator[WorkerProcess]:
 def kq_worker(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     """A real ``kq worker`` consuming the module's queue."""
     log = tmp_path_factory.mktemp("kq-worker") / "worker.log"
-    yield from _run(WorkerProcess(
-        "compat_kq:app", ["-P", "threads", "-c", "2", "-Q", setup.queue, "-n", f"{setup.queue}@test"],
-        env=setup.env(), cwd=str(APPS), log_path=str(log)))
+    yield from _run(
+        WorkerProcess(
+            "compat_kq:app",
+            ["-P", "threads", "-c", "2", "-Q", setup.queue, "-n", f"{setup.queue}@test"],
+            env=setup.env(),
+            cwd=str(APPS),
+            log_path=str(log),
+        )
+    )
 
 
 @pytest.fixture(scope="module")
 def celery_worker(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     """A real ``celery worker`` consuming the module's queue."""
     log = tmp_path_factory.mktemp("celery-worker") / "worker.log"
-    yield from _run(CeleryWorkerProcess(
-        "compat_celery", ["-P", "threads", "-c", "2", "--without-heartbeat", "--without-gossip",
-                          "--without-mingle", "-Q", setup.queue, "-n", f"{setup.queue}@test",
-                          "-l", "info"],
-        env=setup.env(), cwd=str(APPS), log_path=str(log)))
+    yield from _run(
+        CeleryWorkerProcess(
+            "compat_celery",
+            [
+                "-P",
+                "threads",
+                "-c",
+                "2",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-Q",
+                setup.queue,
+                "-n",
+                f"{setup.queue}@test",
+                "-l",
+                "info",
+            ],
+            env=setup.env(),
+            cwd=str(APPS),
+            log_path=str(log),
+        )
+    )

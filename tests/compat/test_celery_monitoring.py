@@ -35,8 +35,7 @@ class Output:
         self._new: queue.Queue[str] = queue.Queue()
         assert process.stdout is not None
         stdout = process.stdout
-        threading.Thread(target=lambda: [self._new.put(line) for line in stdout],
-                         daemon=True).start()
+        threading.Thread(target=lambda: [self._new.put(line) for line in stdout], daemon=True).start()
 
     def wait_for(self, found: Callable[[list[str]], bool], timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -56,8 +55,10 @@ def apps(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[dict[
     prefix = f"kqtest-{uuid.uuid4().hex[:12]}:"
     with hold(request.param) as (host, port):
         if request.param == "redis":
-            broker: dict[str, Any] = {"broker_url": f"redis://{host}:{port}/15",
-                                      "broker_transport_options": {"global_keyprefix": prefix}}
+            broker: dict[str, Any] = {
+                "broker_url": f"redis://{host}:{port}/15",
+                "broker_transport_options": {"global_keyprefix": prefix},
+            }
         else:
             broker = {"broker_url": f"amqp://guest:guest@{host}:{port}//"}
         broker["result_backend"] = f"sqlite:///{tmp_path}/results.db"
@@ -66,44 +67,70 @@ def apps(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[dict[
             f"app = App('celmon', **{broker!r})\n"
             "@app.task(name='celmon.add')\n"
             "def add(x, y):\n"
-            "    return x + y\n")
+            "    return x + y\n"
+        )
         (tmp_path / "celery_app.py").write_text(
             "from celery import Celery\n"
             f"app = Celery('celmon', broker={broker['broker_url']!r})\n"
-            f"app.conf.broker_transport_options = {broker.get('broker_transport_options', {})!r}\n")
+            f"app.conf.broker_transport_options = {broker.get('broker_transport_options', {})!r}\n"
+        )
         yield broker, tmp_path
     if request.param == "redis":
         delete_redis_keys(prefix)
 
 
-def test_celery_events_dump_shows_a_kq_worker_and_its_tasks(
-        apps: tuple[dict[str, Any], Path]) -> None:
+def test_celery_events_dump_shows_a_kq_worker_and_its_tasks(apps: tuple[dict[str, Any], Path]) -> None:
     broker, path = apps
     env = {**os.environ, "PYTHONPATH": str(path)}
     hostname, task_queue = f"celmon-{uuid.uuid4().hex[:8]}@test", f"celmon-{uuid.uuid4().hex}"
-    dump = subprocess.Popen([*CELERY, "events", "--dump"], cwd=path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    worker = WorkerProcess("kq_app:app", ["-E", "-P", "threads", "-c", "2", "-Q", task_queue,
-                                          "-n", hostname], cwd=str(path),
-                           log_path=str(path / "worker.log"))
+    dump = subprocess.Popen(
+        [*CELERY, "events", "--dump"],
+        cwd=path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = WorkerProcess(
+        "kq_app:app",
+        ["-E", "-P", "threads", "-c", "2", "-Q", task_queue, "-n", hostname],
+        cwd=str(path),
+        log_path=str(path / "worker.log"),
+    )
     client = App("client", **broker)
     try:
         output = Output(dump)
-        assert any("starting capture" in line for line in output.wait_for(
-            lambda lines: bool(lines), 30))
+        assert any("starting capture" in line for line in output.wait_for(lambda lines: bool(lines), 30))
         worker.start()
         result = client.send_task("celmon.add", [2, 3], queue=task_queue)
         assert result.get(timeout=30) == 5
 
         def seen(lines: list[str], what: str, task: bool = False) -> list[str]:
-            return [line for line in lines if line.startswith(f"{hostname} [") and f"] {what}" in line
-                    and (not task or f"celmon.add({result.id})" in line)]
+            return [
+                line
+                for line in lines
+                if line.startswith(f"{hostname} [")
+                and f"] {what}" in line
+                and (not task or f"celmon.add({result.id})" in line)
+            ]
 
-        lines = output.wait_for(lambda lines: bool(
-            seen(lines, "task succeeded", task=True) and seen(lines, "heartbeat:")), 30)
+        lines = output.wait_for(
+            lambda lines: bool(seen(lines, "task succeeded", task=True) and seen(lines, "heartbeat:")), 30
+        )
         heartbeat = seen(lines, "heartbeat:")[0]
-        for field in ("active=", "processed=", "freq=2.0", "sw_ident=kq", "sw_ver=", "sw_sys=",
-                      "loadavg=", "clock=", "pid=", "utcoffset=", "local_received="):
+        for field in (
+            "active=",
+            "processed=",
+            "freq=2.0",
+            "sw_ident=kq",
+            "sw_ver=",
+            "sw_sys=",
+            "loadavg=",
+            "clock=",
+            "pid=",
+            "utcoffset=",
+            "local_received=",
+        ):
             assert field in heartbeat
         received = seen(lines, "task received:", task=True)
         assert received and "args=" in received[0] and "2, 3" in received[0]
@@ -118,23 +145,34 @@ def test_celery_events_dump_shows_a_kq_worker_and_its_tasks(
             delete_amqp_queues(task_queue)
 
 
-def test_celery_inspect_ping_does_not_reach_a_kq_worker(
-        apps: tuple[dict[str, Any], Path]) -> None:
+def test_celery_inspect_ping_does_not_reach_a_kq_worker(apps: tuple[dict[str, Any], Path]) -> None:
     """kq's remote control is its own protocol (``kq.control``): Celery's ``celery.pidbox``
     commands go unanswered, and ``kq inspect ping`` is the way to ping a kq worker."""
     broker, path = apps
     hostname, task_queue = f"celmon-{uuid.uuid4().hex[:8]}@test", f"celmon-{uuid.uuid4().hex}"
-    with WorkerProcess("kq_app:app", ["-P", "threads", "-Q", task_queue,
-                                      "-n", hostname], cwd=str(path),
-                       log_path=str(path / "worker.log")):
-        kq_ping = subprocess.run([sys.executable, "-m", "kq", "inspect", "ping", "-A",
-                                  "kq_app:app", "-d", hostname], cwd=path, capture_output=True,
-                                 text=True, env={**os.environ, "PYTHONPATH": str(path)},
-                                 timeout=60)
+    with WorkerProcess(
+        "kq_app:app",
+        ["-P", "threads", "-Q", task_queue, "-n", hostname],
+        cwd=str(path),
+        log_path=str(path / "worker.log"),
+    ):
+        kq_ping = subprocess.run(
+            [sys.executable, "-m", "kq", "inspect", "ping", "-A", "kq_app:app", "-d", hostname],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(path)},
+            timeout=60,
+        )
         assert hostname in kq_ping.stdout, kq_ping.stdout + kq_ping.stderr
-        celery_ping = subprocess.run([*CELERY, "inspect", "ping", "-d", hostname, "-t", "2"],
-                                     cwd=path, capture_output=True, text=True, timeout=60,
-                                     env={**os.environ, "PYTHONPATH": str(path)})
+        celery_ping = subprocess.run(
+            [*CELERY, "inspect", "ping", "-d", hostname, "-t", "2"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(path)},
+        )
         assert celery_ping.returncode != 0
         assert "No nodes replied" in celery_ping.stdout + celery_ping.stderr
     if broker["broker_url"].startswith("amqp"):
@@ -149,12 +187,21 @@ def test_flower_shows_a_kq_worker_and_its_tasks(apps: tuple[dict[str, Any], Path
     env = {**os.environ, "PYTHONPATH": str(path), "FLOWER_UNAUTHENTICATED_API": "true"}
     hostname, task_queue = f"celmon-{uuid.uuid4().hex[:8]}@test", f"celmon-{uuid.uuid4().hex}"
     port = free_port()
-    flower = subprocess.Popen([*CELERY, "flower", f"--port={port}", "--address=127.0.0.1"],
-                              cwd=path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    flower = subprocess.Popen(
+        [*CELERY, "flower", f"--port={port}", "--address=127.0.0.1"],
+        cwd=path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = App("client", **broker)
     try:
-        with WorkerProcess("kq_app:app", ["-E", "-P", "threads", "-Q", task_queue, "-n", hostname],
-                           cwd=str(path), log_path=str(path / "worker.log")):
+        with WorkerProcess(
+            "kq_app:app",
+            ["-E", "-P", "threads", "-Q", task_queue, "-n", hostname],
+            cwd=str(path),
+            log_path=str(path / "worker.log"),
+        ):
             _until(lambda: reachable("127.0.0.1", port), 30)
             # Flower lists the worker once it hears from it: it is listening, so it will see
             # the task from its first event on.

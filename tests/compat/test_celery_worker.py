@@ -37,8 +37,7 @@ def test_chain_of_three(kq_client):
 
 
 def test_group_of_ten(kq_client):
-    result = kq.group(kq.Signature("compat.add", (n, n), app=kq_client)
-                      for n in range(10)).apply_async()
+    result = kq.group(kq.Signature("compat.add", (n, n), app=kq_client) for n in range(10)).apply_async()
     assert result.get(timeout=TIMEOUT) == [2 * n for n in range(10)]
 
 

@@ -3,8 +3,7 @@ result back as a message to the client's reply queue, which the other side's cli
 
 import pytest
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.parametrize("setup", ["amqp"], indirect=True, scope="module")]
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("setup", ["amqp"], indirect=True, scope="module")]
 TIMEOUT = 30
 
 

@@ -63,8 +63,10 @@ def redis_broker(redis_prefix: str) -> Iterator[dict[str, Any]]:
     """Broker settings for the real Redis (database 15) under the test's own key prefix, with
     the server lock held shared."""
     with hold("redis") as (host, port):  # waits while a restart test holds it alone
-        yield {"broker_url": f"redis://{host}:{port}/15",
-               "broker_transport_options": {"global_keyprefix": redis_prefix}}
+        yield {
+            "broker_url": f"redis://{host}:{port}/15",
+            "broker_transport_options": {"global_keyprefix": redis_prefix},
+        }
 
 
 @pytest.fixture
@@ -86,10 +88,17 @@ def amqp_broker(amqp_queue: str) -> dict[str, Any]:
 
 @pytest.fixture
 def env(db_url: str, ledger: pathlib.Path, broker_settings: dict[str, Any]) -> dict[str, str]:
-    as_env = {f"KQ_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
-              for name, value in broker_settings.items()}
-    return {"KQ_BROKER_URL": db_url, "KQ_RESULT_BACKEND": db_url,
-            "KQ_TEST_LEDGER_DIR": str(ledger), "PYTHONPATH": str(APPS), **as_env}
+    as_env = {
+        f"KQ_{name.upper()}": value if isinstance(value, str) else json.dumps(value)
+        for name, value in broker_settings.items()
+    }
+    return {
+        "KQ_BROKER_URL": db_url,
+        "KQ_RESULT_BACKEND": db_url,
+        "KQ_TEST_LEDGER_DIR": str(ledger),
+        "PYTHONPATH": str(APPS),
+        **as_env,
+    }
 
 
 @pytest.fixture
@@ -107,11 +116,16 @@ def start_worker(tmp_path: pathlib.Path, env: dict[str, str]) -> Iterator:
     module in ``apps/`` will do), named ``<name><n>@test``; all are killed at teardown."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, name: str = "w", app: str = "e2e_app:app",
-              wait_ready: float = 30.0) -> WorkerProcess:
-        worker = WorkerProcess(app, ["-n", f"{name}{len(started)}@test", *args],
-                               env=env, cwd=str(APPS),
-                               log_path=str(tmp_path / f"{name}{len(started)}.log"))
+    def start(
+        *args: str, name: str = "w", app: str = "e2e_app:app", wait_ready: float = 30.0
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            app,
+            ["-n", f"{name}{len(started)}@test", *args],
+            env=env,
+            cwd=str(APPS),
+            log_path=str(tmp_path / f"{name}{len(started)}.log"),
+        )
         started.append(worker)
         return worker.start(wait_ready=wait_ready)
 
@@ -127,8 +141,13 @@ def start_beat(tmp_path: pathlib.Path, env: dict[str, str]) -> Iterator:
     started: list[BeatProcess] = []
 
     def start(*args: str, extra_env: dict[str, str] | None = None) -> BeatProcess:
-        beat = BeatProcess("beat_app:app", ["-l", "info", *args], env={**env, **(extra_env or {})},
-                           cwd=str(APPS), log_path=str(tmp_path / f"beat{len(started)}.log"))
+        beat = BeatProcess(
+            "beat_app:app",
+            ["-l", "info", *args],
+            env={**env, **(extra_env or {})},
+            cwd=str(APPS),
+            log_path=str(tmp_path / f"beat{len(started)}.log"),
+        )
         started.append(beat)
         return beat.start()
 
@@ -138,16 +157,33 @@ def start_beat(tmp_path: pathlib.Path, env: dict[str, str]) -> Iterator:
 
 
 #: How .ci/run starts Redis (DESIGN.md), for tests that stop it and start it again.
-REDIS_SERVER = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
-                "--port", "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-                "--logfile", "/var/log/redis/ci.log"]
+REDIS_SERVER = [
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+]
 
 
 def redis_up(timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True,
-                          text=True).stdout.strip() == "PONG":
+        if (
+            subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True).stdout.strip()
+            == "PONG"
+        ):
             return True
         time.sleep(0.1)
     return False

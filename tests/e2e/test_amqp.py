@@ -18,8 +18,7 @@ BACKEND = "rpc+" + BROKER
 
 @pytest.fixture
 def env(env: dict[str, str], amqp_queue: str) -> dict[str, str]:
-    return {**env, "KQ_BROKER_URL": BROKER, "KQ_RESULT_BACKEND": BACKEND,
-            "KQ_TASK_DEFAULT_QUEUE": amqp_queue}
+    return {**env, "KQ_BROKER_URL": BROKER, "KQ_RESULT_BACKEND": BACKEND, "KQ_TASK_DEFAULT_QUEUE": amqp_queue}
 
 
 @pytest.fixture

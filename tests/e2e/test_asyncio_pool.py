@@ -24,9 +24,11 @@ def test_a_thousand_awaiting_tasks_run_at_once_on_one_loop(client, start_async_w
     ready = time.monotonic()
     values = [result.get(timeout=300) for result in sent]
     done = time.monotonic()
-    print(f"\n{total} tasks awaiting asyncio.sleep(0.5), -P asyncio -c {total}: "
-          f"{done - ready:.2f} s from the worker's ready line, {done - launched:.2f} s with its "
-          f"start-up (one after another: {total * 0.5:.0f} s)")
+    print(
+        f"\n{total} tasks awaiting asyncio.sleep(0.5), -P asyncio -c {total}: "
+        f"{done - ready:.2f} s from the worker's ready line, {done - launched:.2f} s with its "
+        f"start-up (one after another: {total * 0.5:.0f} s)"
+    )
     assert values == [2 * n for n in range(total)]
     assert done - ready < 60, worker.output()
     assert worker.stop() == 0

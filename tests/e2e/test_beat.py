@@ -62,8 +62,7 @@ def assert_no_duplicates(found: list[dict[str, Any]]) -> None:
 
 
 def schedule_env(**entry: Any) -> dict[str, str]:
-    return {"KQ_BEAT_SCHEDULE": json.dumps({"tick": {"task": "beat.tick", "schedule": 1,
-                                                     **entry}})}
+    return {"KQ_BEAT_SCHEDULE": json.dumps({"tick": {"task": "beat.tick", "schedule": 1, **entry}})}
 
 
 def test_every_second_for_ten_seconds_publishes_ten_tasks(start_worker, start_beat, ledger):
@@ -84,8 +83,9 @@ def test_every_second_for_ten_seconds_publishes_ten_tasks(start_worker, start_be
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("all", "every"), ("once", 1), ("skip", 0)])
-def test_missed_runs_after_beat_was_stopped_for_5_s_follow_the_policy(start_worker, start_beat, ledger,
-                                                       policy, expected):
+def test_missed_runs_after_beat_was_stopped_for_5_s_follow_the_policy(
+    start_worker, start_beat, ledger, policy, expected
+):
     """Stop beat for 5 s and start it again: the slots of those 5 s are each sent (all), sent
     as one run (once), or not sent (skip); the slots after the restart all are."""
     start_worker("-c", "2", app="beat_app:app")
@@ -119,13 +119,14 @@ def test_missed_runs_after_beat_was_stopped_for_5_s_follow_the_policy(start_work
     assert all(b - a == timedelta(seconds=1) for a, b in zip(after, after[1:], strict=False))
 
 
-def test_three_beats_on_redis_one_leads_and_another_takes_over_after_kill_9(
-        start_worker, start_beat, ledger):
+def test_three_beats_on_redis_one_leads_and_another_takes_over_after_kill_9(start_worker, start_beat, ledger):
     lease = 3.0
     with hold("redis") as (host, port):
-        store_env = {"KQ_BEAT_STORE": f"redis://{host}:{port}/15",
-                     "KQ_BEAT_STORE_OPTIONS": json.dumps({"namespace": f"t-{uuid.uuid4().hex}"}),
-                     **schedule_env(missed="all")}
+        store_env = {
+            "KQ_BEAT_STORE": f"redis://{host}:{port}/15",
+            "KQ_BEAT_STORE_OPTIONS": json.dumps({"namespace": f"t-{uuid.uuid4().hex}"}),
+            **schedule_env(missed="all"),
+        }
         start_worker("-c", "2", app="beat_app:app")
         beats = [start_beat("--lease", str(lease), extra_env=store_env) for _ in range(3)]
         time.sleep(10)
@@ -144,8 +145,10 @@ def test_three_beats_on_redis_one_leads_and_another_takes_over_after_kill_9(
         for beat in survivors:
             assert beat.stop(timeout=20) == 0
         found = settle(ledger)
-    print(f"3 beats, leader killed: takeover {(since - killed).total_seconds():.2f} s after the "
-          f"kill (lease {lease} s), {len(found)} runs, {len({t['id'] for t in found})} distinct")
+    print(
+        f"3 beats, leader killed: takeover {(since - killed).total_seconds():.2f} s after the "
+        f"kill (lease {lease} s), {len(found)} runs, {len({t['id'] for t in found})} distinct"
+    )
     assert_no_duplicates(found)
     # ~20 s of schedule: more on a loaded machine, where start-up and stop take longer; the
     # checks against repeats and gaps are the distinct ids and the one-second spacing.
@@ -168,13 +171,24 @@ def test_worker_with_embedded_beat_runs_the_schedule(start_worker, ledger, env):
 
 
 def test_list_prints_each_entry_with_its_next_run(env, tmp_path):
-    env.update({"KQ_BEAT_SCHEDULE": json.dumps({
-        "tick": {"task": "beat.tick", "schedule": 30},
-        "nightly": {"task": "beat.tick", "schedule": "30 2 * * *", "missed": "skip"},
-    })})
-    shown = subprocess.run([sys.executable, "-m", "kq", "beat", "-A", "beat_app:app", "--list"],
-                           env={**os.environ, **env}, cwd=str(tmp_path), capture_output=True,
-                           text=True, timeout=60)
+    env.update(
+        {
+            "KQ_BEAT_SCHEDULE": json.dumps(
+                {
+                    "tick": {"task": "beat.tick", "schedule": 30},
+                    "nightly": {"task": "beat.tick", "schedule": "30 2 * * *", "missed": "skip"},
+                }
+            )
+        }
+    )
+    shown = subprocess.run(
+        [sys.executable, "-m", "kq", "beat", "-A", "beat_app:app", "--list"],
+        env={**os.environ, **env},
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     lines = {line.split()[0]: line.split() for line in shown.stdout.splitlines() if line.strip()}
     assert lines["tick"][1:4] == ["beat.tick", "every", "30s"]

@@ -33,25 +33,34 @@ def postgresql_url() -> str:
     return f"db+postgresql://postgres@{host}:{port}/test"
 
 
-@pytest.mark.parametrize(("broker", "backend"), [(redis_url, postgresql_url),
-                                                 (amqp_url, redis_url)],
-                         ids=["redis-broker-postgresql-results", "rabbitmq-broker-redis-results"])
+@pytest.mark.parametrize(
+    ("broker", "backend"),
+    [(redis_url, postgresql_url), (amqp_url, redis_url)],
+    ids=["redis-broker-postgresql-results", "rabbitmq-broker-redis-results"],
+)
 def test_10000_tasks(broker, backend, env, start_worker):
     broker, backend = broker(), backend()
     queue = f"kq-matrix-{uuid.uuid4().hex[:8]}"
     table = f"kq_matrix_{uuid.uuid4().hex[:8]}"
     options = {"table_name": table} if backend.startswith("db+") else {}
-    env.update(KQ_BROKER_URL=broker, KQ_RESULT_BACKEND=backend, KQ_TASK_DEFAULT_QUEUE=queue,
-               KQ_RESULT_BACKEND_OPTIONS=json.dumps(options))
-    client = App("matrix", broker=broker, backend=backend, task_default_queue=queue,
-                 result_backend_options=options)
+    env.update(
+        KQ_BROKER_URL=broker,
+        KQ_RESULT_BACKEND=backend,
+        KQ_TASK_DEFAULT_QUEUE=queue,
+        KQ_RESULT_BACKEND_OPTIONS=json.dumps(options),
+    )
+    client = App(
+        "matrix", broker=broker, backend=backend, task_default_queue=queue, result_backend_options=options
+    )
     try:
         start_worker("-P", "threads", "-c", "8")
         half = TOTAL // 2  # one at a time, then the rest in batches through send_many
         sent = [client.send_task("e2e.double", [n]) for n in range(half)]
         for start in range(half, TOTAL, 1000):
-            sent += client.send_many(SimpleNamespace(task="e2e.double", args=[n], kwargs={}, options={})
-                                     for n in range(start, min(TOTAL, start + 1000)))
+            sent += client.send_many(
+                SimpleNamespace(task="e2e.double", args=[n], kwargs={}, options={})
+                for n in range(start, min(TOTAL, start + 1000))
+            )
         assert [r.get(timeout=300) for r in sent] == [2 * n for n in range(TOTAL)]
     finally:
         transport = client.new_transport()

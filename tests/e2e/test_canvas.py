@@ -47,13 +47,15 @@ def options(backend, db_url):
         yield {}
         return
     prefix = f"kqtest-{uuid.uuid4().hex[:12]}:"
-    yield {"broker_transport_options": {"global_keyprefix": prefix},
-           "result_backend_options": {"global_keyprefix": prefix}}
+    yield {
+        "broker_transport_options": {"global_keyprefix": prefix},
+        "result_backend_options": {"global_keyprefix": prefix},
+    }
     client = redis.Redis.from_url(db_url, socket_timeout=10)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         for start in range(0, len(keys), 1000):
-            client.delete(*keys[start:start + 1000])
+            client.delete(*keys[start : start + 1000])
     finally:
         client.close()
 
@@ -125,16 +127,19 @@ def test_nested_chords_complete_in_time_linear_in_their_tasks(backend, workers, 
         start = time.perf_counter()
         assert nested(depth).apply_async().get(timeout=120) == 90 * 10 ** (depth - 1)
         elapsed = time.perf_counter() - start
-        lines.append(f"{'x'.join(['10'] * depth):>8} chords: {tasks:>5} tasks in {elapsed:.3f} s "
-                     f"= {tasks / elapsed:,.0f} tasks/s")
+        lines.append(
+            f"{'x'.join(['10'] * depth):>8} chords: {tasks:>5} tasks in {elapsed:.3f} s "
+            f"= {tasks / elapsed:,.0f} tasks/s"
+        )
     print(f"\n[{backend}] nested chords, 1 worker x 8 threads:\n  " + "\n  ".join(lines))
 
 
 def test_group_of_chains_chain_of_groups_and_chunks(workers, s):
     workers(1)
     chains = group(chain(s("add", i, i), s("mul", 10), s("add", 1)) for i in range(100))
-    groups = chain(s("add", 1, 1), group(s("mul", k) for k in range(10)), s("tsum"),
-                   group(s("add", k) for k in range(3)))
+    groups = chain(
+        s("add", 1, 1), group(s("mul", k) for k in range(10)), s("tsum"), group(s("add", k) for k in range(3))
+    )
     pieces = chunks(s("add"), [(i, i) for i in range(10_000)], 100)
     sent = [chains.apply_async(), groups.apply_async(), pieces.apply_async()]
     assert sent[0].get(timeout=60) == [20 * i + 1 for i in range(100)]

@@ -68,8 +68,9 @@ def seen(kq_app):
 
 @pytest.fixture
 def tasks(kq_app, seen):
-    return types.SimpleNamespace(**{name.split(".")[1]: task for name, task in kq_app.tasks.items()
-                                    if name.startswith("w.")})
+    return types.SimpleNamespace(
+        **{name.split(".")[1]: task for name, task in kq_app.tasks.items() if name.startswith("w.")}
+    )
 
 
 @pytest.fixture
@@ -94,12 +95,10 @@ def test_links_on_single_tasks_and_saved_groups(kq_app, worker, tasks, seen):
         time.sleep(0.05)
 
 
-def test_a_group_and_a_chord_header_are_published_in_one_batch(kq_app, worker, tasks,
-                                                               monkeypatch):
+def test_a_group_and_a_chord_header_are_published_in_one_batch(kq_app, worker, tasks, monkeypatch):
     batches = []
     send_many = kq_app.send_many
-    monkeypatch.setattr(kq_app, "send_many",
-                        lambda calls: batches.append(len(calls)) or send_many(calls))
+    monkeypatch.setattr(kq_app, "send_many", lambda calls: batches.append(len(calls)) or send_many(calls))
     assert group(tasks.add.s(i, i) for i in range(100)).delay().get(timeout=20)[-1] == 198
     assert chord([tasks.add.s(i, i) for i in range(100)], tasks.tsum.s()).delay().get(20) == 9900
     assert batches == [100, 100, 1]  # the group, the chord's header, then (in the worker) its body
@@ -108,13 +107,24 @@ def test_a_group_and_a_chord_header_are_published_in_one_batch(kq_app, worker, t
 def test_workflows_from_a_celery_client(kq_app, worker):
     """As a Celery 5 client sends them: the rest of a chain in the embed, next step last, with
     options kq does not know, runs; a chord, which kq cannot settle, fails instead of hanging."""
-    step = {"task": "w.add", "args": [100], "kwargs": {}, "subtask_type": None, "immutable": False,
-            "options": {"task_id": "celery-step-2", "reply_to": "abc", "parent_id": "x",
-                        "routing_key": "celery"}}
+    step = {
+        "task": "w.add",
+        "args": [100],
+        "kwargs": {},
+        "subtask_type": None,
+        "immutable": False,
+        "options": {"task_id": "celery-step-2", "reply_to": "abc", "parent_id": "x", "routing_key": "celery"},
+    }
     kq_app.send_task("w.add", (1, 2), chain=[step])
     assert kq_app.AsyncResult("celery-step-2").get(timeout=10) == 103
-    body = {"task": "w.tsum", "args": [], "kwargs": {}, "subtask_type": None, "immutable": False,
-            "options": {"task_id": "celery-body"}}  # Celery keeps the chord's size elsewhere
+    body = {
+        "task": "w.tsum",
+        "args": [],
+        "kwargs": {},
+        "subtask_type": None,
+        "immutable": False,
+        "options": {"task_id": "celery-body"},
+    }  # Celery keeps the chord's size elsewhere
     kq_app.send_task("w.add", (1, 2), chord=body, group_id="celery-group", group_index=0)
     with pytest.raises(KQError, match="kq workers settle only chords sent by kq"):
         kq_app.AsyncResult("celery-body").get(timeout=10)

@@ -11,17 +11,27 @@ pytestmark = pytest.mark.slow
 
 
 def kq(*args, env=None, input=None, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "kq", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, input=input, cwd=cwd,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "kq", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        input=input,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def test_plugins_json_lists_the_default_plugins():
     done = kq("plugins", "--json")
     assert done.returncode == 0, done.stderr
     listed = {p["distribution"]: p for p in json.loads(done.stdout)["plugins"]}
-    for dist, hook in [("kq-sqlite", "kq_transports"), ("kq-memory", "kq_transports"),
-                       ("kq-solo", "kq_pools"), ("kq-threads", "kq_pools")]:
+    for dist, hook in [
+        ("kq-sqlite", "kq_transports"),
+        ("kq-memory", "kq_transports"),
+        ("kq-solo", "kq_pools"),
+        ("kq-threads", "kq_pools"),
+    ]:
         assert dist in listed, listed.keys()
         assert listed[dist]["version"] == "0.1.0"
         assert hook in listed[dist]["hooks"]
@@ -41,8 +51,9 @@ def test_plugins_table_and_hook_filter():
 
 def test_missing_transport_plugin_is_one_clear_line(tmp_path):
     # Disabling kq-redis (if installed) makes this true whatever else is installed.
-    done = kq("worker", "-b", "redis://127.0.0.1:6379/0", env={"KQ_DISABLE_PLUGINS": "kq-redis"},
-              cwd=tmp_path)
+    done = kq(
+        "worker", "-b", "redis://127.0.0.1:6379/0", env={"KQ_DISABLE_PLUGINS": "kq-redis"}, cwd=tmp_path
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

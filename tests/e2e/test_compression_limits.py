@@ -20,8 +20,11 @@ from kq import App
 from kq.exceptions import EncodeError
 from kq.transport import REJECT_REASON_HEADER, Envelope, dead_letter_queue
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120),
-              pytest.mark.parametrize("broker_settings", ["sqlite", "redis"], indirect=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(120),
+    pytest.mark.parametrize("broker_settings", ["sqlite", "redis"], indirect=True),
+]
 
 MAX_SIZE = 4 * 1024 * 1024  # message_max_size's default
 QUEUE = "celery"
@@ -47,29 +50,51 @@ def worker_name() -> str:
 def raw(task_id: str, args: list, *, body: bytes | None = None, **headers: Any) -> Envelope:
     """A task message as any client could publish it: valid headers, a JSON body."""
     if body is None:
-        body = json.dumps([args, {}, {"callbacks": None, "errbacks": None, "chain": None,
-                                      "chord": None}]).encode()
-    return Envelope(body=body, content_type="application/json", headers={
-        "lang": "py", "task": "e2e.double", "id": task_id, "root_id": task_id,
-        "argsrepr": "(...)", "kwargsrepr": "{}", **headers})
+        body = json.dumps(
+            [args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+        ).encode()
+    return Envelope(
+        body=body,
+        content_type="application/json",
+        headers={
+            "lang": "py",
+            "task": "e2e.double",
+            "id": task_id,
+            "root_id": task_id,
+            "argsrepr": "(...)",
+            "kwargsrepr": "{}",
+            **headers,
+        },
+    )
 
 
 def linked(levels: int, prefix: str = "cb") -> dict[str, Any]:
     """A callback whose callback's callback ... goes ``levels`` signatures deep; each adds three
     levels of nesting (the signature, its options, its link list). Each doubles its parent's
     result; the innermost, which runs last, has the task id ``<prefix>-1``."""
-    sig: dict[str, Any] = {"task": "e2e.double", "args": [], "kwargs": {},
-                           "options": {"task_id": f"{prefix}-1"}}
+    sig: dict[str, Any] = {
+        "task": "e2e.double",
+        "args": [],
+        "kwargs": {},
+        "options": {"task_id": f"{prefix}-1"},
+    }
     for n in range(2, levels + 1):
-        sig = {"task": "e2e.double", "args": [], "kwargs": {},
-               "options": {"task_id": f"{prefix}-{n}", "link": [sig]}}
+        sig = {
+            "task": "e2e.double",
+            "args": [],
+            "kwargs": {},
+            "options": {"task_id": f"{prefix}-{n}", "link": [sig]},
+        }
     return sig
 
 
 def test_compressed_tasks_run_whichever_way_compression_is_chosen(
-        client, db_url, broker_settings, transport, start_worker):
-    zlib_client = App("zlib-client", **{"broker_url": db_url, "result_backend": db_url,
-                                        **broker_settings, "task_compression": "zlib"})
+    client, db_url, broker_settings, transport, start_worker
+):
+    zlib_client = App(
+        "zlib-client",
+        **{"broker_url": db_url, "result_backend": db_url, **broker_settings, "task_compression": "zlib"},
+    )
 
     @client.task(name="e2e.add", compression="bz2")
     def add(x: str, y: str) -> str:
@@ -77,14 +102,16 @@ def test_compressed_tasks_run_whichever_way_compression_is_chosen(
 
     text = "kq " * 2000
     try:
-        sent = {"application/x-gzip": zlib_client.send_task("e2e.add", [text, "zlib"]),
-                "application/zstd": client.send_task("e2e.add", [text, "zstd"],
-                                                     compression="zstd"),
-                "application/x-bz2": add.delay(text, "bz2")}
+        sent = {
+            "application/x-gzip": zlib_client.send_task("e2e.add", [text, "zlib"]),
+            "application/zstd": client.send_task("e2e.add", [text, "zstd"], compression="zstd"),
+            "application/x-bz2": add.delay(text, "bz2"),
+        }
         # On the wire before any worker runs: compressed, under kombu's content types.
         seen = transport.fetch([QUEUE], 10, 5.0)
         assert {d.envelope.headers["id"]: d.envelope.headers["compression"] for d in seen} == {
-            result.id: kind for kind, result in sent.items()}
+            result.id: kind for kind, result in sent.items()
+        }
         assert all(len(d.envelope.body) < len(text) // 10 for d in seen)
         for delivery in seen:
             transport.reject(delivery, requeue=True)
@@ -97,7 +124,8 @@ def test_compressed_tasks_run_whichever_way_compression_is_chosen(
 
 
 def test_over_limit_messages_are_dead_lettered_counted_and_the_worker_goes_on(
-        client, env, transport, start_worker, worker_name, ran):
+    client, env, transport, start_worker, worker_name, ran
+):
     worker = start_worker("-P", "threads", "-c", "2", name=worker_name)
     big = "0" * MAX_SIZE
     bomb_body = zlib.compress(json.dumps([[big], {}, {}]).encode(), 9)
@@ -106,9 +134,13 @@ def test_over_limit_messages_are_dead_lettered_counted_and_the_worker_goes_on(
         "zip-bomb": raw("zip-bomb", [], body=bomb_body, compression="application/x-gzip"),
         "too-big": raw("too-big", [big]),
         "long-repr": raw("long-repr", [1], argsrepr="x" * 5000),
-        "too-deep": raw("too-deep", [1], body=json.dumps(
-            [[1], {}, {"callbacks": [linked(30)], "errbacks": None, "chain": None,
-                       "chord": None}]).encode()),
+        "too-deep": raw(
+            "too-deep",
+            [1],
+            body=json.dumps(
+                [[1], {}, {"callbacks": [linked(30)], "errbacks": None, "chain": None, "chord": None}]
+            ).encode(),
+        ),
     }
     for task_id, envelope in bad.items():
         transport.publish(QUEUE, envelope)
@@ -148,18 +180,33 @@ def test_a_deep_workflow_within_the_limit_runs(client, transport, start_worker, 
     """The depth limit leaves room: 21 callbacks deep (64 levels, the default limit) all run;
     the rejected workflow above was 30 deep (91 levels)."""
     start_worker("-P", "threads", "-c", "2")
-    transport.publish(QUEUE, raw("within-depth", [1], body=json.dumps(
-        [[1], {}, {"callbacks": [linked(21, "within")], "errbacks": None, "chain": None,
-                   "chord": None}]).encode()))
+    transport.publish(
+        QUEUE,
+        raw(
+            "within-depth",
+            [1],
+            body=json.dumps(
+                [
+                    [1],
+                    {},
+                    {"callbacks": [linked(21, "within")], "errbacks": None, "chain": None, "chord": None},
+                ]
+            ).encode(),
+        ),
+    )
     assert client.AsyncResult("within-depth").get(timeout=30) == 2
-    assert client.AsyncResult("within-1").get(timeout=30) == 2 ** 22  # the innermost, last
+    assert client.AsyncResult("within-1").get(timeout=30) == 2**22  # the innermost, last
     assert len(ran("ran")) == 22
 
 
 def inspect_stats(env: dict[str, str], name: str) -> dict[str, Any]:
     """``kq inspect stats`` of one worker, through the real command line."""
-    done = subprocess.run([sys.executable, "-m", "kq", "inspect", "stats", "-d", name,
-                           "--timeout", "10", "--json"], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "kq", "inspect", "stats", "-d", name, "--timeout", "10", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)[name]["ok"]

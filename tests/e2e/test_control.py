@@ -36,8 +36,13 @@ def kq(env):
     """Run the `kq` command line with the test's broker settings."""
 
     def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "kq", *args], capture_output=True, text=True,
-                              env={**os.environ, **env}, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "kq", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=timeout,
+        )
 
     return run
 
@@ -78,15 +83,20 @@ def test_rate_limit_changes_a_running_worker(kq, client, start_worker, prefix, r
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{name}: rate limit of rate.free set to 2/s"
     deadline = time.monotonic() + 10  # the change applies at the worker's next step
-    while replies(kq("inspect", "stats", "-d", name, "--timeout", "10", "--json"))[name]["ok"][
-            "rate_limits"].get("rate.free") != "2/s":
+    while (
+        replies(kq("inspect", "stats", "-d", name, "--timeout", "10", "--json"))[name]["ok"][
+            "rate_limits"
+        ].get("rate.free")
+        != "2/s"
+    ):
         assert time.monotonic() < deadline, "the new rate limit was not applied"
     after = [client.send_task("rate.free") for _ in range(6)]
     for result in after:
         result.get(timeout=30)
     limited = sorted(float(line.split()[0]) for line in ran("free"))[6:]
-    print(f"\n6 tasks, no limit: {unlimited[-1] - unlimited[0]:.2f} s; "
-          f"at 2/s: {limited[-1] - limited[0]:.2f} s")
+    print(
+        f"\n6 tasks, no limit: {unlimited[-1] - unlimited[0]:.2f} s; at 2/s: {limited[-1] - limited[0]:.2f} s"
+    )
     assert len(limited) == 6
     # Starts at least half a second apart (a little less for jitter), where none was before.
     assert all(b - a >= 0.45 for a, b in zip(limited, limited[1:], strict=False))
@@ -112,8 +122,7 @@ def test_inspect_active_reserved_registered_stats(kq, client, start_worker, pref
     registered = replies(kq("inspect", "registered", *ask))[name]["ok"]
     assert {"e2e.slow", "e2e.add", "e2e.double"} <= set(registered)
     stats = replies(kq("inspect", "stats", *ask))[name]["ok"]
-    assert stats["pool"] == {"name": "threads", "concurrency": 1, "max_concurrency": 1,
-                             "autoscale": None}
+    assert stats["pool"] == {"name": "threads", "concurrency": 1, "max_concurrency": 1, "autoscale": None}
     assert stats["total"]["received"] == 2 and stats["running"] == 1 and stats["reserved"] == 1
     assert stats["broker"].startswith("redis://") and stats["uptime"] > 0
     queue = client.conf.task_default_queue

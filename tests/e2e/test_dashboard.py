@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 #: Where the screenshot is copied for CI to keep (tests/artifacts/ is ignored by git).
-ARTIFACTS = pathlib.Path(os.environ.get("KQ_TEST_ARTIFACTS")
-                         or pathlib.Path(__file__).parents[1] / "artifacts")
+ARTIFACTS = pathlib.Path(
+    os.environ.get("KQ_TEST_ARTIFACTS") or pathlib.Path(__file__).parents[1] / "artifacts"
+)
 
 
 @pytest.fixture
@@ -42,9 +43,13 @@ def start_dashboard(env: dict[str, str]) -> Iterator[Callable[..., str]]:
     started: list[subprocess.Popen] = []
 
     def start(*args: str) -> str:
-        process = subprocess.Popen([sys.executable, "-m", "kq", "dashboard", "-A", "e2e_app:app",
-                                    "--port", "0", *args], env={**os.environ, **env}, cwd=str(APPS),
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kq", "dashboard", "-A", "e2e_app:app", "--port", "0", *args],
+            env={**os.environ, **env},
+            cwd=str(APPS),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started.append(process)
         line = process.stderr.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -79,7 +84,8 @@ def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 
 def test_the_api_answers_with_the_token_only_and_shows_tasks_results_and_failures(
-        client: App, start_worker, start_dashboard) -> None:
+    client: App, start_worker, start_dashboard
+) -> None:
     start_worker("-P", "threads", "-c", "2", "-E")
     base = start_dashboard("--token", "s3cret")
     bearer = "Bearer s3cret"
@@ -92,8 +98,13 @@ def test_the_api_answers_with_the_token_only_and_shows_tasks_results_and_failure
     failed = client.send_task("e2e.fail", ["boom"])
     assert ok.get(timeout=20) == 5
     failed.get(timeout=20, propagate=False)
-    overview = eventually(lambda: (o := call(f"{base}/api/overview", auth=bearer)[1])["counts"]
-                          ["succeeded"] >= 1 and o["counts"]["failed"] >= 1 and o)
+    overview = eventually(
+        lambda: (
+            (o := call(f"{base}/api/overview", auth=bearer)[1])["counts"]["succeeded"] >= 1
+            and o["counts"]["failed"] >= 1
+            and o
+        )
+    )
     assert [w["name"] for w in overview["workers"]] == ["w0@test"] and overview["workers"][0]["online"]
     assert overview["events"] > 0 and overview["queues"][0]["name"] == "celery"
     assert set(overview["history"]) == {"times", "depths"} and "celery" in overview["history"]["depths"]
@@ -116,8 +127,13 @@ def test_the_api_answers_with_the_token_only_and_shows_tasks_results_and_failure
 
     status, answer = call(f"{base}/api/rate_limit", "POST", {"task": "e2e.add", "rate": "5/s"}, bearer)
     assert status == 200 and "w0@test" in answer["replies"]
-    assert eventually(lambda: call(f"{base}/api/overview", auth=bearer)[1]["workers"][0]
-                      .get("rate_limits") == {"e2e.add": "5/s"}, 10)
+    assert eventually(
+        lambda: (
+            call(f"{base}/api/overview", auth=bearer)[1]["workers"][0].get("rate_limits")
+            == {"e2e.add": "5/s"}
+        ),
+        10,
+    )
     assert call(f"{base}/api/rate_limit", "POST", {"task": 1}, bearer)[0] == 400
 
 
@@ -155,7 +171,8 @@ def browser() -> Iterator[Any]:
 
 
 def test_the_page_shows_the_worker_and_counts_and_revokes_a_held_task(
-        client: App, start_worker, start_dashboard, browser, tmp_path: pathlib.Path) -> None:
+    client: App, start_worker, start_dashboard, browser, tmp_path: pathlib.Path
+) -> None:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -20,8 +20,11 @@ BROKERS = ["sqlite", "redis", "rabbitmq"]
 
 @pytest.fixture(params=BROKERS)
 def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return {"sqlite": lambda: {}, "redis": lambda: request.getfixturevalue("redis_broker"),
-            "rabbitmq": lambda: request.getfixturevalue("amqp_broker")}[request.param]()
+    return {
+        "sqlite": lambda: {},
+        "redis": lambda: request.getfixturevalue("redis_broker"),
+        "rabbitmq": lambda: request.getfixturevalue("amqp_broker"),
+    }[request.param]()
 
 
 @pytest.fixture
@@ -55,8 +58,14 @@ def test_refused_messages_are_listed_shown_replayed_and_purged(client, start_wor
         worker = start_worker("-P", "threads", "-c", "2")  # e2e_app: no retry.add task
         unknown = client.send_task("retry.add", [2, 3])
         garbage_id = uuid.uuid4().hex
-        transport.publish(queue, Envelope(body=b"\xff\xfe not json", content_type="application/json",
-                                          headers={"id": garbage_id, "task": "e2e.double"}))
+        transport.publish(
+            queue,
+            Envelope(
+                body=b"\xff\xfe not json",
+                content_type="application/json",
+                headers={"id": garbage_id, "task": "e2e.double"},
+            ),
+        )
         expired = client.send_task("e2e.double", [1], expires=-1)
         fresh = client.send_task("e2e.double", [21])
         assert fresh.get(timeout=30) == 42
@@ -105,8 +114,7 @@ def test_refused_messages_are_listed_shown_replayed_and_purged(client, start_wor
 
 
 @pytest.mark.parametrize("broker_settings", ["sqlite", "redis"], indirect=True)
-def test_an_expired_task_is_revoked_and_dead_lettered_with_its_reason(client, start_worker,
-                                                                      dlq_cli):
+def test_an_expired_task_is_revoked_and_dead_lettered_with_its_reason(client, start_worker, dlq_cli):
     queue = queue_of(client)
     transport = client.new_transport()
     try:

@@ -57,10 +57,16 @@ def types_of(events: list[dict[str, Any]], task_id: str) -> list[str]:
 
 
 def test_a_worker_with_events_on_reports_every_task_and_itself(
-        client: App, env: dict[str, str], start_worker, listen) -> None:
-    dump = subprocess.Popen([sys.executable, "-m", "kq", "events", "--dump", "--duration", "20"],
-                            env={**os.environ, **env}, cwd=str(APPS), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    client: App, env: dict[str, str], start_worker, listen
+) -> None:
+    dump = subprocess.Popen(
+        [sys.executable, "-m", "kq", "events", "--dump", "--duration", "20"],
+        env={**os.environ, **env},
+        cwd=str(APPS),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert "listening" in dump.stderr.readline()
         client.configure(task_send_sent_event=True)
@@ -73,9 +79,14 @@ def test_a_worker_with_events_on_reports_every_task_and_itself(
         client.send_task("retry.add", [0, 0], task_id=revoked)
         assert ok.get(timeout=30) == 5
         assert isinstance(retried.get(timeout=30, propagate=False), MaxRetriesExceededError)
-        events = listen(lambda seen: types_of(seen, rejected.id) == ["task-rejected"]
-                        and "worker-heartbeat" in [e["type"] for e in seen]
-                        and types_of(seen, retried.id)[-1:] == ["task-failed"], 20)
+        events = listen(
+            lambda seen: (
+                types_of(seen, rejected.id) == ["task-rejected"]
+                and "worker-heartbeat" in [e["type"] for e in seen]
+                and types_of(seen, retried.id)[-1:] == ["task-failed"]
+            ),
+            20,
+        )
         lines = []  # what `kq events --dump` printed, up to the last event the test waits for
         while not lines or (lines[-1]["type"], lines[-1].get("uuid")) != ("task-failed", retried.id):
             line = dump.stdout.readline()  # it exits after --duration at the latest
@@ -94,8 +105,7 @@ def test_a_worker_with_events_on_reports_every_task_and_itself(
     # A retry's message may be received before the worker reports the run that sent it.
     runs = types_of(events, retried.id)
     assert runs[:2] == ["task-received", "task-started"] and runs[-1] == "task-failed"
-    assert Counter(runs) == {"task-received": 3, "task-started": 3, "task-retried": 2,
-                             "task-failed": 1}
+    assert Counter(runs) == {"task-received": 3, "task-started": 3, "task-retried": 2, "task-failed": 1}
     by_type = {e["type"]: e for e in events if e.get("uuid") in (ok.id, retried.id)}
     assert by_type["task-received"]["name"] in ("retry.add", "retry.manual")
     assert by_type["task-succeeded"]["runtime"] >= 0
@@ -113,11 +123,15 @@ def test_a_worker_with_events_on_reports_every_task_and_itself(
         mine = [e for e in events if e["hostname"] == sender]
         clocks = [e["clock"] for e in mine]
         assert clocks == sorted(clocks) and len(set(clocks)) == len(clocks), sender
-        assert all(isinstance(e["timestamp"], float) and isinstance(e["utcoffset"], int)
-                   and isinstance(e["pid"], int) for e in mine)
+        assert all(
+            isinstance(e["timestamp"], float)
+            and isinstance(e["utcoffset"], int)
+            and isinstance(e["pid"], int)
+            for e in mine
+        )
 
     dumped = [e["clock"] for e in lines if e["hostname"] == "w0@test"]  # the same, in order
-    assert dumped == [e["clock"] for e in events if e["hostname"] == "w0@test"][:len(dumped)]
+    assert dumped == [e["clock"] for e in events if e["hostname"] == "w0@test"][: len(dumped)]
     assert all("local_received" in e for e in lines)
     view = View()
     for event in lines:

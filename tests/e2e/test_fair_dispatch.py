@@ -29,8 +29,12 @@ def broker_settings(redis_broker: dict[str, Any]) -> dict[str, Any]:
 
 
 def runs(ledger: pathlib.Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for path in sorted(ledger.glob("order-*.jsonl"))
-            for line in path.read_text().splitlines() if line]
+    return [
+        json.loads(line)
+        for path in sorted(ledger.glob("order-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line
+    ]
 
 
 def publish_long_then_short(client) -> None:
@@ -55,11 +59,9 @@ def assert_shorts_finished_first(done: list[dict[str, Any]]) -> None:
     assert min(run["started"] for run in shorts) < long["started"] + LONG
 
 
-def test_one_worker_two_slots_runs_the_short_tasks_beside_the_long_one(client, start_worker,
-                                                                       ledger):
+def test_one_worker_two_slots_runs_the_short_tasks_beside_the_long_one(client, start_worker, ledger):
     publish_long_then_short(client)
-    worker = start_worker("-P", "threads", "-c", "2",
-                          "--prefetch-multiplier", "0", app="order_app:app")
+    worker = start_worker("-P", "threads", "-c", "2", "--prefetch-multiplier", "0", app="order_app:app")
     assert_shorts_finished_first(wait_for_all(ledger, 60))
     assert worker.stop() == 0, worker.output()
 
@@ -69,8 +71,10 @@ def test_the_worker_running_the_long_task_holds_no_short_one(client, start_worke
     the other runs every short task (with the default multiplier of 4 it would hold 4 of them
     until the long one ends; see docs/workers.md)."""
     publish_long_then_short(client)
-    workers = [start_worker("-P", "prefork", "-c", "1", "--prefetch-multiplier", "0",
-                            app="order_app:app") for _ in range(2)]
+    workers = [
+        start_worker("-P", "prefork", "-c", "1", "--prefetch-multiplier", "0", app="order_app:app")
+        for _ in range(2)
+    ]
     assert_shorts_finished_first(wait_for_all(ledger, 60))
     for worker in workers:
         assert worker.stop() == 0, worker.output()
@@ -79,8 +83,12 @@ def test_the_worker_running_the_long_task_holds_no_short_one(client, start_worke
 def test_a_message_held_for_its_eta_takes_no_slot() -> None:
     """On a broker without native delay (memory) the worker holds an early message itself; with
     one slot and no prefetch that message must not keep the worker from fetching the next."""
-    app = App("eta-fair", broker="memory://", backend="memory://",
-              task_default_queue=f"eta-fair-{uuid.uuid4().hex[:8]}")
+    app = App(
+        "eta-fair",
+        broker="memory://",
+        backend="memory://",
+        task_default_queue=f"eta-fair-{uuid.uuid4().hex[:8]}",
+    )
 
     @app.task(name="fair.label")
     def label(text: str) -> str:

@@ -39,8 +39,10 @@ def test_a_thousand_sleeping_tasks_take_seconds_not_minutes(client, start_green,
     published = time.monotonic() - begin
     values = [result.get(timeout=120) for result in sent]
     elapsed = time.monotonic() - begin
-    print(f"\n{pool}: 1,000 tasks of time.sleep(0.5) at -c 500: published in {published:.1f} s, "
-          f"all results in {elapsed:.1f} s")
+    print(
+        f"\n{pool}: 1,000 tasks of time.sleep(0.5) at -c 500: published in {published:.1f} s, "
+        f"all results in {elapsed:.1f} s"
+    )
     assert values == list(range(1000))
     assert elapsed < 60, f"{elapsed:.0f} s: the tasks did not wait concurrently"
     assert worker.stop() == 0

@@ -51,19 +51,38 @@ def hostile_payload(path: pathlib.Path) -> bytes:
 
 def task_headers(task_id: str) -> dict[str, Any]:
     """Valid protocol 2 headers for a task the worker has registered."""
-    return {"lang": "py", "task": "e2e.add", "id": task_id, "root_id": task_id, "parent_id": None,
-            "group": None, "retries": 0, "eta": None, "expires": None, "timelimit": [None, None],
-            "argsrepr": "(1, 2)", "kwargsrepr": "{}", "origin": "attacker@test"}
+    return {
+        "lang": "py",
+        "task": "e2e.add",
+        "id": task_id,
+        "root_id": task_id,
+        "parent_id": None,
+        "group": None,
+        "retries": 0,
+        "eta": None,
+        "expires": None,
+        "timelimit": [None, None],
+        "argsrepr": "(1, 2)",
+        "kwargsrepr": "{}",
+        "origin": "attacker@test",
+    }
 
 
 def put_on_redis(settings: dict[str, Any], queue: str, payload: bytes, headers: dict) -> None:
     """LPUSH the JSON envelope kombu's (and kq's) Redis transport reads."""
-    message = {"body": base64.b64encode(payload).decode(), "content-encoding": "binary",
-               "content-type": PICKLE, "headers": headers,
-               "properties": {"delivery_mode": 2, "delivery_info": {"exchange": "",
-                                                                    "routing_key": queue},
-                              "priority": 0, "body_encoding": "base64",
-                              "delivery_tag": str(uuid.uuid4())}}
+    message = {
+        "body": base64.b64encode(payload).decode(),
+        "content-encoding": "binary",
+        "content-type": PICKLE,
+        "headers": headers,
+        "properties": {
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
     prefix = settings["broker_transport_options"]["global_keyprefix"]
     client = redis.Redis(port=6379, db=15)
     try:
@@ -89,9 +108,17 @@ def put_on_rabbitmq(settings: dict[str, Any], queue: str, payload: bytes, header
                 assert time.monotonic() < deadline, f"the worker never declared {queue}"
                 channel = connection.channel()  # a failed passive declare closes the channel
                 time.sleep(0.1)
-        channel.basic_publish(amqp.Message(payload, content_type=PICKLE, content_encoding="binary",
-                                           application_headers=headers, delivery_mode=2),
-                              exchange="", routing_key=queue)
+        channel.basic_publish(
+            amqp.Message(
+                payload,
+                content_type=PICKLE,
+                content_encoding="binary",
+                application_headers=headers,
+                delivery_mode=2,
+            ),
+            exchange="",
+            routing_key=queue,
+        )
     finally:
         connection.close()
 
@@ -99,9 +126,11 @@ def put_on_rabbitmq(settings: dict[str, Any], queue: str, payload: bytes, header
 def put_on_sqlite(db_url: str, queue: str, payload: bytes, headers: dict) -> None:
     """INSERT the row kq-sqlite's transport reads (the worker has created the table)."""
     with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
-        db.execute("INSERT INTO kq_messages (queue, rank, ready, available_at, body, content_type,"
-                   " content_encoding, headers) VALUES (?, 0, 1, ?, ?, ?, 'binary', ?)",
-                   (queue, time.time(), payload, PICKLE, json.dumps(headers)))
+        db.execute(
+            "INSERT INTO kq_messages (queue, rank, ready, available_at, body, content_type,"
+            " content_encoding, headers) VALUES (?, 0, 1, ?, ?, ?, 'binary', ?)",
+            (queue, time.time(), payload, PICKLE, json.dumps(headers)),
+        )
     db.close()
 
 
@@ -121,7 +150,8 @@ def dead_letters(client: App, queue: str, wanted: int) -> list[Any]:
 
 @pytest.mark.parametrize("broker_settings", ["redis", "amqp", "sqlite"], indirect=True)
 def test_a_raw_pickle_payload_is_dead_lettered_unread_and_runs_nothing(
-        request, client, start_worker, broker_settings, db_url, tmp_path):
+    request, client, start_worker, broker_settings, db_url, tmp_path
+):
     target, control = tmp_path / "pwned", tmp_path / "control"
     pickle.loads(hostile_payload(control))  # noqa: S301 - the proof that the payload is live
     assert control.exists()

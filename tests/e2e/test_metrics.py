@@ -25,6 +25,7 @@ from kq.worker.probes import health
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
+
 #: How CI and the development machines start Redis (DESIGN.md; as in tests/e2e/test_redis.py).
 @pytest.fixture
 def broker_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
@@ -32,8 +33,10 @@ def broker_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
         yield request.getfixturevalue("redis_broker")
         return
     with hold("redis", exclusive=True) as (host, port):  # a restart drops every key anyway
-        yield {"broker_url": f"redis://{host}:{port}/15",
-               "broker_transport_options": {"global_keyprefix": f"kqtest-{uuid.uuid4().hex[:12]}:"}}
+        yield {
+            "broker_url": f"redis://{host}:{port}/15",
+            "broker_transport_options": {"global_keyprefix": f"kqtest-{uuid.uuid4().hex[:12]}:"},
+        }
 
 
 @pytest.fixture
@@ -60,13 +63,19 @@ def scrape(port: int) -> dict[tuple[str, frozenset], float]:
     """Every sample of /metrics, keyed by name and labels."""
     status, text = get(port, "/metrics")
     assert status == 200
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def counts(samples: dict, task: str) -> dict[str, float]:
-    return {dict(labels)["state"]: value for (name, labels), value in samples.items()
-            if name == "kq_tasks_total" and dict(labels)["task"] == task}
+    return {
+        dict(labels)["state"]: value
+        for (name, labels), value in samples.items()
+        if name == "kq_tasks_total" and dict(labels)["task"] == task
+    }
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -89,24 +98,37 @@ def test_metrics_count_the_tasks_run(client: App, start_worker, port: int) -> No
     client.send_task("retry.nowhere")  # not registered: rejected
     assert [r.get(timeout=30) for r in adds] == [n + 1 for n in range(10)]
     assert all(isinstance(r.get(timeout=30, propagate=False), MaxRetriesExceededError) for r in manual)
-    zero = dict.fromkeys(("received", "started", "succeeded", "failed", "retried", "revoked",
-                          "rejected"), 0.0)
-    expected = {"retry.add": {**zero, "received": 11, "started": 10, "succeeded": 10, "revoked": 1},
-                "retry.manual": {**zero, "received": 9, "started": 9, "retried": 6, "failed": 3},
-                "retry.nowhere": {**zero, "rejected": 1}}
-    wait_for(lambda: {task: counts(scrape(port), task) for task in expected} == expected, 10,
-             f"counts {expected}, got {scrape(port)}")
+    zero = dict.fromkeys(
+        ("received", "started", "succeeded", "failed", "retried", "revoked", "rejected"), 0.0
+    )
+    expected = {
+        "retry.add": {**zero, "received": 11, "started": 10, "succeeded": 10, "revoked": 1},
+        "retry.manual": {**zero, "received": 9, "started": 9, "retried": 6, "failed": 3},
+        "retry.nowhere": {**zero, "rejected": 1},
+    }
+    wait_for(
+        lambda: {task: counts(scrape(port), task) for task in expected} == expected,
+        10,
+        f"counts {expected}, got {scrape(port)}",
+    )
     samples = scrape(port)
     for task, ran in (("retry.add", 10), ("retry.manual", 9)):
         assert samples[("kq_task_runtime_seconds_count", frozenset({("task", task)}))] == ran
-        buckets = sorted((float(dict(labels)["le"]), value) for (name, labels), value
-                         in samples.items() if name == "kq_task_runtime_seconds_bucket"
-                         and dict(labels)["task"] == task)
+        buckets = sorted(
+            (float(dict(labels)["le"]), value)
+            for (name, labels), value in samples.items()
+            if name == "kq_task_runtime_seconds_bucket" and dict(labels)["task"] == task
+        )
         assert buckets[-1] == (float("inf"), ran)
         assert [value for _, value in buckets] == sorted(value for _, value in buckets)
     gauges = {name: value for (name, labels), value in samples.items() if not labels}
-    assert gauges == {"kq_prefetched": 0, "kq_active": 0, "kq_pool_size": 4, "kq_worker_up": 1,
-                      "kq_broker_connected": 1}
+    assert gauges == {
+        "kq_prefetched": 0,
+        "kq_active": 0,
+        "kq_pool_size": 4,
+        "kq_worker_up": 1,
+        "kq_broker_connected": 1,
+    }
     assert samples[("kq_queue_depth", frozenset({("queue", "celery")}))] == 0
     dashboard = (pathlib.Path(__file__).parents[2] / "docs" / "grafana-kq.json").read_text()
     used = set(re.findall(r"\bkq_[a-z_]+", dashboard))
@@ -114,8 +136,7 @@ def test_metrics_count_the_tasks_run(client: App, start_worker, port: int) -> No
 
 
 def test_readyz_says_no_during_a_warm_shutdown(client: App, start_worker, port: int) -> None:
-    worker = start_worker("-P", "threads", "-c", "2", "--metrics-port", str(port),
-                          app="retry_app:app")
+    worker = start_worker("-P", "threads", "-c", "2", "--metrics-port", str(port), app="retry_app:app")
     client.send_task("retry.progress", [20, 0.1])  # two seconds of work
     wait_for(lambda: scrape(port)[("kq_active", frozenset())] == 1, 10, "the task to start")
     worker.signal()
@@ -131,10 +152,7 @@ def test_health_is_starting_until_the_worker_consumes(db_url: str) -> None:
     app.close()
 
 
-
-
-def test_healthz_follows_a_redis_restart(restarts_redis, redis_outage, start_worker,
-                                         port: int) -> None:
+def test_healthz_follows_a_redis_restart(restarts_redis, redis_outage, start_worker, port: int) -> None:
     start_worker("-P", "threads", "-c", "2", "--metrics-port", str(port))
     assert get(port, "/healthz") == (200, "ok\n")
     with redis_outage():

@@ -60,9 +60,7 @@ def depth(client, queue: str = "celery") -> int:
         transport.close()
 
 
-def test_hard_time_limit_kills_the_child_and_a_fresh_one_runs_the_next_tasks(
-    client, start_prefork, ran
-):
+def test_hard_time_limit_kills_the_child_and_a_fresh_one_runs_the_next_tasks(client, start_prefork, ran):
     worker = start_prefork("-c", "1")
     stuck = client.send_task("prefork.spin")  # while True: pass, time_limit=2
     with pytest.raises(TimeLimitExceeded, match="time limit of 2"):
@@ -93,9 +91,7 @@ def test_a_child_killed_mid_task_runs_the_task_again_and_the_worker_goes_on(
     assert worker.stop() == 0
 
 
-def test_sigterm_finishes_the_running_tasks_and_returns_the_prefetched_ones(
-    client, start_prefork, ran
-):
+def test_sigterm_finishes_the_running_tasks_and_returns_the_prefetched_ones(client, start_prefork, ran):
     worker = start_prefork("-c", "10", "--prefetch-multiplier", "5")
     sent = [client.send_task("prefork.sleep", [3.0]) for _ in range(60)]
     wait_for(lambda: len(ran("started")) == 10 and depth(client) == 0, worker)
@@ -134,9 +130,7 @@ def test_autoscale_grows_the_pool_while_tasks_wait(client, start_prefork, ran):
     assert worker.stop() == 0
 
 
-def test_spawned_children_import_the_app_with_the_command_line_urls(
-    client, start_prefork, env, db_url
-):
+def test_spawned_children_import_the_app_with_the_command_line_urls(client, start_prefork, env, db_url):
     """Spawned children start from nothing: they import the app from -A and must use the
     broker and backend given on the worker's command line, not only those in KQ_*."""
     del env["KQ_BROKER_URL"], env["KQ_RESULT_BACKEND"]
@@ -150,9 +144,7 @@ def test_spawned_children_import_the_app_with_the_command_line_urls(
     assert worker.stop() == 0
 
 
-def test_soft_shutdown_timeout_ends_the_busy_children_and_requeues_their_tasks(
-    client, start_prefork, ran
-):
+def test_soft_shutdown_timeout_ends_the_busy_children_and_requeues_their_tasks(client, start_prefork, ran):
     worker = start_prefork("-c", "2", "--soft-shutdown-timeout", "1")
     sent = [client.send_task("prefork.sleep", [60.0]) for _ in range(2)]
     wait_for(lambda: len(ran("started")) == 2, worker)

@@ -26,15 +26,18 @@ def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 def runs(ledger: pathlib.Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for path in sorted(ledger.glob("order-*.jsonl"))
-            for line in path.read_text().splitlines() if line]
+    return [
+        json.loads(line)
+        for path in sorted(ledger.glob("order-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line
+    ]
 
 
 def test_high_priority_tasks_published_last_run_first(client, start_worker, ledger):
     client.send_many([signature("order.sleep", ["low", 0.0], priority=0) for _ in range(EACH)])
     client.send_many([signature("order.sleep", ["high", 0.0], priority=9) for _ in range(EACH)])
-    worker = start_worker("-P", "threads", "-c", "1", "--prefetch-multiplier", "0",
-                          app="order_app:app")
+    worker = start_worker("-P", "threads", "-c", "1", "--prefetch-multiplier", "0", app="order_app:app")
     deadline = time.monotonic() + 60
     while len(done := runs(ledger)) < 2 * EACH:
         assert time.monotonic() < deadline, f"only {len(done)} of {2 * EACH} tasks ran"

@@ -19,8 +19,11 @@ APP = "retry_app:app"
 @pytest.fixture
 def broker_settings(redis_broker: dict[str, Any]) -> dict[str, Any]:
     """Redis as broker and result backend, under the test's key prefix."""
-    return {**redis_broker, "result_backend": redis_broker["broker_url"],
-            "result_backend_options": redis_broker["broker_transport_options"]}
+    return {
+        **redis_broker,
+        "result_backend": redis_broker["broker_url"],
+        "result_backend_options": redis_broker["broker_transport_options"],
+    }
 
 
 def test_a_polling_client_sees_progress_grow_before_success(client, start_worker):
@@ -41,14 +44,18 @@ def test_a_polling_client_sees_progress_grow_before_success(client, start_worker
 
 
 def kq_result(task_id: str, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kq", "result", task_id, *flags],
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-m", "kq", "result", task_id, *flags],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def test_kq_result_follow_draws_progress_and_exits_by_outcome(client, start_worker, env):
     start_worker("-P", "threads", "-c", "2", app=APP)
-    done = kq_result(client.send_task("retry.progress", [20, 0.1]).id, env, "--follow",
-                     "--interval", "0.05")
+    done = kq_result(client.send_task("retry.progress", [20, 0.1]).id, env, "--follow", "--interval", "0.05")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     bars = [line for line in lines if line.startswith("PROGRESS [")]

@@ -27,8 +27,11 @@ def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     if getattr(request, "param", None) != "redis":
         return {}
     redis = request.getfixturevalue("redis_broker")
-    return {**redis, "result_backend": redis["broker_url"],
-            "result_backend_options": redis["broker_transport_options"]}
+    return {
+        **redis,
+        "result_backend": redis["broker_url"],
+        "result_backend_options": redis["broker_transport_options"],
+    }
 
 
 def starts(ran, task: str) -> list[tuple[float, int]]:
@@ -51,8 +54,10 @@ def test_per_worker_limit_spaces_starts_and_lets_other_tasks_by(client, start_wo
     times = [at for at, _ in starts(ran, "local")]
     ((free_start, _),) = starts(ran, "free")
     took = times[-1] - times[0]
-    print(f"\n40 tasks at rate_limit=20/s on one worker: {took:.2f} s; the unlimited task "
-          f"started {free_start - times[0]:.2f} s after the first of them")
+    print(
+        f"\n40 tasks at rate_limit=20/s on one worker: {took:.2f} s; the unlimited task "
+        f"started {free_start - times[0]:.2f} s after the first of them"
+    )
     assert took >= 1.5
     assert busiest_window(times, 1.0) <= 20
     # It did not queue behind the held ones: it ran before the last ten of them started.
@@ -68,8 +73,10 @@ def test_global_limit_is_shared_by_two_workers_on_redis(client, start_worker, ra
     runs = starts(ran, "global10")
     times = [at for at, _ in runs]
     took = times[-1] - times[0]
-    print(f"\n100 tasks at global_rate_limit=10/s on two workers (Redis): {took:.2f} s, "
-          f"busiest second {busiest_window(times, 1.0)} starts")
+    print(
+        f"\n100 tasks at global_rate_limit=10/s on two workers (Redis): {took:.2f} s, "
+        f"busiest second {busiest_window(times, 1.0)} starts"
+    )
     assert took >= 9.0
     assert busiest_window(times, 1.0) <= 10
     assert len({pid for _, pid in runs}) == 2  # both workers took turns
@@ -96,7 +103,9 @@ def test_global_limit_on_the_embedded_sqlite_default(client, start_worker, ran):
     assert [result.get(timeout=60) for result in sent] == list(range(20))
     times = [at for at, _ in starts(ran, "global5")]
     took = times[-1] - times[0]
-    print(f"\n20 tasks at global_rate_limit=5/s on two workers (SQLite): {took:.2f} s, "
-          f"busiest second {busiest_window(times, 1.0)} starts")
+    print(
+        f"\n20 tasks at global_rate_limit=5/s on two workers (SQLite): {took:.2f} s, "
+        f"busiest second {busiest_window(times, 1.0)} starts"
+    )
     assert took >= 3.4  # 19 intervals of 0.2 s
     assert busiest_window(times, 1.0) <= 5

@@ -36,14 +36,19 @@ def restarts_redis(db_url: str) -> None:
 
 @pytest.fixture
 def options(redis_prefix: str) -> dict[str, dict[str, str]]:
-    return {"broker_transport_options": {"global_keyprefix": redis_prefix},
-            "result_backend_options": {"global_keyprefix": redis_prefix}}
+    return {
+        "broker_transport_options": {"global_keyprefix": redis_prefix},
+        "result_backend_options": {"global_keyprefix": redis_prefix},
+    }
 
 
 @pytest.fixture
 def env(env: dict[str, str], options: dict[str, dict[str, str]]) -> dict[str, str]:
-    return {**env, "KQ_BROKER_TRANSPORT_OPTIONS": json.dumps(options["broker_transport_options"]),
-            "KQ_RESULT_BACKEND_OPTIONS": json.dumps(options["result_backend_options"])}
+    return {
+        **env,
+        "KQ_BROKER_TRANSPORT_OPTIONS": json.dumps(options["broker_transport_options"]),
+        "KQ_RESULT_BACKEND_OPTIONS": json.dumps(options["result_backend_options"]),
+    }
 
 
 @pytest.fixture
@@ -64,8 +69,6 @@ def test_10000_tasks_through_a_worker_process(client, start_worker, ran):
     assert set(ids) == {r.id for r in sent}
 
 
-
-
 def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -73,8 +76,9 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_redis_restart_loses_nothing_the_worker_had_taken(restarts_redis, redis_outage, client,
-                                                          start_worker, ran, redis_prefix):
+def test_redis_restart_loses_nothing_the_worker_had_taken(
+    restarts_redis, redis_outage, client, start_worker, ran, redis_prefix
+):
     """Redis is stopped and started (keeping nothing) while a worker drains 5,000 acks_late tasks.
 
     Redis loses what it holds at shutdown: the messages still waiting in the queue, and the

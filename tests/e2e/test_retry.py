@@ -25,13 +25,20 @@ def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "amqp":
         return request.getfixturevalue("amqp_broker")
     redis_broker = request.getfixturevalue("redis_broker")
-    return {**redis_broker, "result_backend": redis_broker["broker_url"],
-            "result_backend_options": redis_broker["broker_transport_options"]}
+    return {
+        **redis_broker,
+        "result_backend": redis_broker["broker_url"],
+        "result_backend_options": redis_broker["broker_transport_options"],
+    }
 
 
 def runs(ledger: pathlib.Path, key: str) -> list[dict[str, Any]]:
-    found = [json.loads(line) for path in sorted(ledger.glob("flaky-*.jsonl"))
-             for line in path.read_text().splitlines() if line]
+    found = [
+        json.loads(line)
+        for path in sorted(ledger.glob("flaky-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line
+    ]
     return sorted((run for run in found if run["key"] == key), key=lambda run: run["retries"])
 
 
@@ -75,8 +82,9 @@ def test_manual_retry_ends_with_max_retries_exceeded(client, start_worker, ledge
 
 def test_a_chain_goes_on_after_its_first_task_retried(client, start_worker, ledger):
     start_worker("-P", "threads", "-c", "2", app=APP)
-    workflow = chain(signature("retry.backoff", ["chained", 1], app=client),
-                     signature("retry.add", [10], app=client))
+    workflow = chain(
+        signature("retry.backoff", ["chained", 1], app=client), signature("retry.add", [10], app=client)
+    )
     assert workflow.apply_async().get(timeout=30) == 11
     assert [run["retries"] for run in runs(ledger, "chained")] == [0, 1]
 
@@ -102,6 +110,9 @@ def test_request_context_in_a_worker_process(client, start_worker):
     assert seen["id"] == result.id == seen["root_id"] and seen["parent_id"] is None
     assert (seen["args"], seen["kwargs"], seen["retries"]) == ([1, 2], {"k": 3}, 0)
     assert seen["eta"] is not None and seen["hostname"] == "w0@test"
-    assert seen["delivery_info"] == {"queue": client.conf.task_default_queue,
-                                     "redelivered": False, "priority": 5}
+    assert seen["delivery_info"] == {
+        "queue": client.conf.task_default_queue,
+        "redelivered": False,
+        "priority": 5,
+    }
     assert (seen["current_task"], seen["current_app"]) == ("retry.context", "retry")

@@ -77,9 +77,7 @@ def test_revoking_a_finished_task_keeps_its_result(client: App, start_worker: Ca
     assert client.AsyncResult(done.id).state == SUCCESS
 
 
-def test_terminate_stops_a_running_task_in_the_prefork_pool(
-    client: App, start_worker: Callable, ran
-) -> None:
+def test_terminate_stops_a_running_task_in_the_prefork_pool(client: App, start_worker: Callable, ran) -> None:
     start_worker("-P", "prefork", "-c", "1")
     victim = client.send_task("e2e.slow", (600.0,))
     deadline = time.monotonic() + 30

@@ -24,22 +24,25 @@ def queues() -> SimpleNamespace:
     return SimpleNamespace(a=f"route-a-{tag}", b=f"route-b-{tag}")
 
 
-def test_two_workers_each_run_the_tasks_routed_to_their_queue(db_url, broker_settings, queues,
-                                                               start_worker):
+def test_two_workers_each_run_the_tasks_routed_to_their_queue(db_url, broker_settings, queues, start_worker):
     def big_adds_to_a(name, args, kwargs, options, task=None):
         if name == "e2e.add":
             return queues.a if args[0] >= 50 else {"queue": queues.b, "priority": 5}
         return None
 
-    client = App("router", **{"broker_url": db_url, "result_backend": db_url, **broker_settings},
-                 task_routes=[{"e2e.dou*": queues.a}, big_adds_to_a])
+    client = App(
+        "router",
+        **{"broker_url": db_url, "result_backend": db_url, **broker_settings},
+        task_routes=[{"e2e.dou*": queues.a}, big_adds_to_a],
+    )
     try:
         start_worker("-Q", queues.a, "-P", "threads", "-c", "4", name="a")
         start_worker("-Q", queues.b, "-P", "threads", "-c", "4", name="b")
         doubles = [client.send_task("e2e.double", [n]) for n in range(20)]
         adds = [client.send_task("e2e.add", [n, 1]) for n in range(100)]
-        batch = client.send_many(SimpleNamespace(task="e2e.add", args=[n, 0], kwargs={}, options={})
-                                 for n in (10, 90))
+        batch = client.send_many(
+            SimpleNamespace(task="e2e.add", args=[n, 0], kwargs={}, options={}) for n in (10, 90)
+        )
         forced = client.send_task("e2e.double", [7], queue=queues.b)  # the call's queue wins
 
         assert [r.get(timeout=60) for r in doubles] == [2 * n for n in range(20)]
@@ -63,8 +66,13 @@ def test_two_workers_each_run_the_tasks_routed_to_their_queue(db_url, broker_set
 def test_every_way_of_sending_publishes_to_the_routed_queue(tmp_path):
     """apply_async, send_task and send_many choose alike: call > routes > task > default."""
     url = f"sqlite:///{tmp_path / 'kq.sqlite3'}"
-    app = App("sender", broker=url, backend=None, task_default_queue="dflt",
-              task_routes={"t.routed": {"queue": "routed", "priority": 3}})
+    app = App(
+        "sender",
+        broker=url,
+        backend=None,
+        task_default_queue="dflt",
+        task_routes={"t.routed": {"queue": "routed", "priority": 3}},
+    )
 
     @app.task(name="t.routed", queue="own")
     def routed():
@@ -76,13 +84,24 @@ def test_every_way_of_sending_publishes_to_the_routed_queue(tmp_path):
 
     call = SimpleNamespace
     sent = {
-        "routed": [routed.delay(), app.send_task("t.routed"),
-                   *app.send_many([call(task="t.routed", args=(), kwargs={}, options={})])],
-        "own": [own.delay(), app.send_task("t.own"), routed.apply_async(queue="own"),
-                *app.send_many([call(task="t.own", args=(), kwargs={}, options={})])],
-        "called": [routed.apply_async(queue="called"), app.send_task("t.routed", queue="called"),
-                   *app.send_many([call(task="t.routed", args=(), kwargs={},
-                                        options={"queue": "called", "priority": 8})])],
+        "routed": [
+            routed.delay(),
+            app.send_task("t.routed"),
+            *app.send_many([call(task="t.routed", args=(), kwargs={}, options={})]),
+        ],
+        "own": [
+            own.delay(),
+            app.send_task("t.own"),
+            routed.apply_async(queue="own"),
+            *app.send_many([call(task="t.own", args=(), kwargs={}, options={})]),
+        ],
+        "called": [
+            routed.apply_async(queue="called"),
+            app.send_task("t.routed", queue="called"),
+            *app.send_many(
+                [call(task="t.routed", args=(), kwargs={}, options={"queue": "called", "priority": 8})]
+            ),
+        ],
         "dflt": [app.send_task("t.unknown")],
     }
     priorities = {}

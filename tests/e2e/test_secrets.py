@@ -45,8 +45,12 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def broker_settings(redis_url: str, redis_prefix: str) -> dict[str, Any]:
     options = {"global_keyprefix": redis_prefix}
-    return {"broker_url": redis_url, "result_backend": redis_url,
-            "broker_transport_options": options, "result_backend_options": options}
+    return {
+        "broker_url": redis_url,
+        "result_backend": redis_url,
+        "broker_transport_options": options,
+        "result_backend_options": options,
+    }
 
 
 @pytest.fixture
@@ -54,8 +58,13 @@ def kq(env: dict[str, str]):
     """Run the `kq` command line with the test's settings; its stdout and stderr as one text."""
 
     def run(*args: str, extra_env: dict[str, str] | None = None) -> str:
-        done = subprocess.run([sys.executable, "-m", "kq", *args], capture_output=True, text=True,
-                              env={**os.environ, **env, **(extra_env or {})}, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "kq", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env, **(extra_env or {})},
+            timeout=60,
+        )
         return done.stdout + done.stderr
 
     return run
@@ -67,9 +76,14 @@ def background(env: dict[str, str]) -> Iterator:
     started: list[subprocess.Popen] = []
 
     def start(*args: str) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "kq", *args], env={**os.environ, **env},
-                                   cwd=str(APPS), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kq", *args],
+            env={**os.environ, **env},
+            cwd=str(APPS),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started.append(process)
         return process
 
@@ -86,7 +100,8 @@ def get_json(url: str) -> Any:
 
 
 def test_worker_inspect_status_events_dashboard_and_beat_never_show_the_password(
-        kq, background, client, start_worker, start_beat, redis_url):
+    kq, background, client, start_worker, start_beat, redis_url
+):
     masked = redis_url.replace(f":{PASSWORD}@", ":**@")
     name = f"s{uuid.uuid4().hex[:6]}-0@test"
     events = background("events", "--dump", "--duration", "20")  # outlasts the tasks below
@@ -95,14 +110,21 @@ def test_worker_inspect_status_events_dashboard_and_beat_never_show_the_password
     started = dashboard.stderr.readline()
     assert (match := re.search(r"http://127\.0\.0\.1:(\d+)/", started)), started
     port = match[1]
-    worker = start_worker("-P", "threads", "-c", "2", "-l", "debug", "-E",
-                          name=name.partition("0@")[0])
+    worker = start_worker("-P", "threads", "-c", "2", "-l", "debug", "-E", name=name.partition("0@")[0])
     assert client.send_task("e2e.add", [1, 2]).get(timeout=30) == 3
     with pytest.raises(ValueError):
         client.send_task("e2e.fail", ["boom"]).get(timeout=30)
-    shown = {command: kq(*command.split(), "-d", name, "--timeout", "10")
-             for command in ("inspect stats", "inspect stats --json", "inspect ping", "status",
-                             "inspect registered", "inspect active_queues")}
+    shown = {
+        command: kq(*command.split(), "-d", name, "--timeout", "10")
+        for command in (
+            "inspect stats",
+            "inspect stats --json",
+            "inspect ping",
+            "status",
+            "inspect registered",
+            "inspect active_queues",
+        )
+    }
     shown["queues"] = kq("queues")
     deadline = time.monotonic() + 30  # the dashboard asks the workers for stats every second
     while True:
@@ -113,8 +135,11 @@ def test_worker_inspect_status_events_dashboard_and_beat_never_show_the_password
         time.sleep(0.2)
     shown["dashboard overview"] = json.dumps(overview)
     shown["dashboard tasks"] = json.dumps(get_json(f"http://127.0.0.1:{port}/api/tasks"))
-    schedule = {"KQ_BEAT_SCHEDULE": json.dumps(
-        {"tick": {"task": "beat.tick", "schedule": 3600, "options": {"queue": "unused"}}})}
+    schedule = {
+        "KQ_BEAT_SCHEDULE": json.dumps(
+            {"tick": {"task": "beat.tick", "schedule": 3600, "options": {"queue": "unused"}}}
+        )
+    }
     beat = start_beat("-l", "debug", extra_env=schedule)
     assert beat.stop() == 0
     shown["kq beat log"] = beat.output()
@@ -135,27 +160,46 @@ UNREACHABLE = {
     # Nothing listens on port 1.
     "redis-down": {"KQ_BROKER_URL": f"redis://kquser:{PASSWORD}@127.0.0.1:1/15"},
     # RabbitMQ refuses the login: guest's password is not this one.
-    "rabbitmq-refuses": {"KQ_BROKER_URL": f"amqp://guest:{PASSWORD}@127.0.0.1:5672//",
-                         "KQ_RESULT_BACKEND": "none"},
+    "rabbitmq-refuses": {
+        "KQ_BROKER_URL": f"amqp://guest:{PASSWORD}@127.0.0.1:5672//",
+        "KQ_RESULT_BACKEND": "none",
+    },
     # The SQLite broker works; the PostgreSQL result backend is down.
-    "postgresql-down": {"KQ_RESULT_BACKEND": f"db+postgresql://kq:{PASSWORD}@127.0.0.1:1/test",
-                        "KQ_RESULT_STORE_TIMEOUT": "1"},
+    "postgresql-down": {
+        "KQ_RESULT_BACKEND": f"db+postgresql://kq:{PASSWORD}@127.0.0.1:1/test",
+        "KQ_RESULT_STORE_TIMEOUT": "1",
+    },
 }
 
 
 @pytest.mark.parametrize("broker_settings", [{}])
 @pytest.mark.parametrize("case", list(UNREACHABLE))
-def test_errors_about_an_unreachable_server_never_show_the_password(
-        case, kq, env, tmp_path, broker_settings):
+def test_errors_about_an_unreachable_server_never_show_the_password(case, kq, env, tmp_path, broker_settings):
     if case == "rabbitmq-refuses":
         require("rabbitmq")
     settings = {**env, **UNREACHABLE[case]}
     log_path = tmp_path / "worker.log"
     with open(log_path, "w") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "kq", "worker", "-A", "e2e_app:app", "-l", "debug", "-P",
-             "threads", "-n", f"{case}@test"], env={**os.environ, **settings}, cwd=str(APPS),
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "kq",
+                "worker",
+                "-A",
+                "e2e_app:app",
+                "-l",
+                "debug",
+                "-P",
+                "threads",
+                "-n",
+                f"{case}@test",
+            ],
+            env={**os.environ, **settings},
+            cwd=str(APPS),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         shown = {"call": kq("call", "e2e.add", "-a", "[1, 2]", extra_env=settings)}
         wanted = "could not store the result" if case == "postgresql-down" else "connection lost"

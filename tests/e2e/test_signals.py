@@ -14,8 +14,9 @@ from kq.testing.worker import worker_thread
 
 @pytest.fixture
 def app(db_url):
-    app = App("signalled", broker=db_url, backend=db_url,
-              task_default_queue=f"signals-{uuid.uuid4().hex[:8]}")
+    app = App(
+        "signalled", broker=db_url, backend=db_url, task_default_queue=f"signals-{uuid.uuid4().hex[:8]}"
+    )
 
     @app.task(name="sig.add")
     def add(x, y):
@@ -41,6 +42,7 @@ def seen():
         def record(**arguments):
             with lock:
                 events.append((name, arguments))
+
         return record
 
     def broken(**arguments):

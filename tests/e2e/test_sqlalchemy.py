@@ -23,8 +23,7 @@ def database_engine(database: str) -> Iterator[sa.Engine]:
     server, user = SERVERS[database]
     host, port = require(server)
     driver = "psycopg" if database == "postgresql" else "pymysql"
-    engine = sa.create_engine(f"{database}+{driver}://{user}@{host}:{port}/test",
-                              poolclass=sa.NullPool)
+    engine = sa.create_engine(f"{database}+{driver}://{user}@{host}:{port}/test", poolclass=sa.NullPool)
     yield engine
     engine.dispose()
 
@@ -43,8 +42,7 @@ def results(database: str, database_engine: sa.Engine) -> Iterator[tuple[str, st
 @pytest.fixture
 def env(env: dict[str, str], results: tuple[str, str]) -> dict[str, str]:
     url, table = results
-    return {**env, "KQ_RESULT_BACKEND": url,
-            "KQ_RESULT_BACKEND_OPTIONS": json.dumps({"table_name": table})}
+    return {**env, "KQ_RESULT_BACKEND": url, "KQ_RESULT_BACKEND_OPTIONS": json.dumps({"table_name": table})}
 
 
 @pytest.fixture
@@ -56,8 +54,7 @@ def client(db_url: str, results: tuple[str, str]) -> Iterator[App]:
 
 
 @pytest.mark.parametrize(("database", "total"), [("postgresql", 10_000), ("mysql", 2_000)])
-def test_tasks_through_a_worker_with_database_results(client, start_worker, total, results,
-                                                      database_engine):
+def test_tasks_through_a_worker_with_database_results(client, start_worker, total, results, database_engine):
     sent = [client.send_task("e2e.double", [n]) for n in range(total)]
     failed = client.send_task("e2e.fail", ["broken on purpose"])
     worker = start_worker("-P", "threads", "-c", "4")

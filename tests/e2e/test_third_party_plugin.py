@@ -51,8 +51,12 @@ def kq_serializers():
 
 
 def pip(*args):
-    done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -70,19 +74,17 @@ def installed_plugin(tmp_path):
         reload_plugins()
 
 
-def test_installed_serializer_plugin_is_listed_and_used(installed_plugin, env, client,
-                                                        start_worker):
-    listed = subprocess.run([sys.executable, "-m", "kq", "plugins", "--json"],
-                            capture_output=True, text=True, check=True).stdout
-    plugin = next(p for p in json.loads(listed)["plugins"]
-                  if p["distribution"] == "kq-thirdparty-rot13")
+def test_installed_serializer_plugin_is_listed_and_used(installed_plugin, env, client, start_worker):
+    listed = subprocess.run(
+        [sys.executable, "-m", "kq", "plugins", "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    plugin = next(p for p in json.loads(listed)["plugins"] if p["distribution"] == "kq-thirdparty-rot13")
     assert plugin["version"] == "1.2.3" and plugin["hooks"] == ["kq_serializers"]
     assert plugin["provides"] == {"serializers": ["rot13"]}
 
     reload_plugins()
     client.configure(task_serializer="rot13", accept_content=["rot13"])
-    env.update(KQ_TASK_SERIALIZER="rot13", KQ_ACCEPT_CONTENT="rot13",
-               KQ_RESULT_SERIALIZER="rot13")
+    env.update(KQ_TASK_SERIALIZER="rot13", KQ_ACCEPT_CONTENT="rot13", KQ_RESULT_SERIALIZER="rot13")
     client.configure(result_serializer="rot13")
     sent = client.send_task("e2e.add", [19, 23])
     transport = client.new_transport()

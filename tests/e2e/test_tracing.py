@@ -65,9 +65,12 @@ def test_the_run_span_is_a_child_of_the_send_span(client, exporter, worker_spans
     assert send.name == "send e2e.add"
     assert send.kind == trace.SpanKind.PRODUCER
     assert dict(send.attributes) == {
-        "messaging.system": "kq", "messaging.destination.name": client.conf.task_default_queue,
-        "messaging.message.id": result.id, "messaging.operation.type": "send",
-        "kq.task.name": "e2e.add"}
+        "messaging.system": "kq",
+        "messaging.destination.name": client.conf.task_default_queue,
+        "messaging.message.id": result.id,
+        "messaging.operation.type": "send",
+        "kq.task.name": "e2e.add",
+    }
     [run] = worker_spans(1)
     assert run["name"] == "run e2e.add"
     assert run["kind"] == "SpanKind.CONSUMER"
@@ -92,8 +95,11 @@ def test_a_failed_task_has_an_error_span(client, exporter, worker_spans):
 
 
 def test_a_chain_is_one_trace(client, exporter, worker_spans):
-    steps = chain(Signature("e2e.add", (1, 2), app=client), Signature("e2e.add", (10,), app=client),
-                  Signature("e2e.add", (100,), app=client))
+    steps = chain(
+        Signature("e2e.add", (1, 2), app=client),
+        Signature("e2e.add", (10,), app=client),
+        Signature("e2e.add", (100,), app=client),
+    )
     assert steps.apply_async().get(timeout=30) == 113
 
     [first_send] = exporter.get_finished_spans()
@@ -114,7 +120,10 @@ def test_a_retry_stays_in_the_trace(client, exporter, worker_spans):
     [send] = exporter.get_finished_spans()
     spans = worker_spans(3)  # the run that retried, the retry's send, the run that succeeded
     assert [(s["name"], s["attributes"].get("kq.task.state")) for s in spans] == [
-        ("run traced.flaky", "RETRY"), ("send traced.flaky", None), ("run traced.flaky", "SUCCESS")]
+        ("run traced.flaky", "RETRY"),
+        ("send traced.flaky", None),
+        ("run traced.flaky", "SUCCESS"),
+    ]
     assert {span["context"]["trace_id"] for span in spans} == {hexid(send.context.trace_id, 32)}
     assert spans[1]["parent_id"] == spans[0]["context"]["span_id"]
     assert spans[2]["parent_id"] == spans[1]["context"]["span_id"]

@@ -20,8 +20,11 @@ def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
         return {}
     settings = request.getfixturevalue("redis_broker")
     prefix = settings["broker_transport_options"]["global_keyprefix"]
-    return {**settings, "result_backend": settings["broker_url"],
-            "result_backend_options": {"global_keyprefix": prefix}}
+    return {
+        **settings,
+        "result_backend": settings["broker_url"],
+        "result_backend_options": {"global_keyprefix": prefix},
+    }
 
 
 @pytest.fixture
@@ -64,8 +67,7 @@ def released(send: Callable[[], Any], holder: str) -> Any:
     return handle
 
 
-def test_100_concurrent_publishes_run_once(client: App, work: Any, start_worker: Callable,
-                                           ran) -> None:
+def test_100_concurrent_publishes_run_once(client: App, work: Any, start_worker: Callable, ran) -> None:
     start_worker("-c", "4", app="unique_app:app")
     handles = publish_at_once(lambda: work.delay(7), 100)
     assert len({h.id for h in handles}) == 1
@@ -77,11 +79,11 @@ def test_100_concurrent_publishes_run_once(client: App, work: Any, start_worker:
     assert sorted(ran("ran")) == sorted([handles[0].id, again.id])
 
 
-def test_unique_key_covers_different_arguments(client: App, work: Any, start_worker: Callable,
-                                               ran) -> None:
+def test_unique_key_covers_different_arguments(client: App, work: Any, start_worker: Callable, ran) -> None:
     start_worker("-c", "4", app="unique_app:app")
     handles = publish_at_once(
-        lambda: work.apply_async((threading.get_ident(),), unique_key="nightly-report"), 20)
+        lambda: work.apply_async((threading.get_ident(),), unique_key="nightly-report"), 20
+    )
     assert len({h.id for h in handles}) == 1
     handles[0].get(timeout=60)
     other = work.apply_async((1,), {"seconds": 0.0})  # a call of its own key

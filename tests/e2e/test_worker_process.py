@@ -23,8 +23,9 @@ def test_results_and_failures_cross_processes(client, start_worker):
 def test_two_workers_drain_10000_tasks_exactly_once(client, start_worker, ledger, ran):
     total = 10_000
     sent = [client.send_task("e2e.double", [n]) for n in range(total // 2)]
-    sent += client.send_many(SimpleNamespace(task="e2e.double", args=[n], kwargs={}, options={})
-                             for n in range(total // 2, total))
+    sent += client.send_many(
+        SimpleNamespace(task="e2e.double", args=[n], kwargs={}, options={}) for n in range(total // 2, total)
+    )
     first = start_worker("-P", "threads", "-c", "4")
     second = start_worker("-P", "threads", "-c", "4")
     values = [result.get(timeout=300) for result in sent]
@@ -43,15 +44,23 @@ def test_bad_messages_are_rejected_and_the_worker_goes_on(client, start_worker, 
     pwned = tmp_path / "pwned"
     good_headers = {"lang": "py", "task": "e2e.add", "id": "will-be-replaced"}
     bad = {
-        "bad-json": Envelope(body=b"[[1, 2], {}, {", content_type="application/json",
-                             headers={**good_headers, "id": "bad-json"}),
-        "unknown-task": Envelope(body=b"[[], {}, {}]", content_type="application/json",
-                                 headers={**good_headers, "task": "no.such.task",
-                                          "id": "unknown-task"}),
+        "bad-json": Envelope(
+            body=b"[[1, 2], {}, {",
+            content_type="application/json",
+            headers={**good_headers, "id": "bad-json"},
+        ),
+        "unknown-task": Envelope(
+            body=b"[[], {}, {}]",
+            content_type="application/json",
+            headers={**good_headers, "task": "no.such.task", "id": "unknown-task"},
+        ),
         # A real pickle stream that would run os.system if it were ever loaded.
-        "pickled": Envelope(body=b"cos\nsystem\n(S'touch " + str(pwned).encode() + b"'\ntR.",
-                            content_type="application/x-python-serialize",
-                            content_encoding="binary", headers={**good_headers, "id": "pickled"}),
+        "pickled": Envelope(
+            body=b"cos\nsystem\n(S'touch " + str(pwned).encode() + b"'\ntR.",
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            headers={**good_headers, "id": "pickled"},
+        ),
     }
     try:
         for envelope in bad.values():
@@ -76,9 +85,7 @@ def test_bad_messages_are_rejected_and_the_worker_goes_on(client, start_worker, 
     assert worker.stop() == 0
 
 
-def test_sigterm_lets_running_acks_late_tasks_finish_and_returns_the_rest(
-    client, start_worker, ran
-):
+def test_sigterm_lets_running_acks_late_tasks_finish_and_returns_the_rest(client, start_worker, ran):
     worker = start_worker("-P", "threads", "-c", "4", "--prefetch-multiplier", "2")
     sent = [client.send_task("e2e.slow", [2.0]) for _ in range(10)]
     deadline = time.monotonic() + 30
@@ -128,9 +135,7 @@ def test_second_signal_exits_at_once_and_unacked_tasks_come_back(client, start_w
     assert sorted(ran("started")[4:]) == sorted(ran("started")[:4]) == sorted(r.id for r in sent)
 
 
-def test_soft_shutdown_timeout_abandons_and_requeues_long_acks_late_tasks(
-    client, start_worker, ran
-):
+def test_soft_shutdown_timeout_abandons_and_requeues_long_acks_late_tasks(client, start_worker, ran):
     worker = start_worker("-P", "threads", "-c", "2", "--soft-shutdown-timeout", "1")
     sent = [client.send_task("e2e.slow", [60.0]) for _ in range(2)]
     deadline = time.monotonic() + 30

@@ -74,8 +74,12 @@ def test_rpc_backend_uses_the_apps_rabbitmq_broker():
     from kq.testing.servers import require
 
     require("rabbitmq")
-    app = App("rpc", broker="amqp://guest:guest@127.0.0.1:5672//", backend="rpc://",
-              task_default_queue="kq-rpc-thread-test")
+    app = App(
+        "rpc",
+        broker="amqp://guest:guest@127.0.0.1:5672//",
+        backend="rpc://",
+        task_default_queue="kq-rpc-thread-test",
+    )
 
     @app.task
     def add(x, y):

@@ -41,13 +41,14 @@ CONTENT_TYPES = ["application/json", "application/x-python-serialize", "text/pla
 def seed(corpus: pathlib.Path) -> None:
     """Real messages as inputs: a content-type byte, the headers' JSON line, the body."""
     step = {"task": "t", "args": [1], "kwargs": {}, "options": {"task_id": "c"}}
-    messages = [TaskMessage(id="a", task="t", args=(1,), kwargs={"x": "y"}),
-                TaskMessage(id="b", task="t", callbacks=[step], errbacks=[step]),
-                TaskMessage(id="c", task="t", chain=[step, step]),
-                TaskMessage(id="d", task="t", group="g", chord=step)]
+    messages = [
+        TaskMessage(id="a", task="t", args=(1,), kwargs={"x": "y"}),
+        TaskMessage(id="b", task="t", callbacks=[step], errbacks=[step]),
+        TaskMessage(id="c", task="t", chain=[step, step]),
+        TaskMessage(id="d", task="t", group="g", chord=step),
+    ]
     for i, message in enumerate(messages):
-        envelope = APP.codec.seal(encode_task(message, APP.serializers, "json"),
-                                  "zlib" if i == 3 else None)
+        envelope = APP.codec.seal(encode_task(message, APP.serializers, "json"), "zlib" if i == 3 else None)
         data = b"\x00" + json.dumps(dict(envelope.headers)).encode() + b"\n" + envelope.body
         (corpus / f"seed-{i}").write_bytes(data)
         if wire is not None:
@@ -64,8 +65,7 @@ def one_input(data: bytes) -> None:
         headers = {"task": "fuzz.sink", "id": head.decode("latin-1")}
     envelope = Envelope(body, content_type, headers=headers)
     try:
-        decode_task(APP.codec.open(envelope), APP.serializers, APP.accept,
-                    APP.codec.limits.max_depth)
+        decode_task(APP.codec.open(envelope), APP.serializers, APP.accept, APP.codec.limits.max_depth)
     except MessageRejected as exc:
         if exc.reason not in REJECT_REASONS or not exc.detail:
             raise AssertionError(f"rejected with an unknown reason: {exc!r}") from exc

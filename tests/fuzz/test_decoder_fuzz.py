@@ -20,8 +20,7 @@ from kq.transport import Envelope
 
 #: Deadline 2 s per example: generous on a loaded 2-core CI machine, yet a hang still fails.
 #: No example database: a failure prints its example (seeds are plain integers) to reproduce.
-FUZZ = settings(max_examples=400, deadline=2000, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=400, deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +39,7 @@ def app(tmp_path_factory):
 def receive(app: App, envelope: Envelope) -> TaskMessage | MessageRejected:
     """What a worker does with ``envelope`` before running it; any other exception escapes."""
     try:
-        return decode_task(app.codec.open(envelope), app.serializers, app.accept,
-                           app.codec.limits.max_depth)
+        return decode_task(app.codec.open(envelope), app.serializers, app.accept, app.codec.limits.max_depth)
     except MessageRejected as exc:
         return exc
 
@@ -69,15 +67,16 @@ def test_mutated_real_messages(app, seed, which):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                               max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
 
 
 @FUZZ
-@given(body=st.binary(max_size=512), content_type=st.sampled_from(
-    ["application/json", "application/x-python-serialize", "", "text/plain"]))
+@given(
+    body=st.binary(max_size=512),
+    content_type=st.sampled_from(["application/json", "application/x-python-serialize", "", "text/plain"]),
+)
 def test_random_bodies(app, body, content_type):
     headers = {"task": "fuzz.sink", "id": "x"}
     check(receive(app, Envelope(body, content_type, headers=headers)))
@@ -89,8 +88,7 @@ def test_headers_of_wrong_types(app, data):
     """Every known header, and the compression header, given any JSON value (or missing)."""
     envelope = data.draw(st.sampled_from(app.samples))
     headers = dict(envelope.headers)
-    for key in data.draw(st.lists(st.sampled_from(sorted(KNOWN_HEADERS | {"compression"})),
-                                  max_size=4)):
+    for key in data.draw(st.lists(st.sampled_from(sorted(KNOWN_HEADERS | {"compression"})), max_size=4)):
         if data.draw(st.booleans()):
             headers[key] = data.draw(json_values)
         else:

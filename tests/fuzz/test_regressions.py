@@ -45,8 +45,11 @@ def drain(app: App, queue: str, count: int, log: TracebackLog) -> dict:
     return stats
 
 
-@pytest.mark.parametrize("headers", ["[]", '"task"', '{"task": "\\ud800", "id": "\\ud800"}'],
-                         ids=["a list", "a string", "lone surrogates"])
+@pytest.mark.parametrize(
+    "headers",
+    ["[]", '"task"', '{"task": "\\ud800", "id": "\\ud800"}'],
+    ids=["a list", "a string", "lone surrogates"],
+)
 def test_a_hostile_writers_headers_are_dead_lettered_not_delivered_forever(app, headers):
     """Headers that are not a mapping, or hold a lone surrogate, made the dead letter raise
     (``{**headers}``; UTF-8 cannot encode a surrogate), so the message stayed leased and came
@@ -76,8 +79,9 @@ def test_ids_with_lone_surrogates_are_malformed(app, header):
     envelope = encode_task(TaskMessage(id="i", task="fuzz.sink"), app.serializers, "json")
     headers = {**envelope.headers, header: "\ud800"}
     with pytest.raises(MessageRejected) as caught:
-        decode_task(type(envelope)(envelope.body, envelope.content_type, headers=headers),
-                    app.serializers, app.accept)
+        decode_task(
+            type(envelope)(envelope.body, envelope.content_type, headers=headers), app.serializers, app.accept
+        )
     assert caught.value.reason == "malformed"
 
 
@@ -85,8 +89,10 @@ MALFORMED = {
     # A chain step whose options are not a mapping broke the handler of its own error.
     "options not a mapping": dict(chain=[{"task": "fuzz.sink", "options": "x"}]),
     # An unhashable primitive type raised TypeError from the registry.
-    "subtask_type a list": dict(callbacks=[{"task": "fuzz.sink", "subtask_type": [1]}],
-                                errbacks=[{"task": "fuzz.sink", "subtask_type": [1]}]),
+    "subtask_type a list": dict(
+        callbacks=[{"task": "fuzz.sink", "subtask_type": [1]}],
+        errbacks=[{"task": "fuzz.sink", "subtask_type": [1]}],
+    ),
     # A task id that is not text reached the broker (sqlite3.ProgrammingError, a traceback).
     "task_id a list": dict(chain=[{"task": "fuzz.sink", "options": {"task_id": [1]}}]),
 }

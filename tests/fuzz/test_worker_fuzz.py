@@ -72,8 +72,10 @@ def test_100000_hostile_messages_never_stop_the_worker(tmp_path):
     published = time.perf_counter()
 
     # A wide prefetch window: most messages are rejected at once, without using the pool.
-    with TracebackLog() as log, worker_thread(app, queues=[QUEUE], pool="solo",
-                                               prefetch_multiplier=100) as worker:
+    with (
+        TracebackLog() as log,
+        worker_thread(app, queues=[QUEUE], pool="solo", prefetch_multiplier=100) as worker,
+    ):
         deadline = time.monotonic() + 600
         while worker.stats.received < total or worker.running_count or worker.reserved_count:
             assert time.monotonic() < deadline, f"stuck: {worker.stats}"
@@ -81,8 +83,7 @@ def test_100000_hostile_messages_never_stop_the_worker(tmp_path):
         drained = time.perf_counter()
         assert good.apply_async((21,), queue=QUEUE).get(timeout=60) == 42
         stats = worker.stats
-    print(f"\npublished in {published - started:.1f} s, drained in {drained - published:.1f} s: "
-          f"{stats}")
+    print(f"\npublished in {published - started:.1f} s, drained in {drained - published:.1f} s: {stats}")
     assert stats.received == total + 1
     # An expired message is stored REVOKED and dead-lettered: counted as both.
     ran = stats.succeeded + stats.failed + stats.revoked

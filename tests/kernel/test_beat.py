@@ -55,8 +55,18 @@ def test_schedule_values_users_write():
 
 
 def test_entry_validation_names_the_entry_and_the_problem():
-    entry = build_entry("e", {"task": "t", "schedule": 2, "args": [1], "kwargs": {"a": 1},
-                              "options": {"queue": "q", "expires": 30}, "missed": "all"}, no_types)
+    entry = build_entry(
+        "e",
+        {
+            "task": "t",
+            "schedule": 2,
+            "args": [1],
+            "kwargs": {"a": 1},
+            "options": {"queue": "q", "expires": 30},
+            "missed": "all",
+        },
+        no_types,
+    )
     assert entry == Entry("e", "t", every(2), (1,), {"a": 1}, {"queue": "q", "expires": 30}, "all")
     bad = [
         ({"schedule": 1}, "'task' must be a task name"),
@@ -64,8 +74,10 @@ def test_entry_validation_names_the_entry_and_the_problem():
         ({"task": "t", "schedule": 1, "when": 2}, r"unknown key\(s\) \['when'\]"),
         ({"task": "t", "schedule": {"type": "nope"}}, "invalid schedule"),
         ({"task": "t", "schedule": 1, "args": "ab"}, "'args' must be a list"),
-        ({"task": "t", "schedule": 1, "options": {"task_id": "x"}},
-         r"option\(s\) \[.task_id.\] cannot be set"),
+        (
+            {"task": "t", "schedule": 1, "options": {"task_id": "x"}},
+            r"option\(s\) \[.task_id.\] cannot be set",
+        ),
         ({"task": "t", "schedule": 1, "missed": "later"}, "'missed' must be one of once, all, skip"),
     ]
     for spec, message in bad:
@@ -130,26 +142,27 @@ def test_periodic_registers_the_task_and_its_entry():
     assert app.tasks[ping.name] is ping
     app.periodic(every(60), name="ping-slow")(ping)
     entries = {e.name: e for e in load_entries(app)}
-    assert entries[ping.name] == Entry(ping.name, ping.name, every(30), (1,), {}, {"queue": "q"},
-                                       "skip")
+    assert entries[ping.name] == Entry(ping.name, ping.name, every(30), (1,), {}, {"queue": "q"}, "skip")
     assert entries["ping-slow"].schedule == every(60)
     with pytest.raises(KQError, match="already exists"):
         app.periodic(every(1))(ping)
 
 
 def test_beat_schedule_and_periodic_names_must_not_clash():
-    app = App("p", broker="memory://", backend=None,
-              beat_schedule={"job": {"task": "x", "schedule": 1}})
+    app = App("p", broker="memory://", backend=None, beat_schedule={"job": {"task": "x", "schedule": 1}})
     app.periodic(every(1), name="job")(lambda: None)
     with pytest.raises(ConfigurationError, match="both in beat_schedule and an @app.periodic"):
         load_entries(app)
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    ({"beat_missed": "never"}, "beat_missed must be one of once, all, skip"),
-    ({"timezone": "Mars/Olympus"}, "timezone must be an IANA time zone"),
-    ({"beat_lease": 0}, "beat_lease must be a number > 0"),
-])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"beat_missed": "never"}, "beat_missed must be one of once, all, skip"),
+        ({"timezone": "Mars/Olympus"}, "timezone must be an IANA time zone"),
+        ({"beat_lease": 0}, "beat_lease must be a number > 0"),
+    ],
+)
 def test_beat_settings_are_validated(setting, message):
     with pytest.raises(ConfigurationError, match=message):
         Settings.build(setting)

@@ -52,9 +52,15 @@ def through_json(value):
 
 def test_a_signature_is_celerys_signature_mapping(add):
     sig = add.s(2, 2).set(queue="math", countdown=5)
-    assert sig.to_dict() == {"task": "k.add", "args": [2, 2], "kwargs": {},
-                             "options": {"queue": "math", "countdown": 5}, "subtask_type": None,
-                             "immutable": False, "chord_size": None}
+    assert sig.to_dict() == {
+        "task": "k.add",
+        "args": [2, 2],
+        "kwargs": {},
+        "options": {"queue": "math", "countdown": 5},
+        "subtask_type": None,
+        "immutable": False,
+        "chord_size": None,
+    }
     assert add.si(1, y=2).to_dict()["immutable"] is True
     assert Signature.from_dict(through_json(sig.to_dict())) == sig
     assert signature("k.add", (1, 2), queue="q").to_dict()["options"] == {"queue": "q"}
@@ -68,8 +74,9 @@ def test_every_builtin_composite_round_trips_through_json(app, add, tsum):
         add.chunks([(1, 2), (3, 4), (5, 6)], 2),
         add.map([1, 2]),
         add.starmap([(1, 2)]),
-        chord([chain(add.s(1, 1), add.s(1)), group(add.s(1, 1), add.s(2, 2))],
-              chord([add.s(3, 3)], tsum.s())),
+        chord(
+            [chain(add.s(1, 1), add.s(1)), group(add.s(1, 1), add.s(2, 2))], chord([add.s(3, 3)], tsum.s())
+        ),
     ]
     for workflow in workflows:
         mapping = through_json(workflow.to_dict())
@@ -87,8 +94,10 @@ def test_composites_are_serialized_in_celerys_layout(add, tsum):
     assert both["kwargs"]["header"]["subtask_type"] == "group"
     assert both["kwargs"]["body"]["task"] == "k.tsum" and both["kwargs"]["kwargs"] == {}
     parts = add.chunks([[1, 2]], 10).to_dict()
-    assert (parts["task"], parts["kwargs"]) == ("celery.chunks", {"task": add.s().to_dict(),
-                                                                  "it": [[1, 2]], "n": 10})
+    assert (parts["task"], parts["kwargs"]) == (
+        "celery.chunks",
+        {"task": add.s().to_dict(), "it": [[1, 2]], "n": 10},
+    )
     assert add.map([1]).to_dict()["task"] == "celery.map"
     assert add.starmap([(1, 2)]).to_dict()["task"] == "celery.starmap"
 
@@ -97,34 +106,80 @@ def test_reads_signatures_written_by_celery(app):
     """As Celery 5 writes them: no chord_size, a chord header as a plain list, options kq does
     not know (dropped when the step is sent), links as mappings."""
     celery_chain = {
-        "task": "celery.chain", "args": [], "kwargs": {"tasks": [
-            {"task": "k.add", "args": [1, 1], "kwargs": {}, "subtask_type": None,
-             "immutable": False, "options": {"task_id": "a", "reply_to": "r", "parent_id": "p"}},
-            {"task": "k.add", "args": [2], "kwargs": {}, "subtask_type": None, "immutable": False,
-             "options": {"link_error": [{"task": "k.tsum", "args": [], "kwargs": {},
-                                         "options": {}, "subtask_type": None,
-                                         "immutable": False}]}},
-        ]}, "options": {}, "subtask_type": "chain", "immutable": False}
+        "task": "celery.chain",
+        "args": [],
+        "kwargs": {
+            "tasks": [
+                {
+                    "task": "k.add",
+                    "args": [1, 1],
+                    "kwargs": {},
+                    "subtask_type": None,
+                    "immutable": False,
+                    "options": {"task_id": "a", "reply_to": "r", "parent_id": "p"},
+                },
+                {
+                    "task": "k.add",
+                    "args": [2],
+                    "kwargs": {},
+                    "subtask_type": None,
+                    "immutable": False,
+                    "options": {
+                        "link_error": [
+                            {
+                                "task": "k.tsum",
+                                "args": [],
+                                "kwargs": {},
+                                "options": {},
+                                "subtask_type": None,
+                                "immutable": False,
+                            }
+                        ]
+                    },
+                },
+            ]
+        },
+        "options": {},
+        "subtask_type": "chain",
+        "immutable": False,
+    }
     flow = Signature.from_dict(celery_chain, app)
     assert isinstance(flow, chain) and [s.id for s in flow.tasks] == ["a", None]
     assert merge(flow.tasks[0].to_dict(), lenient=True).options == {"task_id": "a"}
-    celery_chord = {"task": "celery.chord", "args": [], "options": {}, "subtask_type": "chord",
-                    "immutable": False, "kwargs": {"kwargs": {}, "body": celery_chain,
-                                                   "header": [celery_chain["kwargs"]["tasks"][0]]}}
+    celery_chord = {
+        "task": "celery.chord",
+        "args": [],
+        "options": {},
+        "subtask_type": "chord",
+        "immutable": False,
+        "kwargs": {"kwargs": {}, "body": celery_chain, "header": [celery_chain["kwargs"]["tasks"][0]]},
+    }
     both = Signature.from_dict(celery_chord, app)
     assert isinstance(both.header, group) and isinstance(both.body, chain)
 
 
 def test_workflow_options_travel_in_the_message_embed(add, tsum):
     body = {**tsum.s().to_dict(), "chord_size": 2}
-    message = new_message("k.add", (1, 2), {}, link=add.s(10), link_error=[tsum.s()],
-                          chain=[add.s(3).to_dict(), add.s(2)], chord=body, group_id="g",
-                          group_index=1)
+    message = new_message(
+        "k.add",
+        (1, 2),
+        {},
+        link=add.s(10),
+        link_error=[tsum.s()],
+        chain=[add.s(3).to_dict(), add.s(2)],
+        chord=body,
+        group_id="g",
+        group_index=1,
+    )
     serializers = get_plugins().serializers()
     envelope = encode_task(message, serializers, "json")
     _, _, embed = json.loads(envelope.body)
-    assert embed == {"callbacks": [add.s(10).to_dict()], "errbacks": [tsum.s().to_dict()],
-                     "chain": [add.s(3).to_dict(), add.s(2).to_dict()], "chord": body}
+    assert embed == {
+        "callbacks": [add.s(10).to_dict()],
+        "errbacks": [tsum.s().to_dict()],
+        "chain": [add.s(3).to_dict(), add.s(2).to_dict()],
+        "chord": body,
+    }
     assert (envelope.headers["group"], envelope.headers["group_index"]) == ("g", 1)
     step = Step.of_message(decode_task(envelope, serializers, frozenset({"application/json"})))
     assert step.chain[-1]["args"] == [2] and step.chord["chord_size"] == 2 and step.group_id == "g"
@@ -133,7 +188,8 @@ def test_workflow_options_travel_in_the_message_embed(add, tsum):
 
 def test_calls_merge_partial_arguments_first_unless_immutable(add):
     assert merge(add.s(2, z=1).to_dict(), (1,), {"w": 0}, {"queue": "q"}) == Call(
-        "k.add", (1, 2), {"z": 1, "w": 0}, {"queue": "q"})
+        "k.add", (1, 2), {"z": 1, "w": 0}, {"queue": "q"}
+    )
     assert merge(add.si(2, 3).to_dict(), (1,)).args == (2, 3)
     with pytest.raises(TypeError, match="unknown option"):
         merge(add.s().to_dict(), options={"qeueu": "q"})
@@ -174,9 +230,18 @@ def test_the_registry_holds_the_builtins_and_an_unknown_type_names_them(app):
     with pytest.raises(PluginError, match="canvas primitive 'nope'.*chain"):
         Signature.from_dict({"task": "x", "subtask_type": "nope"}, app)
     assert {spec.name for spec in kq_canvas_primitives()} == {
-        "chain", "group", "chord", "join", "xmap", "xstarmap", "chunks"}
-    assert [type(Signature.from_dict(s.to_dict(), app)) for s in (xmap("k.add", []),
-            xstarmap("k.add", []), join())] == [xmap, xstarmap, join]
+        "chain",
+        "group",
+        "chord",
+        "join",
+        "xmap",
+        "xstarmap",
+        "chunks",
+    }
+    assert [
+        type(Signature.from_dict(s.to_dict(), app))
+        for s in (xmap("k.add", []), xstarmap("k.add", []), join())
+    ] == [xmap, xstarmap, join]
 
 
 class twice(Signature):
@@ -196,8 +261,9 @@ class twice(Signature):
 
     def plan(self, batch, args=(), kwargs=None, options=None):
         task = self.kwargs["task"]
-        group(task.clone(), task.clone(), app=self.app).plan(batch, args, kwargs,
-                                                             {**self.options, **(options or {})})
+        group(task.clone(), task.clone(), app=self.app).plan(
+            batch, args, kwargs, {**self.options, **(options or {})}
+        )
 
 
 def test_a_plugins_primitive_is_rebuilt_from_messages_and_nests_in_builtins(app, add):

@@ -59,8 +59,7 @@ def test_a_message_over_the_size_limit_is_refused_when_sent(tmp_path):
 
 def test_long_reprs_are_cut_by_clients_and_refused_by_workers(tmp_path):
     app = App(broker=f"sqlite:///{tmp_path}/kq.db", message_max_repr=50)
-    sent = app._encode(attrs.evolve(new_message("t", ("z" * 500,), {}), argsrepr="q" * 500),
-                       None)
+    sent = app._encode(attrs.evolve(new_message("t", ("z" * 500,), {}), argsrepr="q" * 500), None)
     assert len(sent.headers["argsrepr"]) == 50 and len(sent.headers["kwargsrepr"]) <= 50
     hostile = attrs.evolve(sent, headers={**sent.headers, "argsrepr": "q" * 51})
     with pytest.raises(MessageRejected) as caught:
@@ -77,6 +76,7 @@ def test_a_deeply_nested_workflow_is_refused(tmp_path):
     with pytest.raises(MessageRejected, match="message_max_depth") as caught:
         decode_task(sent, app.serializers, app.accept, app.codec.limits.max_depth)
     assert caught.value.reason == "over-limit"
-    shallow = app._encode(new_message("t", (), {}, link=[{"task": "t", "args": [], "kwargs": {},
-                                                          "options": {}}]), None)
+    shallow = app._encode(
+        new_message("t", (), {}, link=[{"task": "t", "args": [], "kwargs": {}, "options": {}}]), None
+    )
     assert decode_task(shallow, app.serializers, app.accept, 10).callbacks

@@ -27,10 +27,14 @@ def test_command_round_trip_and_malformed_ones():
     reply = Reply("id", "a@h", {"ok": "pong"})
     assert Reply.decode(reply.encode()) == reply
     good = json.loads(command.encode())
-    for bad in (b"not json", b"[]", json.dumps({**good, "method": 3}).encode(),
-                json.dumps({**good, "destination": "a@h"}).encode(),
-                json.dumps({**good, "reply_to": "kq.revoke"}).encode(),
-                json.dumps({key: value for key, value in good.items() if key != "id"}).encode()):
+    for bad in (
+        b"not json",
+        b"[]",
+        json.dumps({**good, "method": 3}).encode(),
+        json.dumps({**good, "destination": "a@h"}).encode(),
+        json.dumps({**good, "reply_to": "kq.revoke"}).encode(),
+        json.dumps({key: value for key, value in good.items() if key != "id"}).encode(),
+    ):
         with pytest.raises((ValueError, KeyError, TypeError)):
             Command.decode(bad)
 
@@ -43,8 +47,9 @@ def release():
 
 @pytest.fixture
 def app(release):
-    app = App("ctl", broker="memory://", backend="memory://",
-              task_default_queue=f"ctl-{uuid.uuid4().hex[:8]}")
+    app = App(
+        "ctl", broker="memory://", backend="memory://", task_default_queue=f"ctl-{uuid.uuid4().hex[:8]}"
+    )
 
     @app.task(name="ctl.wait")
     def wait(seconds: float) -> None:
@@ -130,7 +135,6 @@ def test_control_a_worker_thread(app):
             time.sleep(0.05)
 
 
-
 def test_throttle_rate_can_be_set_removed_and_read_while_running():
     now = [0.0]
     throttle = Throttle({}, clock=lambda: now[0])
@@ -147,8 +151,10 @@ def test_throttle_rate_can_be_set_removed_and_read_while_running():
 
 
 def test_router_names_the_queues_kq_queues_counts():
-    router = Router({"a.*": "billing", "b": {"queue": "fast", "priority": 5}, "c": {"priority": 1}},
-                    default_queue="celery")
+    router = Router(
+        {"a.*": "billing", "b": {"queue": "fast", "priority": 5}, "c": {"priority": 1}},
+        default_queue="celery",
+    )
     assert router.queues() == ["celery", "billing", "fast"]
     assert Router(None, default_queue="jobs").queues() == ["jobs"]
 
@@ -156,8 +162,10 @@ def test_router_names_the_queues_kq_queues_counts():
 def test_a_solo_worker_cannot_be_resized(app):
     name = f"t{uuid.uuid4().hex[:6]}@test"
     with worker_thread(app, pool="solo", hostname=name):
-        for method, arguments in (("pool_grow", {"n": 1}), ("pool_shrink", {}),
-                                  ("autoscale", {"max": 4, "min": 1})):
-            assert ask(app, method, name, **arguments) == {
-                "error": "the solo pool cannot be resized"}
+        for method, arguments in (
+            ("pool_grow", {"n": 1}),
+            ("pool_shrink", {}),
+            ("autoscale", {"max": 4, "min": 1}),
+        ):
+            assert ask(app, method, name, **arguments) == {"error": "the solo pool cannot be resized"}
         assert "missing" in ask(app, "add_consumer", name)["error"]  # no queue given

@@ -62,6 +62,7 @@ def test_task_hooks_fire_around_eager_runs(app):
     recorder = Recorder()
     plugins.register(recorder, "recorder")
     try:
+
         @app.task(name="hooked")
         def hooked():
             return 42

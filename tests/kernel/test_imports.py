@@ -59,7 +59,7 @@ def test_no_import_cycles():
         visiting.append(node)
         for nxt in sorted(edges[node]):
             if nxt in visiting:
-                cycles.append(visiting[visiting.index(nxt):] + [nxt])
+                cycles.append(visiting[visiting.index(nxt) :] + [nxt])
             elif nxt not in done:
                 visit(nxt)
         visiting.pop()
@@ -72,12 +72,33 @@ def test_no_import_cycles():
 
 
 def test_plugins_import_only_public_kq_modules():
-    public = {"kq", "kq.transport", "kq.backend", "kq.pool", "kq.specs", "kq.states",
-              "kq.exceptions", "kq.protocol", "kq.serialization", "kq.codec", "kq.kombu_transport",
-              "kq.config", "kq.redact", "kq.plugins", "kq.loader", "kq.execution", "kq.canvas.wire",
-              "kq.canvas.continuation", "kq.canvas.signature", "kq.testing",
-              "kq.testing.contracts", "kq.testing.worker", "kq.testing.servers", "kq.beat",
-              "kq.keyvalue"}
+    public = {
+        "kq",
+        "kq.transport",
+        "kq.backend",
+        "kq.pool",
+        "kq.specs",
+        "kq.states",
+        "kq.exceptions",
+        "kq.protocol",
+        "kq.serialization",
+        "kq.codec",
+        "kq.kombu_transport",
+        "kq.config",
+        "kq.redact",
+        "kq.plugins",
+        "kq.loader",
+        "kq.execution",
+        "kq.canvas.wire",
+        "kq.canvas.continuation",
+        "kq.canvas.signature",
+        "kq.testing",
+        "kq.testing.contracts",
+        "kq.testing.worker",
+        "kq.testing.servers",
+        "kq.beat",
+        "kq.keyvalue",
+    }
     modules = set(core_modules())
     offenders = []
     for path in (ROOT / "plugins").rglob("*.py"):

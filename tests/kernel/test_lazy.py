@@ -13,8 +13,10 @@ from kq.specs import lazy
 
 
 def test_the_named_module_is_imported_by_the_first_call_not_before() -> None:
-    code = ("import sys; from kq.specs import lazy; make = lazy('colorsys:rgb_to_hsv'); "
-            "print('colorsys' in sys.modules, make(1, 0, 0), 'colorsys' in sys.modules)")
+    code = (
+        "import sys; from kq.specs import lazy; make = lazy('colorsys:rgb_to_hsv'); "
+        "print('colorsys' in sys.modules, make(1, 0, 0), 'colorsys' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["False", "(0.0,", "1.0,", "1)", "True"], done.stderr
 

@@ -19,8 +19,17 @@ from kq.monitor import MAX_TASKS, Monitor
 
 def test_a_task_follows_its_events_and_a_late_task_sent_does_not_set_it_back() -> None:
     monitor = Monitor()
-    monitor.add({"type": "task-received", "hostname": "w@x", "uuid": "a", "name": "t.add",
-                 "args": "(1, 2)", "kwargs": "{}"}, 10.0)
+    monitor.add(
+        {
+            "type": "task-received",
+            "hostname": "w@x",
+            "uuid": "a",
+            "name": "t.add",
+            "args": "(1, 2)",
+            "kwargs": "{}",
+        },
+        10.0,
+    )
     monitor.add({"type": "task-sent", "hostname": "client", "uuid": "a", "name": "t.add"}, 10.1)
     assert monitor.tasks["a"]["state"] == "RECEIVED" and monitor.tasks["a"]["sent"] == 10.1
     monitor.add({"type": "task-started", "hostname": "w@x", "uuid": "a"}, 10.2)
@@ -54,10 +63,12 @@ def server(request: pytest.FixtureRequest) -> Iterator[DashboardServer]:
     app.close()
 
 
-def get(server: DashboardServer, path: str, auth: str | None = None,
-        method: str = "GET") -> tuple[int, Any]:
-    request = urllib.request.Request(f"http://127.0.0.1:{server.server_port}{path}", method=method,
-                                     headers={"Authorization": auth} if auth else {})
+def get(server: DashboardServer, path: str, auth: str | None = None, method: str = "GET") -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.server_port}{path}",
+        method=method,
+        headers={"Authorization": auth} if auth else {},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()

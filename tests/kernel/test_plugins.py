@@ -32,8 +32,13 @@ def test_builtins_come_through_the_entry_point():
     plugins = get_plugins()
     info = plugins.infos["builtins"]
     assert info.distribution == "kq"
-    assert info.hooks == ("kq_app_configure", "kq_canvas_primitives", "kq_compressions",
-                          "kq_schedule_types", "kq_serializers")
+    assert info.hooks == (
+        "kq_app_configure",
+        "kq_canvas_primitives",
+        "kq_compressions",
+        "kq_schedule_types",
+        "kq_serializers",
+    )
     assert plugins.serializers().names == ["json", "pickle"] or "json" in plugins.serializers().names
 
 
@@ -107,8 +112,7 @@ def test_a_broken_provider_does_not_break_lifecycle_hooks(caplog):
     def kq_worker_stop(worker):
         calls.append(worker)
 
-    plugins.register(plugin("noisy", kq_worker_start=kq_worker_start,
-                            kq_worker_stop=kq_worker_stop), "noisy")
+    plugins.register(plugin("noisy", kq_worker_start=kq_worker_start, kq_worker_stop=kq_worker_stop), "noisy")
     with caplog.at_level(logging.ERROR):
         plugins.notify("kq_worker_start", worker="w")
     assert "plugin bug" in caplog.text
@@ -126,8 +130,7 @@ def test_disabled_plugins_are_not_loaded():
 
 def test_serializer_names_are_unique():
     def sers():
-        return [SerializerSpec(name="json", content_type="application/x-other",
-                               dumps=bytes, loads=bytes)]
+        return [SerializerSpec(name="json", content_type="application/x-other", dumps=bytes, loads=bytes)]
 
     plugins = Plugins()
     plugins.load_entry_points()
@@ -138,8 +141,7 @@ def test_serializer_names_are_unique():
 
 def test_two_serializers_claiming_one_content_type():
     def sers():
-        return [SerializerSpec(name="other-json", content_type="application/json",
-                               dumps=bytes, loads=bytes)]
+        return [SerializerSpec(name="other-json", content_type="application/json", dumps=bytes, loads=bytes)]
 
     plugins = Plugins()
     plugins.load_entry_points()

@@ -30,13 +30,21 @@ def serializers():
 
 def test_encode_matches_celery_protocol_2(serializers):
     eta = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    message = TaskMessage(id="abc", task="proj.add", args=(1, 2), kwargs={"z": 3}, eta=eta,
-                          timelimit=(10, 5), retries=2, origin="1@host", priority=7,
-                          extra_headers={"custom": "x"})
+    message = TaskMessage(
+        id="abc",
+        task="proj.add",
+        args=(1, 2),
+        kwargs={"z": 3},
+        eta=eta,
+        timelimit=(10, 5),
+        retries=2,
+        origin="1@host",
+        priority=7,
+        extra_headers={"custom": "x"},
+    )
     env = encode_task(message, serializers, "json")
     h = env.headers
-    assert (h["lang"], h["task"], h["id"], h["root_id"], h["retries"]) == ("py", "proj.add", "abc",
-                                                                          "abc", 2)
+    assert (h["lang"], h["task"], h["id"], h["root_id"], h["retries"]) == ("py", "proj.add", "abc", "abc", 2)
     assert h["timelimit"] == [10, 5]
     assert h["eta"] == "2030-01-02T03:04:05+00:00"
     assert h["argsrepr"] == "(1, 2)" and h["kwargsrepr"] == "{'z': 3}"
@@ -49,9 +57,14 @@ def test_encode_matches_celery_protocol_2(serializers):
 
 
 def test_decode_round_trip(serializers):
-    message = TaskMessage(id="i", task="t", args=(1,), kwargs={"a": [1]},
-                          expires=datetime.now(timezone.utc) + timedelta(seconds=5),
-                          extra_headers={"custom": 1})
+    message = TaskMessage(
+        id="i",
+        task="t",
+        args=(1,),
+        kwargs={"a": [1]},
+        expires=datetime.now(timezone.utc) + timedelta(seconds=5),
+        extra_headers={"custom": 1},
+    )
     decoded = decode_task(encode_task(message, serializers, "json"), serializers, JSON)
     assert decoded.args == (1,) and decoded.kwargs == {"a": [1]}
     assert decoded.expires == message.expires.replace(microsecond=decoded.expires.microsecond)
@@ -60,23 +73,24 @@ def test_decode_round_trip(serializers):
 
 
 def _env(body: bytes, headers=None, content_type="application/json"):
-    return Envelope(body=body, content_type=content_type,
-                    headers={"task": "t", "id": "1"} if headers is None else headers)
+    return Envelope(
+        body=body, content_type=content_type, headers={"task": "t", "id": "1"} if headers is None else headers
+    )
 
 
 @pytest.mark.parametrize(
     ("envelope", "reason"),
     [
         (_env(b"{not json"), "decode"),
-        (_env(b'[[], {}, {}]', headers={}), "malformed"),
-        (_env(b'[[], {}, {}]', headers={"task": 5, "id": "1"}), "malformed"),
+        (_env(b"[[], {}, {}]", headers={}), "malformed"),
+        (_env(b"[[], {}, {}]", headers={"task": 5, "id": "1"}), "malformed"),
         (_env(b'{"args": []}'), "malformed"),
-        (_env(b'[{}, {}, {}]'), "malformed"),
-        (_env(b'[[], [], {}]'), "malformed"),
-        (_env(b'[[], {}, []]'), "malformed"),
-        (_env(b'[[], {}, {}]', headers={"task": "t", "id": "1", "eta": "yesterday"}), "malformed"),
-        (_env(b'[[], {}, {}]', headers={"task": "t", "id": "1", "timelimit": "x"}), "malformed"),
-        (_env(b'[[], {}, {}]', headers={"task": "t", "id": "1", "retries": "2"}), "malformed"),
+        (_env(b"[{}, {}, {}]"), "malformed"),
+        (_env(b"[[], [], {}]"), "malformed"),
+        (_env(b"[[], {}, []]"), "malformed"),
+        (_env(b"[[], {}, {}]", headers={"task": "t", "id": "1", "eta": "yesterday"}), "malformed"),
+        (_env(b"[[], {}, {}]", headers={"task": "t", "id": "1", "timelimit": "x"}), "malformed"),
+        (_env(b"[[], {}, {}]", headers={"task": "t", "id": "1", "retries": "2"}), "malformed"),
         (_env(b"\x80\x04K\x01.", content_type="application/x-python-serialize"), "content-type"),
         (_env(b"x", content_type="text/unknown"), "content-type"),
     ],
@@ -97,8 +111,13 @@ def test_pickle_is_decoded_only_when_accepted(serializers):
 
 
 def test_result_meta_round_trip_in_celery_shape(serializers):
-    meta = ResultMeta(task_id="r", state=SUCCESS, result={"x": 1},
-                      date_done=datetime(2030, 1, 1, tzinfo=timezone.utc), name="t")
+    meta = ResultMeta(
+        task_id="r",
+        state=SUCCESS,
+        result={"x": 1},
+        date_done=datetime(2030, 1, 1, tzinfo=timezone.utc),
+        name="t",
+    )
     payload = encode_result(meta, serializers, "json")
     raw = json.loads(payload)
     assert raw["status"] == "SUCCESS" and raw["result"] == {"x": 1} and raw["task_id"] == "r"
@@ -114,12 +133,12 @@ def test_exceptions_are_rebuilt_only_from_known_types():
     assert type(rebuilt) is ValueError and rebuilt.args == ("bad", 3)
     rebuilt = exception_from_meta(exception_to_meta(Custom("mine")))
     assert type(rebuilt) is Custom
-    remote = exception_from_meta({"exc_type": "Boom", "exc_module": "not.imported.here",
-                                  "exc_message": ["x"]})
+    remote = exception_from_meta(
+        {"exc_type": "Boom", "exc_module": "not.imported.here", "exc_message": ["x"]}
+    )
     assert type(remote).__name__ == "TaskError" and "not.imported.here.Boom" in str(remote)
     # A name that is not an exception class is never instantiated.
-    harmless = exception_from_meta({"exc_type": "system", "exc_module": "os",
-                                    "exc_message": ["echo hi"]})
+    harmless = exception_from_meta({"exc_type": "system", "exc_module": "os", "exc_message": ["echo hi"]})
     assert type(harmless).__name__ == "TaskError"
 
 

@@ -55,18 +55,27 @@ def job(task: str, n: int = 0) -> Job:
 
 def shared(app: App, clock: Clock, rate: str, task: str | None = None) -> SharedLimit:
     """A limit on a task name of its own: memory counters are shared by the whole process."""
-    return SharedLimit(task or f"t-{uuid.uuid4().hex}", parse_rate(rate), lambda: app.backend,
-                       clock=clock.time)
+    return SharedLimit(
+        task or f"t-{uuid.uuid4().hex}", parse_rate(rate), lambda: app.backend, clock=clock.time
+    )
 
 
 # -- parsing ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "count", "unit", "interval"), [
-    ("100/m", 100, "m", 0.6), ("10/s", 10, "s", 0.1), ("3600/h", 3600, "h", 1.0),
-    ("5", 5, "s", 0.2), (2.5, 2.5, "s", 0.4), (4, 4, "s", 0.25), (" 30 / m ", 30, "m", 2.0),
-    ("0.5/s", 0.5, "s", 2.0),
-])
+@pytest.mark.parametrize(
+    ("value", "count", "unit", "interval"),
+    [
+        ("100/m", 100, "m", 0.6),
+        ("10/s", 10, "s", 0.1),
+        ("3600/h", 3600, "h", 1.0),
+        ("5", 5, "s", 0.2),
+        (2.5, 2.5, "s", 0.4),
+        (4, 4, "s", 0.25),
+        (" 30 / m ", 30, "m", 2.0),
+        ("0.5/s", 0.5, "s", 2.0),
+    ],
+)
 def test_rates(value, count, unit, interval):
     rate = parse_rate(value)
     assert (rate.count, rate.unit) == (count, unit)
@@ -78,8 +87,27 @@ def test_none_is_no_limit():
     assert parse_rate(None) is None
 
 
-@pytest.mark.parametrize("value", ["ten/s", "10/d", "10/", "/s", "", "0", "0/m", 0, -1, "-5/s",
-                                   True, "10/s/s", "inf", math.inf, math.nan, [10]])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ten/s",
+        "10/d",
+        "10/",
+        "/s",
+        "",
+        "0",
+        "0/m",
+        0,
+        -1,
+        "-5/s",
+        True,
+        "10/s/s",
+        "inf",
+        math.inf,
+        math.nan,
+        [10],
+    ],
+)
 def test_bad_rates(value):
     with pytest.raises(ValueError, match="rate limit"):
         parse_rate(value)
@@ -139,8 +167,9 @@ def test_one_worker_owns_each_slot_and_starts_at_its_beginning(app, clock):
 
 def test_a_claim_answered_after_its_slot_began_is_void(app):
     readings = iter([1000.25, 1000.75])  # a slow round trip: the slot began at 1000.5
-    limit = SharedLimit(f"t-{uuid.uuid4().hex}", Rate(2, "s"), lambda: app.backend,
-                        clock=lambda: next(readings))
+    limit = SharedLimit(
+        f"t-{uuid.uuid4().hex}", Rate(2, "s"), lambda: app.backend, clock=lambda: next(readings)
+    )
     assert limit.claim() == (False, 0.0)
 
 
@@ -280,8 +309,9 @@ def test_every_limited_task_gets_a_lane(app):
     assert throttle.hold(job("rates.local")) and throttle.hold(job("rates.global"))
 
 
-@pytest.mark.parametrize(("backend", "says"), [(None, "there is no result backend"),
-                                               ("rpc://", "rpc:// keeps no counters")])
+@pytest.mark.parametrize(
+    ("backend", "says"), [(None, "there is no result backend"), ("rpc://", "rpc:// keeps no counters")]
+)
 def test_a_global_limit_without_counters_fails_at_worker_start(backend, says):
     app = App("rates", broker="memory://", backend=backend)
     app.task(name="rates.global", global_rate_limit="10/s")(lambda: None)

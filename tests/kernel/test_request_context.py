@@ -20,8 +20,9 @@ from kq.testing.worker import worker_thread
 
 @pytest.fixture
 def app():
-    return App("ctx", broker="memory://", backend="memory://",
-               task_default_queue=f"ctx-{uuid.uuid4().hex[:8]}")
+    return App(
+        "ctx", broker="memory://", backend="memory://", task_default_queue=f"ctx-{uuid.uuid4().hex[:8]}"
+    )
 
 
 def test_request_fields_in_a_bound_task(app):
@@ -33,8 +34,14 @@ def test_request_fields_in_a_bound_task(app):
     @app.task(bind=True)
     def outer(self, x, y=0):
         r = self.request
-        return {"args": r.args, "kwargs": dict(r.kwargs), "retries": r.retries, "eta": r.eta,
-                "delivery_info": r.delivery_info, "inner": inner.apply(task_id="in").get()}
+        return {
+            "args": r.args,
+            "kwargs": dict(r.kwargs),
+            "retries": r.retries,
+            "eta": r.eta,
+            "delivery_info": r.delivery_info,
+            "inner": inner.apply(task_id="in").get(),
+        }
 
     seen = outer.apply((1,), {"y": 2}, task_id="out").get()
     assert seen["args"] == (1,) and seen["kwargs"] == {"y": 2}
@@ -99,8 +106,7 @@ def test_current_task_is_right_in_each_coroutine_of_the_asyncio_pool(app):
     async def mine(self, n):
         before = kq.current_task.request.id
         await asyncio.sleep(0.1)  # the other coroutines run meanwhile
-        return (before == kq.current_task.request.id == self.request.id,
-                kq.current_task.request.args[0] == n)
+        return (before == kq.current_task.request.id == self.request.id, kq.current_task.request.args[0] == n)
 
     with worker_thread(app, pool="asyncio", concurrency=8):
         results = [mine.delay(n) for n in range(8)]
@@ -189,6 +195,7 @@ def test_follow_draws_current_or_done_over_total_as_a_bar():
     assert progress_of({"current": True, "total": 2}) is None
     assert progress_of("halfway") is None
     assert render("PROGRESS", {"current": 15, "total": 30}) == (
-        "PROGRESS [" + "#" * 15 + "-" * 15 + "]  50% 15/30")
+        "PROGRESS [" + "#" * 15 + "-" * 15 + "]  50% 15/30"
+    )
     assert render("STARTED", {"pid": 7}) == "STARTED: {'pid': 7}"
     assert render("RECEIVED", None) == "RECEIVED"

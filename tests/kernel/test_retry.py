@@ -45,10 +45,15 @@ def test_policy_defaults_and_exhaustion():
     assert not RetryPolicy(max_retries=None).exhausted(10**9)
 
 
-@pytest.mark.parametrize("options", [
-    {"max_retries": -1}, {"retry_backoff": "soon"}, {"retry_backoff_max": -5},
-    {"default_retry_delay": True},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_retries": -1},
+        {"retry_backoff": "soon"},
+        {"retry_backoff_max": -5},
+        {"default_retry_delay": True},
+    ],
+)
 def test_bad_policy_values_are_refused(options):
     with pytest.raises(ValueError):
         RetryPolicy(**options)
@@ -206,6 +211,7 @@ def test_the_retry_hook_gets_the_reason(app):
     recorder = Recorder()
     plugins.register(recorder, "retry-recorder")
     try:
+
         @app.task(name="hooked.retry", autoretry_for=(ValueError,), max_retries=1)
         def hooked():
             raise ValueError("x")

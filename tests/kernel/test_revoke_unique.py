@@ -16,8 +16,12 @@ from kq.unique import call_key
 
 @pytest.fixture
 def app() -> App:
-    return App("revoke", broker=f"memory://{uuid.uuid4().hex}", backend="memory://",
-               task_default_queue=f"q-{uuid.uuid4().hex}")
+    return App(
+        "revoke",
+        broker=f"memory://{uuid.uuid4().hex}",
+        backend="memory://",
+        task_default_queue=f"q-{uuid.uuid4().hex}",
+    )
 
 
 def test_call_key_is_canonical() -> None:

@@ -19,12 +19,14 @@ def dest(router, name, queue=None, task=None, args=(), kwargs=None, **options):
 
 
 def test_names_globs_and_regexes():
-    router = Router({
-        "billing.refund": "refunds",
-        "billing.*": "billing",
-        "report?.make": {"queue": "reports", "priority": 2},
-        re.compile(r"(video|image)\."): "media",
-    })
+    router = Router(
+        {
+            "billing.refund": "refunds",
+            "billing.*": "billing",
+            "report?.make": {"queue": "reports", "priority": 2},
+            re.compile(r"(video|image)\."): "media",
+        }
+    )
     assert dest(router, "billing.refund") == ("refunds", None)  # an exact name beats a glob
     assert dest(router, "billing.charge") == ("billing", None)
     assert dest(router, "billing.nested.deep") == ("billing", None)  # * crosses dots
@@ -62,8 +64,13 @@ def test_a_list_is_tried_in_order_and_functions_see_the_call():
 
 
 def test_precedence_call_then_routes_then_task_then_default():
-    app = App("routing", broker="memory://", backend=None, task_default_queue="dflt",
-              task_routes={"t.routed": {"queue": "from-route", "priority": 4}})
+    app = App(
+        "routing",
+        broker="memory://",
+        backend=None,
+        task_default_queue="dflt",
+        task_routes={"t.routed": {"queue": "from-route", "priority": 4}},
+    )
 
     @app.task(name="t.routed", queue="from-task")
     def routed():

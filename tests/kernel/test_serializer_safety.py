@@ -45,9 +45,11 @@ def test_refusing_a_safe_format_says_what_to_list(builtins: Serializers) -> None
 
 def test_refusing_a_format_not_installed_names_its_package(builtins: Serializers) -> None:
     assert refusal(builtins, "application/x-msgpack", ["json"]).endswith(
-        "to decode it, pip install kq-msgpack and list it there")
+        "to decode it, pip install kq-msgpack and list it there"
+    )
     assert refusal(builtins, "text/x-unknown", ["json"]) == (
-        "content type 'text/x-unknown' is not in accept_content (json)")
+        "content type 'text/x-unknown' is not in accept_content (json)"
+    )
 
 
 def test_an_unknown_serializer_name_names_its_package(builtins: Serializers) -> None:
@@ -77,8 +79,10 @@ def test_sending_pickle_that_workers_refuse_is_one_warning(caplog: pytest.LogCap
 @pytest.mark.parametrize("accept", [["json", "pickle"], ["json", PICKLE]], ids=["name", "type"])
 def test_accepting_pickle_is_one_warning(caplog: pytest.LogCaptureFixture, accept: list[str]) -> None:
     [warning] = warnings_of(caplog, accept_content=accept, task_serializer="pickle")
-    assert warning.startswith("kq: accept_content lists pickle, so anyone who can write to the "
-                              "broker can run code in this app's workers")
+    assert warning.startswith(
+        "kq: accept_content lists pickle, so anyone who can write to the "
+        "broker can run code in this app's workers"
+    )
     assert "task_serializer" not in warning  # it is accepted: nothing more to say about it
 
 

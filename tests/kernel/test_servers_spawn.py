@@ -11,8 +11,9 @@ from kq.testing import servers
 
 def test_spawn_waits_for_the_port_and_stops_the_server() -> None:
     port = servers.free_port()
-    with servers.spawn("http.server", [sys.executable, "-m", "http.server", "-b", "127.0.0.1", str(port)],
-                       port) as (host, bound):
+    with servers.spawn(
+        "http.server", [sys.executable, "-m", "http.server", "-b", "127.0.0.1", str(port)], port
+    ) as (host, bound):
         assert (host, bound) == ("127.0.0.1", port)
         assert servers.reachable(host, port)
     assert not servers.reachable("127.0.0.1", port, timeout=0.5)

@@ -28,9 +28,18 @@ def app():
 def test_importable_from_kq():
     assert kq.signals.task_failure is signals.task_failure
     assert {s.name for s in signals.SIGNALS} == {
-        "before_task_publish", "after_task_publish", "task_prerun", "task_postrun",
-        "task_success", "task_failure", "task_retry", "task_revoked", "task_rejected",
-        "worker_ready", "worker_shutdown"}
+        "before_task_publish",
+        "after_task_publish",
+        "task_prerun",
+        "task_postrun",
+        "task_success",
+        "task_failure",
+        "task_retry",
+        "task_revoked",
+        "task_rejected",
+        "worker_ready",
+        "worker_shutdown",
+    }
 
 
 def test_eager_runs_fire_prerun_success_failure_postrun(app):
@@ -65,8 +74,11 @@ def test_eager_runs_fire_prerun_success_failure_postrun(app):
     assert add.apply((2, 3), task_id="a1").get() == 5
     assert fail.apply(task_id="f1").failed()
     assert seen == [
-        ("prerun", "sig.add", "a1"), ("success", "a1", 5), ("postrun", "a1", "SUCCESS", 5),
-        ("prerun", "sig.fail", "f1"), ("failure", "f1", "ValueError('no')", True),
+        ("prerun", "sig.add", "a1"),
+        ("success", "a1", 5),
+        ("postrun", "a1", "SUCCESS", 5),
+        ("prerun", "sig.fail", "f1"),
+        ("failure", "f1", "ValueError('no')", True),
         ("postrun", "f1", "FAILURE", None),
     ]
 

@@ -43,17 +43,21 @@ def test_without_a_tracer_provider_no_hook_runs_and_no_header_is_added():
 
 
 def test_without_the_api_package_the_plugin_has_no_hooks():
-    code = ("import sys; sys.modules['opentelemetry'] = None\n"
-            "from kq.plugins import get_plugins\n"
-            "print(get_plugins().infos['tracing'].hooks)")
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "from kq.plugins import get_plugins\n"
+        "print(get_plugins().infos['tracing'].hooks)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "()"
 
 
 def test_an_app_that_never_sets_opentelemetry_up_does_not_import_it():
-    code = ("import sys, kq\n"
-            "app = kq.App('quiet', broker='memory://', backend=None)\n"
-            "app.send_task('quiet.task')\n"
-            "print('opentelemetry.trace' in sys.modules)")
+    code = (
+        "import sys, kq\n"
+        "app = kq.App('quiet', broker='memory://', backend=None)\n"
+        "app.send_task('quiet.task')\n"
+        "print('opentelemetry.trace' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 
-MODULE = '''
+MODULE = """
 from kq import App, Task, shared_task
 
 app = App("typed")
@@ -68,7 +68,7 @@ negate.delay(1)
 negate.delay("1")  # error: arg-type
 echo.delay("a")
 echo.delay(1)  # error: arg-type
-'''
+"""
 
 
 def expected_errors(source: str) -> dict[int, set[str]]:
@@ -85,9 +85,22 @@ def run_mypy(tmp_path: pathlib.Path, source: str) -> list[str]:
     path = tmp_path / "typed_tasks.py"
     path.write_text(source)
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file=", "--cache-dir", str(tmp_path / "cache"),
-         "--follow-imports=silent", "--no-error-summary", "--show-error-codes", str(path)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file=",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--follow-imports=silent",
+            "--no-error-summary",
+            "--show-error-codes",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
         env={**os.environ, "MYPYPATH": ""},  # kq as installed, found through its py.typed
     )
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # 2 would be a crash or bad usage

@@ -25,8 +25,9 @@ def test_per_child_limits_need_a_pool_that_has_them(app):
     assert "worker_max_tasks_per_child" in str(info.value) and "solo" in str(info.value)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("8,2", (8, 2)), ("4", (4, 1)), ((3, 3), (3, 3)),
-                                                 (None, None)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("8,2", (8, 2)), ("4", (4, 1)), ((3, 3), (3, 3)), (None, None)]
+)
 def test_autoscale_values(value, expected):
     assert Settings(worker_autoscale=value).worker_autoscale == expected
 
@@ -81,8 +82,9 @@ def test_lost_job_fails_or_requeues_by_policy(app):
     with pytest.raises(WorkerLostError, match="gone"):
         app.AsyncResult("b").get(timeout=5)
     # A second hard time limit on a redelivered job fails it, so a task cannot loop forever.
-    again = runner.lost(Job(TaskMessage(id="c", task=idempotent.name), "q", redelivered=True),
-                        TimeLimitExceeded("2 s"))
+    again = runner.lost(
+        Job(TaskMessage(id="c", task=idempotent.name), "q", redelivered=True), TimeLimitExceeded("2 s")
+    )
     assert not again.requeue
 
 

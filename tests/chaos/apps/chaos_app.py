@@ -28,11 +28,11 @@ def ledger() -> psycopg.Connection:
     return _connection
 
 
-@app.task(name="chaos.record", bind=True, acks_late=True, reject_on_worker_lost=True,
-          ignore_result=True)
+@app.task(name="chaos.record", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def record(self) -> None:
     """acks_late: a worker killed before the ack leaves the message to be delivered again.
     reject_on_worker_lost: a killed pool child gives its task back instead of failing it."""
     statement = sql.SQL("INSERT INTO {} (task_id, redelivered, pid) VALUES (%s, %s, %s)").format(
-        sql.Identifier(os.environ["KQ_CHAOS_LEDGER_TABLE"]))
+        sql.Identifier(os.environ["KQ_CHAOS_LEDGER_TABLE"])
+    )
     ledger().execute(statement, (self.request.id, bool(self.request.redelivered), os.getpid()))

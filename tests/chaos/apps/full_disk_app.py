@@ -15,7 +15,8 @@ app = App("full_disk", task_acks_late=True)
 
 def record(request) -> None:
     statement = sql.SQL("INSERT INTO {} (task_id, redelivered, pid) VALUES (%s, %s, %s)").format(
-        sql.Identifier(os.environ["KQ_CHAOS_LEDGER_TABLE"]))
+        sql.Identifier(os.environ["KQ_CHAOS_LEDGER_TABLE"])
+    )
     ledger().execute(statement, (request.id, bool(request.redelivered), os.getpid()))
 
 

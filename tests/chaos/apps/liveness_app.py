@@ -27,7 +27,8 @@ WEDGE = "liveness.wedge"
 @app.task(name="liveness.record", bind=True, acks_late=True)
 def record(self) -> str:
     statement = sql.SQL("INSERT INTO {} (task_id, redelivered, pid) VALUES (%s, %s, %s)").format(
-        sql.Identifier(os.environ["KQ_CHAOS_LEDGER_TABLE"]))
+        sql.Identifier(os.environ["KQ_CHAOS_LEDGER_TABLE"])
+    )
     ledger().execute(statement, (self.request.id, bool(self.request.redelivered), os.getpid()))
     return self.request.id
 

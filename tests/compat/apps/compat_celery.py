@@ -37,6 +37,9 @@ def make_app(broker_url: str, backend_url: str, prefix: str, queue: str) -> Cele
     return app
 
 
-app = make_app(os.environ.get("COMPAT_BROKER_URL", "memory://"),
-               os.environ.get("COMPAT_BACKEND_URL", "cache+memory://"),
-               os.environ.get("COMPAT_PREFIX", ""), os.environ.get("COMPAT_QUEUE", "celery"))
+app = make_app(
+    os.environ.get("COMPAT_BROKER_URL", "memory://"),
+    os.environ.get("COMPAT_BACKEND_URL", "cache+memory://"),
+    os.environ.get("COMPAT_PREFIX", ""),
+    os.environ.get("COMPAT_QUEUE", "celery"),
+)

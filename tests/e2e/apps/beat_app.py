@@ -12,7 +12,13 @@ app = App("beat")
 
 @app.task(name="beat.tick", bind=True)
 def tick(self) -> None:
-    line = json.dumps({"id": self.request.id, "entry": self.request.headers.get("kq_beat_entry"),
-                       "slot": self.request.headers.get("kq_beat_slot"), "ran": time.time()})
+    line = json.dumps(
+        {
+            "id": self.request.id,
+            "entry": self.request.headers.get("kq_beat_entry"),
+            "slot": self.request.headers.get("kq_beat_slot"),
+            "ran": time.time(),
+        }
+    )
     with open(os.path.join(os.environ["KQ_TEST_LEDGER_DIR"], f"ticks-{os.getpid()}.log"), "a") as f:
         f.write(line + "\n")

@@ -52,14 +52,14 @@ class finish(Signature):
     subtask_type = "race.finish"
 
     def __init__(self, follows, size, won, app=None, options=None):
-        super().__init__("kq_race.finish", (), {"follows": follows, "size": size, "won": won},
-                         options, app=app)
+        super().__init__(
+            "kq_race.finish", (), {"follows": follows, "size": size, "won": won}, options, app=app
+        )
 
     @classmethod
     def from_dict(cls, mapping, app=None):
         kwargs = mapping["kwargs"]
-        return cls(kwargs["follows"], kwargs["size"], kwargs["won"], app=app,
-                   options=mapping.get("options"))
+        return cls(kwargs["follows"], kwargs["size"], kwargs["won"], app=app, options=mapping.get("options"))
 
     def plan(self, batch, args=(), kwargs=None, options=None):
         app, follows = batch.app, self.kwargs["follows"]

@@ -28,10 +28,22 @@ def flaky(self: kq.Task, key: str, failures: int) -> int:
     return self.request.retries
 
 
-backoff = app.task(name="retry.backoff", bind=True, autoretry_for=(ValueError,),
-                   retry_backoff=1, retry_jitter=False, max_retries=3)(flaky)
-once = app.task(name="retry.once", bind=True, autoretry_for=(ValueError,),
-                retry_backoff=True, retry_jitter=False, max_retries=1)(flaky)
+backoff = app.task(
+    name="retry.backoff",
+    bind=True,
+    autoretry_for=(ValueError,),
+    retry_backoff=1,
+    retry_jitter=False,
+    max_retries=3,
+)(flaky)
+once = app.task(
+    name="retry.once",
+    bind=True,
+    autoretry_for=(ValueError,),
+    retry_backoff=True,
+    retry_jitter=False,
+    max_retries=1,
+)(flaky)
 
 
 @app.task(name="retry.manual", bind=True, max_retries=2)
@@ -60,9 +72,15 @@ def context(self: kq.Task, *args: int, **kwargs: int) -> dict:
     """What the task sees of its own call, through ``self.request`` and the kq proxies."""
     request = self.request
     return {
-        "id": request.id, "args": list(request.args), "kwargs": dict(request.kwargs),
-        "retries": request.retries, "eta": request.eta.isoformat() if request.eta else None,
-        "root_id": request.root_id, "parent_id": request.parent_id,
-        "hostname": request.hostname, "delivery_info": request.delivery_info,
-        "current_task": kq.current_task.name, "current_app": kq.current_app.main,
+        "id": request.id,
+        "args": list(request.args),
+        "kwargs": dict(request.kwargs),
+        "retries": request.retries,
+        "eta": request.eta.isoformat() if request.eta else None,
+        "root_id": request.root_id,
+        "parent_id": request.parent_id,
+        "hostname": request.hostname,
+        "delivery_info": request.delivery_info,
+        "current_task": kq.current_task.name,
+        "current_app": kq.current_app.main,
     }

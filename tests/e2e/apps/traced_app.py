@@ -10,8 +10,11 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 
 _spans = open(os.environ["KQ_TEST_SPANS"], "a")  # open for the life of the worker process
 _provider = TracerProvider()
-_provider.add_span_processor(SimpleSpanProcessor(
-    ConsoleSpanExporter(out=_spans, formatter=lambda span: span.to_json(indent=None) + "\n")))
+_provider.add_span_processor(
+    SimpleSpanProcessor(
+        ConsoleSpanExporter(out=_spans, formatter=lambda span: span.to_json(indent=None) + "\n")
+    )
+)
 trace.set_tracer_provider(_provider)
 
 
