@@ -71,6 +71,8 @@ class WorkerProcess:
 
     def start(self, wait_ready: float = 30.0) -> WorkerProcess:
         """Start the process and wait until it logs that it is up (a worker: consuming)."""
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"{self.subcommand} {self.process.pid} is running already")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
                                         stdout=self._log, stderr=subprocess.STDOUT)
@@ -120,7 +122,8 @@ class WorkerProcess:
             raise
 
     def __enter__(self) -> WorkerProcess:
-        return self.start()
+        # ``with WorkerProcess(...)`` starts it; ``with process.start()`` has started it already
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         if self.process is not None and self.process.poll() is None:
