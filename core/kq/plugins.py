@@ -39,7 +39,7 @@ KNOWN_PACKAGES: Mapping[str, Mapping[str, str]] = {
     "transport": {
         "sqlite": "kq-sqlite", "memory": "kq-memory", "redis": "kq-redis", "rediss": "kq-redis",
         "redis+socket": "kq-redis", "amqp": "kq-amqp", "amqps": "kq-amqp", "pyamqp": "kq-amqp",
-        "sqs": "kq-sqs",
+        "sqs": "kq-sqs", "gcpubsub": "kq-gcpubsub",
     },
     "result backend": {
         "sqlite": "kq-sqlite", "memory": "kq-memory", "redis": "kq-redis", "rediss": "kq-redis",
@@ -49,6 +49,7 @@ KNOWN_PACKAGES: Mapping[str, Mapping[str, str]] = {
         "db+mariadb": "kq-sqlalchemy", "db+postgresql+psycopg": "kq-sqlalchemy",
         "db+mysql+pymysql": "kq-sqlalchemy", "db+mariadb+pymysql": "kq-sqlalchemy",
         "file": "kq-filesystem", "memcached": "kq-memcached", "cache+memcached": "kq-memcached",
+        "azureblockblob": "kq-azureblob", "gs": "kq-gcs",
     },
     "pool": {
         "solo": "kq-solo", "threads": "kq-threads", "prefork": "kq-prefork",

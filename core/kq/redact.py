@@ -20,7 +20,9 @@ MASK = "**"
 #: Option and query-parameter names whose values are secrets.
 _SECRET_NAME = re.compile(
     r"pass(word|wd|phrase)?$|password|pwd$|secret|token|credential|^auth$|^key$"
-    r"|(api|access|private|account|sas|signing|encryption)_?key$",
+    r"|(api|access|private|account|sas|signing|encryption)_?key$"
+    # Azure Storage: a SAS token's ``sig=`` and a connection string's ``SharedAccessSignature=``
+    r"|^sig$|^sharedaccesssignature$",
     re.IGNORECASE,
 )
 #: Characters that end a URL's authority: a password holding one unescaped is cut there by
@@ -43,6 +45,8 @@ def safe_url(url: str | None) -> str:
 
 def _mask_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
+    if not sep:  # one ``Name=value`` of a connection string (Azure's ``AccountKey=...``)
+        return _mask_parameter(url)
     # The last "@" ends the user info, so a password holding an unescaped "@" is masked whole.
     userinfo, at, location = rest.rpartition("@")
     if at and ":" in userinfo:
@@ -99,7 +103,8 @@ def scrub(text: str, *urls: str | None) -> str:
             for secret in (password, unquote(password)):
                 secrets.add(secret)
                 secrets.update(_AUTHORITY_END.split(secret))
-            for item in part.partition("?")[2].split("&"):
+            query = part.partition("?")[2] if "://" in part else part  # or Name=value
+            for item in query.split("&"):
                 name, _, value = item.partition("=")
                 if is_secret_name(unquote(name)):
                     secrets.update((value, unquote(value)))

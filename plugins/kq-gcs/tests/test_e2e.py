@@ -1,0 +1,69 @@
+"""A real ``kq worker`` process (SQLite broker, threads pool) storing 1,000 results in the Cloud
+Storage emulator, read back by a client; and a chord, which settles through the kernel's
+``kq.chord_unlock`` since this backend keeps no counters."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from google.cloud import storage
+
+from kq import App, chord, signature
+from kq.testing.worker import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+APPS = pathlib.Path(__file__).parent / "apps"
+
+
+@pytest.fixture
+def broker_url(tmp_path: pathlib.Path) -> str:
+    return f"sqlite:///{tmp_path / 'broker.sqlite3'}"
+
+
+@pytest.fixture
+def client(broker_url: str, gcs_url: str, options: dict[str, Any]) -> Iterator[App]:
+    app = App("client", broker=broker_url, backend=gcs_url, result_backend_options=options)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def worker(
+    tmp_path: pathlib.Path, broker_url: str, gcs_url: str, options: dict[str, Any]
+) -> Iterator[WorkerProcess]:
+    env = {
+        "KQ_BROKER_URL": broker_url,
+        "KQ_RESULT_BACKEND": gcs_url,
+        "KQ_RESULT_BACKEND_OPTIONS": json.dumps(options),
+        "PYTHONPATH": str(APPS),
+    }
+    worker = WorkerProcess(
+        "gcs_app:app",
+        ["-P", "threads", "-c", "8", "-n", "gcs@test"],
+        env=env,
+        cwd=str(APPS),
+        log_path=str(tmp_path / "worker.log"),
+    )
+    yield worker.start()
+    worker.__exit__(None, None, None)
+
+
+def test_1000_tasks_with_results_in_cloud_storage(
+    client: App, worker: WorkerProcess, bucket: storage.Bucket, key_prefix: str
+) -> None:
+    sent = [client.send_task("gcs.double", [n]) for n in range(1000)]
+    failed = client.send_task("gcs.fail", ["broken on purpose"])
+    assert [result.get(timeout=120) for result in sent] == [2 * n for n in range(1000)]
+    with pytest.raises(ValueError, match="broken on purpose"):
+        failed.get(timeout=60)
+    header = [signature("gcs.double", (n,), app=client) for n in range(20)]
+    assert chord(header, signature("gcs.tsum", app=client)).delay().get(timeout=60) == 380
+    assert worker.stop() == 0
+    listed = bucket.client.list_blobs(bucket, prefix=f"{key_prefix}celery-task-meta-")
+    names = {blob.name for blob in listed}
+    assert {f"{key_prefix}celery-task-meta-{result.id}" for result in [*sent, failed]} <= names
