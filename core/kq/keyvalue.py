@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
@@ -35,6 +35,21 @@ RESULT_PREFIX = "celery-task-meta-"
 _MAGIC = b"kq-record-1\n"
 
 
+#: What :meth:`Record.metadata` calls the state and the expiry: plain lower-case names that Azure
+#: (identifiers), GCS and S3 user metadata all accept.
+META_NAMES = ("state", "expires_at")
+
+
+def metadata_expiry(metadata: Mapping[str, str] | None, names: tuple[str, str] = META_NAMES) -> float | None:
+    """The expiry :meth:`Record.metadata` wrote into ``metadata``; ``None`` when there is none (or
+    it is not a number), so a listing can find expired objects without reading their bodies."""
+    value = (metadata or {}).get(names[1])
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
 @attrs.frozen
 class Record:
     """One result as a key-value store keeps it."""
@@ -46,6 +61,25 @@ class Record:
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
+
+    def metadata(self, names: tuple[str, str] = META_NAMES) -> dict[str, str]:
+        """The state and expiry as object metadata (``names``: what the store calls them), for
+        stores that keep the payload as the object's body."""
+        state, expires = names
+        found = {state: self.state}
+        if self.expires_at is not None:
+            found[expires] = repr(self.expires_at)
+        return found
+
+    @classmethod
+    def from_metadata(cls, payload: bytes, metadata: Mapping[str, str] | None,
+                      names: tuple[str, str] = META_NAMES) -> Record | None:
+        """The record :meth:`metadata` described, or ``None`` for an object without kq's state
+        (one some other program wrote under the key reads as missing)."""
+        state = (metadata or {}).get(names[0])
+        if not state:
+            return None
+        return cls(state, payload, metadata_expiry(metadata, names))
 
     def pack(self) -> bytes:
         """The record as one value, for stores that keep nothing but bytes."""

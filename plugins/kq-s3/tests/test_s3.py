@@ -33,7 +33,7 @@ def test_url_forms() -> None:
     for bad in ("s3:///prefix", "s3://key:secret@bucket/p", "s3://bucket/p?region=x"):
         with pytest.raises(ConfigurationError):
             parse_url(bad)
-    with pytest.raises(ConfigurationError, match="unknown option"):
+    with pytest.raises(ConfigurationError, match="unknown s3:// result_backend_options option"):
         make("s3://bucket", bucket="other")
 
 

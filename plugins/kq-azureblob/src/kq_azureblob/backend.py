@@ -50,15 +50,16 @@ from requests.adapters import HTTPAdapter
 from kq.backend import BackendCapabilities
 from kq.config import reject_unknown_options
 from kq.exceptions import BackendUnavailable, ConfigurationError
-from kq.keyvalue import RESULT_PREFIX, KeyValueBackend, Record
+from kq.keyvalue import META_NAMES, RESULT_PREFIX, KeyValueBackend, Record, metadata_expiry
 from kq.redact import safe_url, scrub
 
 from . import CAPABILITIES
 
 SCHEME = "azureblockblob://"
 CLAIM_PREFIX = "kq-claim/"
-#: Metadata names (Azure wants C# identifiers: letters, digits, ``_``).
-STATE, EXPIRES_AT = "state", "expires_at"
+#: A claim's expiry, under the name results use for theirs (kq.keyvalue.META_NAMES: Azure wants C#
+#: identifiers for metadata names, letters, digits and ``_``).
+EXPIRES_AT = META_NAMES[1]
 #: Longest random pause (s) after losing an ETag race; the pause grows to it with each loss.
 MAX_BACKOFF = 0.05
 
@@ -138,21 +139,13 @@ def _encode(name: str) -> str:
     return base64.urlsafe_b64encode(name.encode("utf-8")).decode("ascii").rstrip("=")
 
 
-def _expiry(metadata: Mapping[str, str] | None) -> float | None:
-    value = (metadata or {}).get(EXPIRES_AT)
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
 def _expired(metadata: Mapping[str, str] | None, now: float | None = None) -> bool:
-    expires_at = _expiry(metadata)
+    expires_at = metadata_expiry(metadata)
     return expires_at is not None and (time.time() if now is None else now) >= expires_at
 
 
-def _metadata(expires_at: float | None, **more: str) -> dict[str, str]:
-    return {**more, **({} if expires_at is None else {EXPIRES_AT: repr(expires_at)})}
+def _metadata(expires_at: float | None) -> dict[str, str]:
+    return {} if expires_at is None else {EXPIRES_AT: repr(expires_at)}
 
 
 class AzureBlobBackend(KeyValueBackend):
@@ -284,7 +277,7 @@ class AzureBlobBackend(KeyValueBackend):
                 key,
                 record.payload,
                 overwrite=True,
-                metadata=_metadata(record.expires_at, **{STATE: record.state}),
+                metadata=record.metadata(),
             ),
             write=True,
         )
@@ -294,10 +287,8 @@ class AzureBlobBackend(KeyValueBackend):
         if found is None:
             return None
         payload, metadata, _ = found
-        state = metadata.get(STATE)
-        if not state:  # a blob some other program wrote under the key (Celery's has no state)
-            return None
-        return Record(state, payload, _expiry(metadata))
+        # a blob some other program wrote under the key (Celery's has no state) reads as None
+        return Record.from_metadata(payload, metadata)
 
     def delete_record(self, key: str) -> None:
         try:
@@ -398,7 +389,7 @@ class AzureBlobBackend(KeyValueBackend):
         try:
             with self._errors():
                 for blob in self._container.list_blobs(name_starts_with=prefix, include=["metadata"]):
-                    yield blob.name, _expiry(blob.metadata), blob.etag
+                    yield blob.name, metadata_expiry(blob.metadata), blob.etag
         except ResourceNotFoundError:  # no container yet: nothing to list
             return
 

@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError, HTTPClientError, NoRegionError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from kq.backend import BackendCapabilities, StoredResult
-from kq.config import safe_url
+from kq.config import reject_unknown_options, safe_url
 from kq.exceptions import BackendUnavailable, ConfigurationError
 from kq.keyvalue import KeyValueBackend, Record
 
@@ -120,12 +120,7 @@ class DynamoDBBackend(KeyValueBackend):
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
-        unknown = sorted(set(self.options) - OPTIONS)
-        if unknown:
-            raise ConfigurationError(
-                f"result_backend_options: unknown option(s) {', '.join(unknown)} "
-                f"for dynamodb://; known: {', '.join(sorted(OPTIONS))}"
-            )
+        reject_unknown_options("dynamodb:// result_backend_options option(s)", self.options, OPTIONS)
         region, self.table = parse_url(url)
         self.region = self.options.get("region") or region
         self.consistent_read = bool(self.options.get("consistent_read", True))

@@ -35,12 +35,11 @@ from google.cloud.storage.retry import DEFAULT_RETRY  # type: ignore[import-unty
 from kq.backend import BackendCapabilities
 from kq.config import reject_unknown_options
 from kq.exceptions import BackendUnavailable, ConfigurationError
-from kq.keyvalue import RESULT_PREFIX, KeyValueBackend, Record
+from kq.keyvalue import META_NAMES, RESULT_PREFIX, KeyValueBackend, Record, metadata_expiry
 from kq.redact import safe_url, scrub
 
 from . import CAPABILITIES
 
-STATE, EXPIRES_AT = "state", "expires_at"
 #: A read retries this often when the result is replaced between its two requests.
 READ_ATTEMPTS = 5
 
@@ -103,14 +102,6 @@ def parse_url(url: str) -> tuple[str, str]:
         )
     prefix = parts.path.strip("/")
     return parts.netloc, f"{prefix}/" if prefix else ""
-
-
-def _expiry(metadata: Mapping[str, str] | None) -> float | None:
-    value = (metadata or {}).get(EXPIRES_AT)
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 class GCSBackend(KeyValueBackend):
@@ -199,11 +190,9 @@ class GCSBackend(KeyValueBackend):
 
     def put_record(self, key: str, record: Record) -> None:
         blob = self._bucket.blob(key)
-        metadata = {STATE: record.state}
         if record.expires_at is not None:
-            metadata[EXPIRES_AT] = repr(record.expires_at)
             blob.custom_time = datetime.fromtimestamp(record.expires_at, timezone.utc)
-        blob.metadata = metadata
+        blob.metadata = record.metadata()
         try:
             self._call(
                 lambda: blob.upload_from_string(
@@ -221,10 +210,8 @@ class GCSBackend(KeyValueBackend):
             blob = self._call(lambda: self._bucket.get_blob(key, **self._request))
             if blob is None:
                 return None
-            metadata = blob.metadata or {}
-            state = metadata.get(STATE)
-            if not state:  # an object some other program wrote under the key (Celery's has none)
-                return None
+            if not (blob.metadata or {}).get(META_NAMES[0]):
+                return None  # an object some other program wrote under the key (Celery's has none)
             try:
                 payload = self._call(
                     functools.partial(
@@ -235,7 +222,7 @@ class GCSBackend(KeyValueBackend):
                 return None  # deleted between the two requests
             except api.PreconditionFailed:
                 continue  # replaced between the two requests: read the new one
-            return Record(state, payload, _expiry(metadata))
+            return Record.from_metadata(payload, blob.metadata)
         raise self._unavailable(f"{key} kept changing while it was read")
 
     def delete_record(self, key: str) -> None:
@@ -256,7 +243,7 @@ class GCSBackend(KeyValueBackend):
 
     def scan_records(self) -> Iterator[tuple[str, float | None]]:
         for blob in self._listing():
-            yield blob.name, _expiry(blob.metadata)
+            yield blob.name, metadata_expiry(blob.metadata)
 
     def cleanup(self) -> int:
         """Delete expired results; return how many. Each delete is conditional on the generation
@@ -265,7 +252,7 @@ class GCSBackend(KeyValueBackend):
         expired = [
             (blob.name, blob.generation)
             for blob in self._listing()
-            if (expires_at := _expiry(blob.metadata)) is not None and expires_at <= now
+            if (expires_at := metadata_expiry(blob.metadata)) is not None and expires_at <= now
         ]
         for name, generation in expired:
             try:

@@ -31,16 +31,16 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from kq.backend import BackendCapabilities, StoredResult
-from kq.config import safe_url
+from kq.config import reject_unknown_options, safe_url
 from kq.exceptions import BackendUnavailable, ConfigurationError
-from kq.keyvalue import KeyValueBackend, Record
+from kq.keyvalue import KeyValueBackend, Record, metadata_expiry
 
 from . import CAPABILITIES
 
 log = logging.getLogger("kq.s3")
 
 #: User metadata names (S3 keeps them lower-case, as ``x-amz-meta-<name>`` headers).
-STATE_META, EXPIRES_META = "kq-state", "kq-expires-at"
+META_NAMES = STATE_META, EXPIRES_META = "kq-state", "kq-expires-at"
 #: Error codes that mean "try again later", not "this request is wrong".
 TRANSIENT_CODES = frozenset(
     {
@@ -97,12 +97,7 @@ class S3Backend(KeyValueBackend):
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
-        unknown = sorted(set(self.options) - OPTIONS)
-        if unknown:
-            raise ConfigurationError(
-                f"result_backend_options: unknown option(s) {', '.join(unknown)} "
-                f"for s3://; known: {', '.join(sorted(OPTIONS))}"
-            )
+        reject_unknown_options("s3:// result_backend_options option(s)", self.options, OPTIONS)
         self.bucket, self.prefix = parse_url(url)
         session = boto3.session.Session(
             region_name=self.options.get("region"),
@@ -176,14 +171,11 @@ class S3Backend(KeyValueBackend):
     # -- records ----------------------------------------------------------------------------
 
     def put_record(self, key: str, record: Record) -> None:
-        metadata = {STATE_META: record.state}
-        if record.expires_at is not None:
-            metadata[EXPIRES_META] = repr(record.expires_at)
         self._call(
             "put_object",
             Key=key,
             Body=record.payload,
-            Metadata=metadata,
+            Metadata=record.metadata(META_NAMES),
             ContentType="application/octet-stream",
         )
 
@@ -193,7 +185,8 @@ class S3Backend(KeyValueBackend):
             return None
         with found["Body"] as body:
             payload = body.read()
-        return _record(found.get("Metadata") or {}, payload)
+        # an object kq did not write (no kq-state) reads as missing
+        return Record.from_metadata(payload, found.get("Metadata"), META_NAMES)
 
     def delete_record(self, key: str) -> None:
         self._call("delete_object", Key=key)
@@ -236,19 +229,7 @@ class S3Backend(KeyValueBackend):
         metadata = head.get("Metadata") or {}
         if STATE_META not in metadata:  # not kq's
             return None
-        expires = metadata.get(EXPIRES_META)
-        return key, float(expires) if expires else None
+        return key, metadata_expiry(metadata, META_NAMES)
 
     def close(self) -> None:
         self._s3.close()
-
-
-def _record(metadata: Mapping[str, str], payload: bytes) -> Record | None:
-    state = metadata.get(STATE_META)
-    if state is None:  # an object kq did not write reads as missing
-        return None
-    expires = metadata.get(EXPIRES_META)
-    try:
-        return Record(state, payload, float(expires) if expires else None)
-    except ValueError:
-        return None
