@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from .backend import ResultBackend, StoredResult
+from .canvas.wire import CALL_OPTIONS
 from .codec import Codec, Limits
 from .config import Settings, from_environ, from_object
 from .current import set_current_app
@@ -33,7 +34,7 @@ from .routing import Router
 from .serialization import Serializers
 from .shared import attach as attach_shared_tasks
 from .states import FAILURE
-from .task import CALL_OPTIONS, Task, new_message
+from .task import Task, new_message
 from .transport import Envelope, Transport
 
 log = logging.getLogger("kq.app")
@@ -62,7 +63,7 @@ class App:
         self.main = main
         #: The class ``@app.task`` instantiates unless given ``base=``: a custom Task subclass.
         self.task_cls = task_cls or Task
-        self.tasks: dict[str, Task] = {}
+        self.tasks: dict[str, Task[..., Any]] = {}
         #: Entries added by ``@app.periodic``, in the shape of ``beat_schedule`` items.
         self.periodic_entries: dict[str, dict[str, Any]] = {}
         self._code_layers: list[Mapping[str, Any]] = []
@@ -243,7 +244,7 @@ class App:
         ``retry_jitter``: see kq.retry) and ``store_errors_even_if_ignored``.
         """
 
-        def register(f: Callable[..., Any]) -> Task:
+        def register(f: Callable[..., Any]) -> Task[..., Any]:
             name = options.pop("name", None) or self._task_name(f)
             if name in self.tasks and self.tasks[name].fun is not f:
                 raise KQError(f"a different task is already registered as {name!r}")
@@ -256,7 +257,7 @@ class App:
 
     def periodic(self, schedule: Any, *, name: str | None = None, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
-                 missed: str | None = None, **task_options: Any) -> Callable[[Any], Task]:
+                 missed: str | None = None, **task_options: Any) -> Callable[[Any], Task[..., Any]]:
         """Register a task that ``kq beat`` publishes on ``schedule``.
 
         ``@app.periodic(crontab(minute=0), args=(1,))`` on a function (registered as a task with
@@ -265,7 +266,7 @@ class App:
         entry (default: the task's name). See docs/beat.md.
         """
 
-        def register(target: Any) -> Task:
+        def register(target: Any) -> Task[..., Any]:
             task = target if isinstance(target, Task) else self.task(target, **task_options)
             entry = name or task.name
             if entry in self.periodic_entries:
@@ -321,7 +322,7 @@ class App:
         Whether the backend is such is settled once per configuration, off the publish path."""
         if self._wants_reply_to is None:
             url = self.conf.result_backend
-            self._wants_reply_to = bool(url) and self.plugins.backend_for(url).capabilities.reply_to
+            self._wants_reply_to = bool(url and self.plugins.backend_for(url).capabilities.reply_to)
         return self.backend.reply_queue() if self._wants_reply_to else None
 
     def send_many(self, signatures: Iterable[Any]) -> list[AsyncResult]:

@@ -191,7 +191,7 @@ class BackendSpec:
     """A result backend, as a plugin declares it in ``kq_result_backends``."""
 
     #: URL schemes this backend serves (``("db+postgresql",)``); each may be claimed once.
-    schemes: tuple[str, ...] = attrs.field(converter=tuple)
+    schemes: tuple[str, ...] = attrs.field(converter=tuple[str, ...])
     #: Called as ``factory(url, options)`` with the backend URL and ``result_backend_options``.
     factory: Callable[[str, Mapping[str, Any]], ResultBackend]
     #: Defaults to the factory's own ``capabilities`` attribute (the interface class declares

@@ -40,7 +40,7 @@ class CompressionSpec:
     #: there rather than inflate everything. Raise any exception on corrupt input.
     decompress: Callable[[bytes, int], bytes]
     #: Other names accepted for it (``gzip`` for zlib, as kombu accepts).
-    aliases: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=tuple[str, ...])
     description: str = ""
 
 
@@ -195,7 +195,7 @@ def _stream(factory: Callable[[], Any]) -> Callable[[bytes, int], bytes]:
 
     def decompress(data: bytes, limit: int) -> bytes:
         inflater = factory()
-        body = inflater.decompress(data, limit + 1)
+        body: bytes = inflater.decompress(data, limit + 1)
         if len(body) <= limit and not inflater.eof:
             raise ValueError("compressed data is truncated")
         return body

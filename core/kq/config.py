@@ -28,30 +28,30 @@ ENV_PREFIX = "KQ_"
 DEFAULT_URL = "sqlite:///kq.sqlite3"
 
 
-def _positive_int(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _positive_int(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise ConfigurationError(f"{attr.name} must be a whole number >= 1, got {value!r}")
 
 
-def _non_negative_int(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _non_negative_int(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigurationError(f"{attr.name} must be a whole number >= 0, got {value!r}")
 
 
-def _positive_number(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _positive_number(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and (
         isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
     ):
         raise ConfigurationError(f"{attr.name} must be a number > 0 (or None), got {value!r}")
 
 
-def _port(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _port(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                               or not 1 <= value <= 65535):
         raise ConfigurationError(f"{attr.name} must be a port number 1-65535 (or None), got {value!r}")
 
 
-def _url(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _url(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if value is None and attr.name in ("result_backend", "beat_store"):
         return
     if not isinstance(value, str) or "://" not in value:
@@ -60,27 +60,27 @@ def _url(inst: Any, attr: attrs.Attribute, value: Any) -> None:
         raise ConfigurationError(f"{attr.name} must be a URL like 'scheme://...', got {shown}")
 
 
-def _name(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _name(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{attr.name} must be a non-empty string, got {value!r}")
 
 
-def _optional_name(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _optional_name(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
         _name(inst, attr, value)
 
 
-def _bool(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _bool(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, bool):
         raise ConfigurationError(f"{attr.name} must be true or false, got {value!r}")
 
 
-def _mapping(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _mapping(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"{attr.name} must be a mapping, got {value!r}")
 
 
-def _names(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _names(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if not value or not all(isinstance(v, str) and v for v in value):
         raise ConfigurationError(f"{attr.name} must be a non-empty list of names, got {value!r}")
 
@@ -102,7 +102,7 @@ def _autoscale(value: Any) -> tuple[int, int] | None:
     return (numbers[0], numbers[1])
 
 
-def _routes(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _routes(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     Router(value)  # compiles it, raising ConfigurationError("task_routes: ...") when invalid
 
 
@@ -113,7 +113,7 @@ def _rate_limit(value: Any) -> Rate | None:
         raise ConfigurationError(f"task_default_rate_limit: {exc}") from None
 
 
-def _timezone(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+def _timezone(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, TypeError, ValueError):
@@ -122,7 +122,7 @@ def _timezone(inst: Any, attr: attrs.Attribute, value: Any) -> None:
 
 
 def _one_of(*choices: str) -> Any:
-    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    def check(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
         if value not in choices:
             raise ConfigurationError(f"{attr.name} must be one of {', '.join(choices)}, "
                                      f"got {value!r}")
@@ -319,7 +319,9 @@ _NUMERIC_OPTIONAL: dict[str, Any] = {
 def _parse_env(name: str, raw: str) -> Any:
     """Convert an environment string to the setting's type, judged from its default."""
     field = _FIELDS[name]
-    default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
+    # attrs' stubs declare Factory a function (so `x: list[int] = Factory(list)` checks): a class.
+    initial: Any = field.default
+    default = initial.factory() if isinstance(initial, attrs.Factory) else initial  # type: ignore[arg-type]
     nullable = field.default is None or name in ("result_backend", "result_expires",
                                                  "worker_watchdog_timeout")
     if nullable and raw.strip().lower() in ("none", "null"):

@@ -69,7 +69,8 @@ class Proxy:
             return False
 
     def __eq__(self, other: object) -> bool:
-        return self._get() == (other._get() if isinstance(other, Proxy) else other)
+        equal: bool = self._get() == (other._get() if isinstance(other, Proxy) else other)
+        return equal
 
     def __hash__(self) -> int:
         return hash(self._get())

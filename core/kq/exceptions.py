@@ -6,6 +6,8 @@ whole family in one place.
 
 from __future__ import annotations
 
+import builtins
+
 
 class KQError(Exception):
     """Base class of every error kq raises on purpose."""
@@ -47,7 +49,7 @@ class ContentDisallowed(MessageRejected):
         super().__init__("content-type", detail)
 
 
-class TimeoutError(KQError, TimeoutError):  # noqa: A001 - deliberately also a builtin TimeoutError
+class TimeoutError(KQError, builtins.TimeoutError):  # noqa: A001 - deliberately also the builtin one
     """Waiting for a result took longer than the caller allowed."""
 
 

@@ -136,8 +136,8 @@ def _keep_bodies_as_sent(channel: Any) -> None:
     class AsSent(base):  # type: ignore[misc, valid-type]  # kombu's class of this transport
         def __init__(self, raw: Any, *args: Any, **kwargs: Any) -> None:
             # py-amqp's raw message keeps headers in its properties, kombu's virtual ones in a dict
-            headers = (raw.get("headers") if isinstance(raw, dict)
-                       else getattr(raw, "properties", {}).get("application_headers"))
+            headers: Any = (raw.get("headers") if isinstance(raw, dict)
+                            else getattr(raw, "properties", {}).get("application_headers"))
             held = headers.pop("compression", None) if isinstance(headers, dict) else None
             try:
                 super().__init__(raw, *args, **kwargs)
@@ -145,7 +145,7 @@ def _keep_bodies_as_sent(channel: Any) -> None:
                 if held is not None:
                     headers["compression"] = held
             if held is not None:
-                self.headers = {**self.headers, "compression": held}
+                self.headers: dict[str, Any] = {**self.headers, "compression": held}
 
     channel.Message = AsSent
 
@@ -155,7 +155,7 @@ def _translated(method: Callable[Concatenate[K, P], R]) -> Callable[Concatenate[
     up when it fails: the method may have opened the connection itself)."""
 
     @functools.wraps(method)
-    def wrapper(self: K, *args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(self: K, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
@@ -356,7 +356,8 @@ class KombuTransport(Transport):
         if wanted != self._consuming:
             self._consume(wanted, limit)
         assert self._connection is not None
-        drain, buffer = self._connection.drain_events, self._buffer
+        drain: Callable[..., Any] = self._connection.drain_events
+        buffer = self._buffer
         deadline = time.monotonic() + timeout
         # With heartbeats, waits are cut into slices so they are checked (and sent) in time,
         # each check after a read: what the broker sent meanwhile is its sign of life.
@@ -441,8 +442,9 @@ class KombuTransport(Transport):
         settled = []
         for delivery in deliveries:
             message = delivery.tag
-            if self._unsettled.get(message.delivery_tag) is message:
-                del self._unsettled[message.delivery_tag]
+            tag = message.delivery_tag
+            if self._unsettled.get(tag) is message:
+                del self._unsettled[tag]
                 settled.append(message)
         return settled
 

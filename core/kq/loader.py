@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 from .app import App
 from .exceptions import ConfigurationError
@@ -20,7 +21,7 @@ def load_app(spec: str) -> App:
     except ImportError as exc:
         raise ConfigurationError(f"-A {spec}: cannot import {module_name!r}: {exc}") from None
     if attribute:
-        app = module
+        app: Any = module
         for part in attribute.split("."):
             app = getattr(app, part, None)
         if not isinstance(app, App):

@@ -88,7 +88,7 @@ def report_lost(job: Job, exc: BaseException, runtime: float = 0.0) -> Outcome:
     return Outcome.failed(job, exc, runtime)
 
 
-def _at_least_one(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+def _at_least_one(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
     if not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"worker_concurrency must be at least 1, got {value!r}")
 

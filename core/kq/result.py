@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .backend import StoredResult
 from .current import current_app, current_request
@@ -59,10 +59,11 @@ def read_many(app: Any, task_ids: Sequence[str]) -> list[ResultMeta | None]:
     return [_decode(app, stored) for stored in app.backend.get_many(task_ids)]
 
 
-def save_groups(app: Any, groups: Sequence[tuple[str, Sequence[str]]]) -> None:
+def save_groups(app: Any, groups: Sequence[tuple[str, Sequence[str | None]]]) -> None:
     """Record the member ids of each ``(group_id, member_ids)`` in one store, expiring with the
     results. A chord's header is recorded before any of its tasks is sent, so whichever worker
-    finishes the header last can read every result in order."""
+    finishes the header last can read every result in order. (A nested group without an id is
+    recorded as ``None``; :func:`group_members` then finds no group.)"""
     serializer, now = app.conf.result_serializer, utcnow()
     app.backend.store_many([
         StoredResult(key, SUCCESS, encode_result(
@@ -85,7 +86,10 @@ def group_members(app: Any, group_id: str) -> list[str] | None:
 class _StatePredicates:
     """``ready``/``successful``/``failed``, derived from ``state`` for both result kinds."""
 
-    state: str
+    if TYPE_CHECKING:  # each subclass defines it as a property
+
+        @property
+        def state(self) -> str: ...
 
     def ready(self) -> bool:
         return self.state in READY_STATES
@@ -121,7 +125,7 @@ class AsyncResult(_StatePredicates):
 
     def _meta(self) -> ResultMeta | None:
         if self._cache is None:
-            meta = self.app.read_result(self.id)
+            meta: ResultMeta | None = self.app.read_result(self.id)
             if meta is not None and meta.state in READY_STATES:
                 self._cache = meta  # a ready result never changes
             return meta
@@ -277,8 +281,8 @@ class GroupResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             metas, own = self._read()
-            if own is not None:
-                return _outcome(own, propagate)
+            if own is not None:  # the group itself failed: raised, or its exception when not propagating
+                return cast("list[Any]", _outcome(own, propagate))
             failures = [m for m in metas if m is not None and m.state in EXCEPTION_STATES]
             if propagate and failures:
                 _outcome(failures[0], True)
@@ -296,8 +300,9 @@ class GroupResult:
             self.app.wait_for_result(pending[-1].id, slice_)
 
     def _values(self, propagate: bool) -> list[Any]:
-        return [r._values(propagate) if isinstance(r, GroupResult) else _outcome(r._cache, propagate)
-                for r in self.results]
+        # Every leaf is ready by now, so each AsyncResult has its result cached.
+        return [r._values(propagate) if isinstance(r, GroupResult)
+                else _outcome(cast(ResultMeta, r._cache), propagate) for r in self.results]
 
     async def get_async(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
         """:meth:`get` for asyncio code: waits in a thread, so the event loop keeps running."""

@@ -27,7 +27,7 @@ def _exception_types(value: Any) -> tuple[type[BaseException], ...]:
     return types
 
 
-def _non_negative(_: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _non_negative(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None and attribute.name == "max_retries":
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -77,7 +77,7 @@ class RetryPolicy:
         """Seconds before the retry that follows the ``retries``-th retry: ``base * 2**retries``
         capped at ``retry_backoff_max``, and with jitter a uniform draw below that
         (``rand`` returns a float in [0, 1))."""
-        delay = min(self.retry_backoff * 2 ** min(retries, 64), self.retry_backoff_max)
+        delay = min(self.retry_backoff * 2.0 ** min(retries, 64), self.retry_backoff_max)
         return delay * rand() if self.retry_jitter else delay
 
     def autoretry_delay(self, retries: int, rand: Callable[[], float] = random.random) -> float:

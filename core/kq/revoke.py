@@ -52,7 +52,7 @@ PRUNE_EVERY = 60.0
 class Revoke:
     """One revoke call, as broadcast and persisted."""
 
-    task_ids: tuple[str, ...] = attrs.field(converter=tuple)
+    task_ids: tuple[str, ...] = attrs.field(converter=tuple[str, ...])
     terminate: bool = False
     signal: str = "SIGTERM"
 
@@ -156,6 +156,8 @@ class Revocations:
                     continue
                 try:
                     meta = decode_result(stored.payload, self.app.serializers, conf.result_serializer)
+                    if meta.date_done is None:
+                        raise ValueError("the record has no date_done")
                     remaining = self._expires - (now - meta.date_done.timestamp())
                     revoke = Revoke.decode(json.dumps(meta.result).encode())
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:

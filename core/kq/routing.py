@@ -18,7 +18,7 @@ import importlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -176,7 +176,7 @@ def _compile(step: Any) -> MapRoute | RouteFunction:
     if isinstance(step, Mapping):
         return MapRoute(step)
     if callable(step):
-        return step
+        return cast(RouteFunction, step)
     raise ConfigurationError(f"{SETTING} must be a mapping, a route function, the import path of "
                              f"one ('module:name'), or a list of these; got {step!r}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -20,6 +20,9 @@ from .exceptions import PluginError
 from .pool import PoolCapabilities, PoolSpec
 from .serialization import SerializerSpec
 from .transport import TransportCapabilities, TransportSpec
+
+if TYPE_CHECKING:
+    from .beat.store import ScheduleStore
 
 
 @attrs.frozen
@@ -46,7 +49,8 @@ class lazy:  # a factory written like a call in spec declarations, hence the low
         """The named object; importing its module now if nothing has yet."""
         module, _, name = self.target.partition(":")
         try:
-            return getattr(importlib.import_module(module), name)
+            target: Callable[..., Any] = getattr(importlib.import_module(module), name)
+            return target
         except (ImportError, AttributeError) as exc:  # a broken install: say which plugin part
             raise PluginError(f"cannot load {self.target}: {exc}") from exc
 
@@ -69,9 +73,9 @@ class ScheduleTypeSpec:
 class ScheduleStoreSpec:
     """Where beat keeps last-run times and its leader lock (``kq_schedule_stores``)."""
 
-    schemes: tuple[str, ...] = attrs.field(converter=tuple)
+    schemes: tuple[str, ...] = attrs.field(converter=tuple[str, ...])
     #: Called as ``factory(url, options)``.
-    factory: Callable[[str, Mapping[str, Any]], Any]
+    factory: Callable[[str, Mapping[str, Any]], ScheduleStore]
     description: str = ""
 
 

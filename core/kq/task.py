@@ -126,37 +126,49 @@ class Task(Generic[P, R]):
     def acks_late(self) -> bool:
         return self.app.conf.task_acks_late if self._acks_late is None else self._acks_late
 
+    # The app's settings are typed Any here (see the module docstring), hence the annotated locals.
+
     @property
     def ignore_result(self) -> bool:
-        return self.app.conf.task_ignore_result if self._ignore_result is None else self._ignore_result
+        if self._ignore_result is None:
+            default: bool = self.app.conf.task_ignore_result
+            return default
+        return self._ignore_result
 
     @property
     def track_started(self) -> bool:
         if self._track_started is None:
-            return self.app.conf.task_track_started
+            default: bool = self.app.conf.task_track_started
+            return default
         return self._track_started
 
     @property
     def time_limit(self) -> float | None:
-        return self.app.conf.task_time_limit if self._time_limit is None else self._time_limit
+        if self._time_limit is None:
+            default: float | None = self.app.conf.task_time_limit
+            return default
+        return self._time_limit
 
     @property
     def soft_time_limit(self) -> float | None:
         if self._soft_time_limit is None:
-            return self.app.conf.task_soft_time_limit
+            default: float | None = self.app.conf.task_soft_time_limit
+            return default
         return self._soft_time_limit
 
     @property
     def reject_on_worker_lost(self) -> bool:
         if self._reject_on_worker_lost is None:
-            return self.app.conf.task_reject_on_worker_lost
+            default: bool = self.app.conf.task_reject_on_worker_lost
+            return default
         return self._reject_on_worker_lost
 
     @property
     def rate_limit(self) -> Rate | None:
         """Starts per period on each worker (docs/rate-limits.md)."""
         if self._rate_limit is None:
-            return self.app.conf.task_default_rate_limit
+            default: Rate | None = self.app.conf.task_default_rate_limit
+            return default
         return self._rate_limit
 
     @property
@@ -285,10 +297,13 @@ class Task(Generic[P, R]):
         if options.get("ignore_result") is None:
             options["ignore_result"] = self.ignore_result
         if unique_key is not None or self.unique_for is not None:
-            return send_unique(self.app, self.name, unique_key or call_key(self.name, args, kwargs),
-                               self.unique_for or self.app.conf.task_unique_for, options,
-                               lambda opts: self.app.send_task(self.name, args, kwargs, **opts))
-        return self.app.send_task(self.name, args, kwargs, **options)
+            unique: AsyncResult = send_unique(
+                self.app, self.name, unique_key or call_key(self.name, args, kwargs),
+                self.unique_for or self.app.conf.task_unique_for, options,
+                lambda opts: self.app.send_task(self.name, args, kwargs, **opts))
+            return unique
+        sent: AsyncResult = self.app.send_task(self.name, args, kwargs, **options)
+        return sent
 
     def apply(
         self,
@@ -315,7 +330,8 @@ class Task(Generic[P, R]):
         return run_eagerly(self, message)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's spelling
-        return self.app.AsyncResult(task_id, task_name=self.name)
+        result: AsyncResult = self.app.AsyncResult(task_id, task_name=self.name)
+        return result
 
     # -- signatures (see kq.canvas) -------------------------------------------------------
 

@@ -202,7 +202,7 @@ class TransportSpec:
     """A broker, as a plugin declares it in ``kq_transports``."""
 
     #: URL schemes this transport serves (``("redis", "rediss")``); each may be claimed once.
-    schemes: tuple[str, ...] = attrs.field(converter=tuple)
+    schemes: tuple[str, ...] = attrs.field(converter=tuple[str, ...])
     #: Called as ``factory(url, options)`` with the broker URL and ``broker_transport_options``.
     factory: Callable[[str, Mapping[str, Any]], Transport]
     #: Defaults to the factory's own ``capabilities`` attribute (the interface class declares

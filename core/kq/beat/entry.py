@@ -60,7 +60,8 @@ def build_schedule(value: Any, factory_for: Callable[[str], Callable[..., Any]])
             raise ValueError(f"a schedule string is a five-field crontab "
                              f"('minute hour day_of_month month_of_year day_of_week'), got {value!r}")
         keys = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
-        return factory_for("crontab")(**dict(zip(keys, fields, strict=True)))
+        crontab: Schedule = factory_for("crontab")(**dict(zip(keys, fields, strict=True)))
+        return crontab
     if isinstance(value, Mapping) and isinstance(value.get("type"), str):
         keywords = {k: v for k, v in value.items() if k != "type"}
         schedule = factory_for(value["type"])(**keywords)

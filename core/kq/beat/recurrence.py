@@ -10,15 +10,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, Literal, cast
 
 from dateutil import rrule as du
 
 from .schedule import Schedule, as_datetime
 from .wallclock import as_zone, next_instant, zone_name
 
-FREQUENCIES = {"yearly": du.YEARLY, "monthly": du.MONTHLY, "weekly": du.WEEKLY, "daily": du.DAILY,
-               "hourly": du.HOURLY, "minutely": du.MINUTELY, "secondly": du.SECONDLY}
+FREQUENCIES: dict[str, Literal[0, 1, 2, 3, 4, 5, 6]] = {
+    "yearly": du.YEARLY, "monthly": du.MONTHLY, "weekly": du.WEEKLY, "daily": du.DAILY,
+    "hourly": du.HOURLY, "minutely": du.MINUTELY, "secondly": du.SECONDLY}
 _WEEKDAYS = {day: getattr(du, day) for day in ("MO", "TU", "WE", "TH", "FR", "SA", "SU")}
 #: Frequencies whose periods have one length on the wall clock, so a rule without ``count`` can
 #: restart at a later period boundary without changing its occurrences (see ``_from``).
@@ -72,7 +73,8 @@ class rrule(Schedule):  # noqa: N801 - dateutil's and RFC 5545's name for it
                 raise ValueError(f"rrule: give one RRULE without DTSTART (pass dtstart=), "
                                  f"got {self.rule!r}")
             try:
-                return du.rrulestr(text, dtstart=start)
+                # One RRULE line without DTSTART (checked above) parses to an rrule, not a set.
+                return cast(du.rrule, du.rrulestr(text, dtstart=start))
             except (ValueError, LookupError) as exc:
                 raise ValueError(f"rrule: invalid rule {self.rule!r}: {exc}") from None
         if not isinstance(self.freq, str) or self.freq.lower() not in FREQUENCIES:
@@ -111,14 +113,16 @@ class rrule(Schedule):  # noqa: N801 - dateutil's and RFC 5545's name for it
         call. Only rules without ``count`` (which counts from ``dtstart``) and with fixed-length
         periods restart; the defaults taken from ``dtstart`` (time, weekday) stay the same."""
         rule = self._rule
-        period = _PERIODS.get(rule._freq)
-        if period is None or rule._count is not None:
+        # The rule's fields are private attributes, which types-python-dateutil does not declare.
+        fields: Any = rule
+        period = _PERIODS.get(fields._freq)
+        if period is None or fields._count is not None:
             return rule
-        step = period * rule._interval
-        periods = (start - rule._dtstart) // step - 1
+        step = period * fields._interval
+        periods = (start - fields._dtstart) // step - 1
         if periods <= 0:
             return rule
-        return rule.replace(dtstart=rule._dtstart + periods * step)
+        return rule.replace(dtstart=fields._dtstart + periods * step)
 
     def describe(self) -> str:
         text = self.rule if self.rule is not None else str(self._rule).split("\n")[-1][len("RRULE:"):]

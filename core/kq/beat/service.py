@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -29,6 +29,9 @@ from ..plugins import url_scheme
 from ..protocol import utcnow
 from .entry import Entry, build_entry, plan
 from .store import ScheduleStore
+
+if TYPE_CHECKING:
+    from ..specs import ScheduleStoreSpec
 
 log = logging.getLogger("kq.beat")
 
@@ -70,7 +73,7 @@ def open_store(app: Any, url: str | None = None) -> ScheduleStore:
             url = DEFAULT_URL
             log.info("kq beat: no schedule store for the broker's scheme; keeping beat state in "
                      "%s (set beat_store to share it between machines)", url)
-    spec = app.plugins.schedule_stores.get(url_scheme(url))
+    spec: ScheduleStoreSpec = app.plugins.schedule_stores.get(url_scheme(url))
     return spec.factory(url, {"namespace": app.main, **conf.beat_store_options})
 
 

@@ -59,7 +59,8 @@ def check_backend(app: Any) -> bool:
     if capabilities.reply_to:
         raise KQError(f"chords need results every worker can read; {safe_url(app.conf.result_backend)} "
                       f"sends each result back to its caller only")
-    return capabilities.counters
+    counts: bool = capabilities.counters
+    return counts
 
 
 def chord_size(body: Mapping[str, Any]) -> int | None:

@@ -63,7 +63,7 @@ class Batch:
         if self.groups:
             save_groups(self.app, self.groups)
             self.groups = []
-        refused = []
+        refused: list[tuple[Call, Exception]] = []
         if self.calls:
             try:
                 self.app.send_many(self.calls)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..result import AsyncResult, GroupResult
 from .chords import check_backend, unlock_call
@@ -44,13 +44,13 @@ def _route(signature: Signature, follows: Mapping[str, Any]) -> None:
     for key in ("link", "link_error"):
         if follows.get(key):
             signature.options[key] = [*(as_mappings(signature.options.get(key)) or ()),
-                                      *as_mappings(follows[key])]
+                                      *(as_mappings(follows[key]) or ())]
 
 
 def _members(tasks: tuple[Any, ...]) -> Iterable[Any]:
     """``f(a, b)`` and ``f([a, b])`` (or a generator) both mean the members a and b."""
     if len(tasks) == 1 and not isinstance(tasks[0], (Signature, Mapping)):
-        return tasks[0]
+        return cast("Iterable[Any]", tasks[0])
     return tasks
 
 
@@ -89,7 +89,7 @@ class chain(Signature):
 
     @property
     def tasks(self) -> list[Signature]:
-        return self.kwargs["tasks"]
+        return cast("list[Signature]", self.kwargs["tasks"])
 
     def _kwargs_to_dict(self) -> dict[str, Any]:
         return {"tasks": [step.to_dict() for step in self.tasks]}
@@ -141,7 +141,7 @@ class group(Signature):
 
     @property
     def tasks(self) -> list[Signature]:
-        return self.kwargs["tasks"]
+        return cast("list[Signature]", self.kwargs["tasks"])
 
     def _kwargs_to_dict(self) -> dict[str, Any]:
         return {"tasks": [member.to_dict() for member in self.tasks]}
@@ -199,11 +199,11 @@ class chord(Signature):
 
     @property
     def header(self) -> group:
-        return self.kwargs["header"]
+        return cast(group, self.kwargs["header"])
 
     @property
     def body(self) -> Signature | None:
-        return self.kwargs["body"]
+        return cast("Signature | None", self.kwargs["body"])
 
     def _kwargs_to_dict(self) -> dict[str, Any]:
         body = None if self.body is None else self.body.to_dict()
@@ -249,7 +249,8 @@ class chord(Signature):
             return
         counting = check_backend(batch.app)
         group_id = self.header.options.setdefault("task_id", str(uuid.uuid4()))
-        ids = [member.freeze().id for member in members]
+        # A frozen signature always has an id (a group's is set by its freeze).
+        ids = [cast(str, member.freeze().id) for member in members]
         travelling = {**body.to_dict(), "chord_size": len(members)}
         member_options = {**_split(self.header.options)[0], **own, "chord": travelling,
                           "group_id": group_id}

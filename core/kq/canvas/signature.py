@@ -138,7 +138,8 @@ class Signature:
     def primitive(self, kind: str, **kwargs: Any) -> Signature:
         """Build a registered composite (``chain``, ``chord``, a plugin's) from its parts."""
         mapping = {"task": kind, "args": [], "kwargs": kwargs, "options": {}, "subtask_type": kind}
-        return self._app().plugins.canvas_primitives.get(kind).factory(mapping, self.app)
+        composite: Signature = self._app().plugins.canvas_primitives.get(kind).factory(mapping, self.app)
+        return composite
 
     def clone(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
               **options: Any) -> Signature:
@@ -170,7 +171,8 @@ class Signature:
         kind = mapping.get("subtask_type")
         if kind and cls is Signature:
             app = app if app is not None else current_app()
-            return app.plugins.canvas_primitives.get(kind).factory(mapping, app)
+            composite: Signature = app.plugins.canvas_primitives.get(kind).factory(mapping, app)
+            return composite
         args, kwargs, options = (mapping.get(key) for key in ("args", "kwargs", "options"))
         if not isinstance(args, (Sequence, type(None))) or isinstance(args, (str, bytes)):
             raise ValueError(f"signature {mapping.get('task')!r}: args must be a list")
@@ -223,8 +225,9 @@ class Signature:
         if self.subtask_type:
             raise KQError(f"a {self.subtask_type} runs through workers only; use apply_async()")
         call = merge(self.to_dict(), args, kwargs, lenient=True)
-        return self._app().tasks[self.task].apply(call.args, call.kwargs,
-                                                  task_id=call.options.get("task_id"))
+        result: EagerResult = self._app().tasks[self.task].apply(call.args, call.kwargs,
+                                                                 task_id=call.options.get("task_id"))
+        return result
 
 
 def signature(task: Any, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,

@@ -42,11 +42,12 @@ def chord_unlock(self: Any, group_id: str, body: Mapping[str, Any], deadline: fl
     if time.time() >= deadline:  # before reading: the member record expires at the deadline
         settled = chords.unlock_timed_out(group_id, body, deadline)
     else:
-        settled = chords.outcome(self.app, group_id, body)
-        if settled is None:
+        found = chords.outcome(self.app, group_id, body)
+        if found is None:
             self.apply_async((group_id, body, deadline, min(interval * 1.5, chords.UNLOCK_MAX)),
                              countdown=interval, ignore_result=True)
             return
+        settled = found
     resolve(self.app, settled)
 
 

@@ -42,7 +42,8 @@ def as_mapping(value: Any) -> dict[str, Any]:
     mapping with a string ``task``."""
     to_dict = getattr(value, "to_dict", None)
     if to_dict is not None:
-        return to_dict()
+        mapping: dict[str, Any] = to_dict()
+        return mapping
     if not isinstance(value, Mapping) or not isinstance(value.get("task"), str):
         raise ValueError(f"not a signature: {value!r:.200}")
     return dict(value)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..exceptions import PluginError
-from ..plugins import PluginInfo, Plugins, get_plugins
+from ..plugins import PluginInfo, Plugins, Registry, get_plugins
 
 BUILTIN_DISTRIBUTION = "kq"
 
@@ -16,7 +16,7 @@ BUILTIN_DISTRIBUTION = "kq"
 def _provides(plugins: Plugins) -> dict[str, dict[str, list[str]]]:
     """For each plugin name: the keys it provides in each registry."""
     out: dict[str, dict[str, list[str]]] = {}
-    registries = {
+    registries: dict[str, Registry[Any]] = {
         "transports": plugins.transports,
         "result_backends": plugins.backends,
         "pools": plugins.pools,
@@ -53,6 +53,7 @@ def plugins_command(show_all: bool, hook: str | None, as_json: bool) -> None:
     skip some. Plugins that failed to load are listed last with the error.
     """
     plugins = get_plugins()
+    clash: str | None
     try:
         provides = _provides(plugins)
     except PluginError as exc:  # still list what is installed, so the clash can be found

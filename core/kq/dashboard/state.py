@@ -211,7 +211,8 @@ class Dashboard:
                              f"{detail.get('args')} {detail.get('kwargs')}") from None
         if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
             raise ValueError(f"the arguments of task {task_id} are not a list and a mapping")
-        return self.app.send_task(detail["name"], list(args), kwargs).id
+        sent_id: str = self.app.send_task(detail["name"], list(args), kwargs).id
+        return sent_id
 
     def rate_limit(self, task: str, rate: str, destination: list[str] | None = None) -> dict[str, Any]:
         """Set ``task``'s per-worker rate limit on the workers (all, or those named); their

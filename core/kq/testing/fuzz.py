@@ -202,7 +202,8 @@ def _header_set(rng: random.Random, env: Envelope) -> Envelope:
         headers.update({f"x-extra-{i}": hostile_value(rng) for i in range(rng.randint(1, 5))})
         return attrs.evolve(env, headers=headers)
     if kind == 2:
-        return attrs.evolve(env, headers=rng.choice([[], ["task", "id"], "task", 1, None, True]))
+        not_a_mapping: Any = rng.choice([[], ["task", "id"], "task", 1, None, True])  # on purpose
+        return attrs.evolve(env, headers=not_a_mapping)
     return attrs.evolve(env, headers={})
 
 

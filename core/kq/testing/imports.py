@@ -26,4 +26,5 @@ def imported_on_load(*modules: str) -> list[str]:
                           timeout=120)
     if done.returncode:
         raise RuntimeError(f"loading the plugins failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    modules_imported: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return modules_imported

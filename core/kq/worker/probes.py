@@ -89,7 +89,7 @@ class Exposition:
         for task, values in sorted(worker.task_metrics.runtimes().items()):
             name, total = _label(task), 0
             for bound, count in zip((*map(repr, BUCKETS), "+Inf"), values[:-1], strict=True):
-                total += count
+                total += int(count)  # a bucket's count (the list's last item is the sum)
                 lines.append(f'kq_task_runtime_seconds_bucket{{task="{name}",le="{bound}"}} {total}')
             lines.append(f'kq_task_runtime_seconds_sum{{task="{name}"}} {_number(values[-1])}')
             lines.append(f'kq_task_runtime_seconds_count{{task="{name}"}} {total}')

@@ -257,6 +257,7 @@ class Worker:
         self._collect_done(block=False)
         self._release_due()
         if self.autoscaler is not None:
+            assert self.pool is not None  # made by run() before the loop
             self.autoscaler.tick(len(self._reserved), len(self._running))
             self.concurrency = self.pool.concurrency
         started = self._dispatch()
@@ -266,12 +267,12 @@ class Worker:
         try:
             if want <= 0:
                 if acks:
-                    self.transport.ack(acks)
-                self.transport.keep_alive()  # no fetch to carry the heartbeats this turn
+                    self._broker().ack(acks)
+                self._broker().keep_alive()  # no fetch to carry the heartbeats this turn
             else:
                 # With work reserved or just started, top up without blocking.
                 timeout = 0.0 if self._reserved or started else wait
-                deliveries = self.transport.ack_and_fetch(acks, self.queues, want, timeout)
+                deliveries = self._broker().ack_and_fetch(acks, self.queues, want, timeout)
                 if self._outage_since is not None:
                     log.warning("kq: broker connection restored after %.1f s",
                                 time.monotonic() - self._outage_since)
@@ -290,6 +291,7 @@ class Worker:
     def _next_due_in(self) -> float:
         due = self._held[0][0] if self._held else math.inf
         if self._throttle is not None:
+            assert self.pool is not None  # made by run() before the loop
             due = min(due, self._throttle.next_due(self.pool.free_slots() > 0))
         return max(0.0, min(POLL_INTERVAL, due - time.monotonic()))
 
@@ -353,6 +355,7 @@ class Worker:
         counts = self.stats.rejected_by_reason
         counts[exc.reason] = counts.get(exc.reason, 0) + 1
         try:
+            assert self.transport is not None  # the delivery came through it
             self.transport.reject(delivery, requeue=False, reason=str(exc))
         except Exception:
             log.exception("kq: could not reject message %s", task_id)
@@ -378,6 +381,7 @@ class Worker:
         Celery's prefork pool does between a child accepting a job and the parent's ack.
         """
         pool, tasks, started = self.pool, self.app.tasks, 0
+        assert pool is not None  # made by run() before the loop
         if self._throttle is not None:  # rate-limited jobs whose turn has come go first
             self._reserved.extendleft(reversed(self._throttle.release(pool.free_slots())))
         while self._reserved and (free := pool.free_slots()) > 0:
@@ -437,6 +441,7 @@ class Worker:
             log.warning("kq: the %s pool cannot terminate running tasks; %s run on",
                         self.pool_name, ", ".join(revoke.task_ids))
             return
+        assert self.pool is not None  # made by run() before the loop
         for task_id in revoke.task_ids:
             if self.pool.terminate(task_id, revoke.signal):
                 log.info("kq: terminated task %s with %s", task_id, revoke.signal)
@@ -445,6 +450,7 @@ class Worker:
         """Ack a revoked job without running it: REVOKED stored, ``kq_task_revoked`` fired,
         counted (it goes through :meth:`_finish` as if it had run with acks_late)."""
         self._running[job.ticket] = True
+        assert self._runner is not None  # made by run() before the loop
         self._finish(job, self._runner.revoked(job, "revoked"))
 
     def _skip_expired(self, job: Job) -> None:
@@ -452,6 +458,7 @@ class Worker:
         stores REVOKED (as Celery does) and asks for the dead letter, which :meth:`_finish`
         sends (it goes through as if it had run with acks_late)."""
         self._running[job.ticket] = True
+        assert self._runner is not None  # made by run() before the loop
         self._finish(job, self._runner.expired(job))
 
     def _on_done(self, job: Job, outcome: Outcome) -> None:
@@ -487,6 +494,7 @@ class Worker:
             if generation != self._connection and not self._leases_survive:
                 return  # its connection is gone; the broker has already requeued it
             if outcome.requeue:
+                assert self.transport is not None  # the connection the delivery came through
                 self.transport.reject(delivery, requeue=True, reason=outcome.error or "requeued")
             elif outcome.dead_letter:
                 reason, _, detail = outcome.dead_letter.partition(": ")
@@ -534,6 +542,7 @@ class Worker:
     def _flush_acks(self) -> None:
         if self._to_ack:
             batch, self._to_ack = self._to_ack, []
+            assert self.transport is not None  # the connection the acks belong to
             self.transport.ack(batch)
 
     # -- shutdown -------------------------------------------------------------------------
@@ -582,6 +591,7 @@ class Worker:
     def _drain_pool(self) -> None:
         """Let running tasks finish, for at most ``worker_soft_shutdown_timeout`` seconds,
         keeping the broker connection's heartbeats going meanwhile (their acks go out on it)."""
+        assert self.pool is not None  # called only when run() made one
         timeout = self.app.conf.worker_soft_shutdown_timeout
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         while self._running and (remaining := deadline - time.monotonic()) > 0:

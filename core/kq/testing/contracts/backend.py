@@ -370,7 +370,9 @@ class BackendContract:
                                           backend: ResultBackend) -> None:
         if backend_spec.capabilities.claims:
             pytest.skip("backend declares claims")
-        for call in (lambda: backend.claim("k", "v", 1), lambda: backend.release("k", "v")):
+        calls: tuple[Callable[[], object], ...] = (lambda: backend.claim("k", "v", 1),
+                                                   lambda: backend.release("k", "v"))
+        for call in calls:
             with pytest.raises(NotImplementedError, match="claims"):
                 call()
 
@@ -388,7 +390,8 @@ class BackendContract:
         key = uuid.uuid4().hex
         backend.store(result(SUCCESS, b"a result named like the claim", task_id=key), None)
         assert backend.claim(key, "holder", 60) is None
-        assert backend.get(key).payload == b"a result named like the claim"
+        stored = backend.get(key)
+        assert stored is not None and stored.payload == b"a result named like the claim"
         if backend_spec.capabilities.counters:
             assert backend.incr(key) == 1
             assert backend.claim(key, "other", 60) == "holder"
@@ -440,8 +443,8 @@ class BackendContract:
             errors: list[BaseException] = []
 
             def claim(backend: ResultBackend, value: str, key: str = key,
-                      start: threading.Barrier = start, answers: dict = answers,
-                      errors: list = errors) -> None:
+                      start: threading.Barrier = start, answers: dict[str, str | None] = answers,
+                      errors: list[BaseException] = errors) -> None:
                 try:
                     start.wait(60)
                     answers[value] = backend.claim(key, value, 60)

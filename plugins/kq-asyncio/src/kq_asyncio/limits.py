@@ -101,7 +101,8 @@ def _interruptible(body: Coroutine[Any, Any, T], limits: _Limits) -> Generator[A
         try:
             step = body.send(value) if error is None else body.throw(error)
         except StopIteration as stop:
-            return stop.value
+            result: T = stop.value  # what the coroutine returned
+            return result
         value, error = None, None
         try:
             value = yield step

@@ -185,8 +185,9 @@ def _store(path: Path, digest: hashes.HashAlgorithm) -> dict[str, Identity]:
 
 
 def _public_bytes(public_key: Any) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    der: bytes = public_key.public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
 
 
 # --- one signature scheme per key type: RSA-PSS, ECDSA, EdDSA --------------------------------

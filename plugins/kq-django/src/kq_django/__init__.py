@@ -17,6 +17,7 @@ made or a helper is called, and the hooks do nothing unless Django is already se
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from kq import hookimpl
 from kq.backend import BackendCapabilities, BackendSpec
@@ -70,28 +71,28 @@ def kq_result_backends() -> list[BackendSpec]:
 
 
 @hookimpl
-def kq_task_prerun(task, request) -> None:
+def kq_task_prerun(task: Any, request: Any) -> None:
     """Before each task: close the connections that are broken or past ``CONN_MAX_AGE``."""
     if not request.is_eager:  # an eager call runs inside the caller's request or transaction
         close_connections()
 
 
 @hookimpl
-def kq_task_postrun(task, request) -> None:
+def kq_task_postrun(task: Any, request: Any) -> None:
     """After each task: the same, so no connection idles past its age between tasks."""
     if not request.is_eager:
         close_connections()
 
 
 @hookimpl
-def kq_worker_start(worker) -> None:
+def kq_worker_start(worker: Any) -> None:
     """Drop what the app's import left open in the worker's thread; warn about ``DEBUG``."""
     close_connections()
     warn_about_debug()
 
 
 @hookimpl
-def kq_worker_stop(worker) -> None:
+def kq_worker_stop(worker: Any) -> None:
     close_connections(everything=True)
 
 

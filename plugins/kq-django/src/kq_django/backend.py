@@ -197,7 +197,8 @@ class DjangoBackend(ResultBackend):
                         expires_at=expires_at,
                     )
                     if updated:
-                        return counters.filter(key_hash=digest).values_list("value", flat=True).get()
+                        value: int = counters.filter(key_hash=digest).values_list("value", flat=True).get()
+                        return value
                     try:
                         with transaction.atomic(using=self.alias):  # a savepoint
                             counters.create(key_hash=digest, name=key, value=amount, expires_at=expires_at)
@@ -248,7 +249,8 @@ class DjangoBackend(ResultBackend):
                         .first()
                     )
                     if holder is not None:
-                        return holder
+                        held: str = holder
+                        return held
                     try:
                         with transaction.atomic(using=self.alias):  # a savepoint
                             claims.create(key_hash=digest, name=key, holder=value, expires_at=expires_at)
@@ -280,7 +282,8 @@ class DjangoBackend(ResultBackend):
     def _now(self) -> datetime.datetime:
         from django.utils import timezone
 
-        return timezone.now()
+        now: datetime.datetime = timezone.now()
+        return now
 
     def _expiry(
         self, seconds: float | None, now: datetime.datetime | None = None

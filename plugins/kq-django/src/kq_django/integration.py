@@ -169,7 +169,7 @@ def delay_on_commit(task: Any, *args: Any, **kwargs: Any) -> None:
     apply_async_on_commit(task, args, kwargs)
 
 
-class DjangoTask(Task):
+class DjangoTask(Task[..., Any]):
     """kq's Task with ``delay_on_commit`` and ``apply_async_on_commit`` methods.
 
     :func:`app_from_settings` makes every task one; elsewhere ``App(task_cls=DjangoTask)`` or

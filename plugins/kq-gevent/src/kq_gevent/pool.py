@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 from gevent import Greenlet, GreenletExit, Timeout, monkey
@@ -50,7 +51,7 @@ class GeventPool(Pool):
                 f"gevent.monkey.patch_all() first thing in the app module"
             )
         self._size = context.concurrency
-        self._running: set[Greenlet] = set()
+        self._running: set[Greenlet[..., Any]] = set()
         self._closed = False
         self._abandoned = False
 

@@ -21,7 +21,8 @@ def dumps(obj: Any) -> bytes:
     ``use_bin_type`` keeps ``bytes`` and ``str`` apart on the wire (msgpack 2.0's format, which
     kombu writes too), so bytes come back as bytes and text as text.
     """
-    return msgpack.packb(obj, use_bin_type=True, default=_default)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True, default=_default)
+    return packed
 
 
 def loads(data: bytes) -> Any:

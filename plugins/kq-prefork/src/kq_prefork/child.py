@@ -62,6 +62,7 @@ def run_job(job: Job) -> Outcome:
     _current = job
     begin = time.perf_counter()
     try:
+        assert _runner is not None  # set by the initializer, before the first job
         return _runner(job)
     except BaseException as exc:  # a runner must not raise; one that does must not end us
         return Outcome.failed(job, exc, time.perf_counter() - begin)
@@ -69,7 +70,7 @@ def run_job(job: Job) -> Outcome:
         _current = None
 
 
-class ChildWorker(Worker):
+class ChildWorker(Worker):  # type: ignore[misc]  # billiard has no type hints
     """billiard's process loop, with kq's signal handling installed after billiard's own, a
     receive that does not hold the job pipe's lock while it waits, and results sent without
     the result pipe's lock (:class:`ResultPipe`).
@@ -111,7 +112,7 @@ class ChildWorker(Worker):
 
     def _make_child_methods(self, *args: Any, **kwargs: Any) -> None:
         super()._make_child_methods(*args, **kwargs)
-        self.outq = ResultPipe(self.outq)
+        self.outq: ResultPipe = ResultPipe(self.outq)
 
     def after_fork(self) -> None:
         super().after_fork()

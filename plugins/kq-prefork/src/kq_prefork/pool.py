@@ -35,7 +35,7 @@ from .child import ChildWorker, build_runner, run_job, use_runner
 OnDone = Callable[[Job, Outcome], None]
 
 
-class Processes(billiard.pool.Pool):
+class Processes(billiard.pool.Pool):  # type: ignore[misc]  # billiard has no type hints
     """billiard's pool, with kq's child loop (:class:`~kq_prefork.child.ChildWorker`)."""
 
     Worker = ChildWorker
@@ -149,6 +149,7 @@ class PreforkPool(Pool):
             self._unreported += 1
             self._unaccepted += 1
         running = Running(self, job, on_done)
+        assert self._processes is not None  # made by start(), before any job
         handle = self._processes.apply_async(
             run_job, (job,), callback=running.ended, error_callback=running.failed,
             accept_callback=running.accepted, soft_timeout=job.soft_time_limit,
@@ -185,6 +186,7 @@ class PreforkPool(Pool):
         """Add ``n`` slots now; billiard starts their processes within a second."""
         with self._lock:
             self._concurrency += n
+        assert self._processes is not None  # made by start(), before the autoscaler runs
         self._processes.grow(n)
 
     def shrink(self, n: int) -> None:
@@ -197,6 +199,7 @@ class PreforkPool(Pool):
             if self._closed or self._unaccepted:
                 return
             count = min(n, self._concurrency - self._pending, self._concurrency - 1)
+        assert self._processes is not None  # made by start(), before the autoscaler runs
         for _ in range(count):
             try:
                 self._processes.shrink(1)

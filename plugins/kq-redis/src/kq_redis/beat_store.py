@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -90,12 +90,12 @@ class RedisScheduleStore(ScheduleStore):
 
     def leader(self) -> str | None:
         with self._io():
-            holder = self._redis.get(self._lock_key)
+            holder = cast("bytes | None", self._redis.get(self._lock_key))  # replies are not decoded
         return None if holder is None else holder.decode()
 
     def last_runs(self) -> Mapping[str, datetime]:
         with self._io():
-            runs = self._redis.hgetall(self._runs_key)
+            runs = cast("dict[bytes, bytes]", self._redis.hgetall(self._runs_key))  # not decoded
         return {entry.decode(): datetime.fromisoformat(slot.decode()) for entry, slot in runs.items()}
 
     def advance(self, holder: str, entry: str, expected: datetime | None, slot: datetime) -> bool:

@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
 import redis
@@ -297,7 +297,7 @@ class RedisTransport(Transport):
         """The queues a kombu entry belongs to: its routing key on the default exchange, else
         the queues bound to ``exchange`` with that key (kombu's direct-exchange lookup)."""
         if exchange:
-            members = self._redis.smembers(self._keys.binding(exchange))
+            members = cast("set[bytes]", self._redis.smembers(self._keys.binding(exchange)))  # raw
             rows = [member.decode(errors="replace").split(wire.SEP) for member in members]
             bound = [row[2] for row in rows if len(row) == 3 and row[0] == routing_key]
             if bound:
@@ -352,13 +352,15 @@ class RedisTransport(Transport):
 
     def purge(self, queue: str) -> int:
         with self._io():
-            return self._ready_script(keys=[self._keys.delayed(queue), *self._keys.buckets(queue)],
-                                      args=["PURGE"])
+            purged: int = self._ready_script(keys=[self._keys.delayed(queue),
+                                                   *self._keys.buckets(queue)], args=["PURGE"])
+            return purged
 
     def depth(self, queue: str) -> int:
         with self._io():
-            return self._ready_script(keys=[self._keys.delayed(queue), *self._keys.buckets(queue)],
-                                      args=["COUNT"])
+            depth: int = self._ready_script(keys=[self._keys.delayed(queue),
+                                                  *self._keys.buckets(queue)], args=["COUNT"])
+            return depth
 
     # -- fan-out --------------------------------------------------------------------------
 
@@ -402,9 +404,12 @@ class RedisTransport(Transport):
         """Forget ``queue``: its registration, its messages, and this instance's leases on it."""
         leases = [tag for tag, lease in self._held.items() if lease.queue == queue]
         pipe = self._redis.pipeline(transaction=True)
-        pipe.zrem(self._keys.subscribers(channel), queue).delete(*self._keys.buckets(queue))
+        # Each command queues on the pipeline (redis-py's types say they return replies).
+        pipe.zrem(self._keys.subscribers(channel), queue)
+        pipe.delete(*self._keys.buckets(queue))
         if leases:
-            pipe.zrem(self._keys.unacked_index, *leases).hdel(self._keys.unacked, *leases)
+            pipe.zrem(self._keys.unacked_index, *leases)
+            pipe.hdel(self._keys.unacked, *leases)
         pipe.execute()
         for tag in leases:
             del self._held[tag]

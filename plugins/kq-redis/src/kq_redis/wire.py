@@ -28,7 +28,7 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
@@ -185,8 +185,8 @@ def dead_letter_copy(raw: bytes, queue: str, reason: str) -> bytes:
         envelope = _unreadable(raw)
         headers = dead_letter_headers(envelope.headers, queue, reason)
         return encode(attrs.evolve(envelope, headers=headers), target)
-    headers = message.get("headers")
-    message["headers"] = dead_letter_headers(headers if isinstance(headers, Mapping) else {},
+    carried = message.get("headers")
+    message["headers"] = dead_letter_headers(carried if isinstance(carried, Mapping) else {},
                                              queue, reason)
     properties = message.get("properties")
     if isinstance(properties, dict):
@@ -275,7 +275,7 @@ def _unreadable(raw: bytes) -> Envelope:
     return Envelope(body=raw, content_type="", content_encoding="binary", headers={})
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[int | float]:
     """A number ``int()`` takes: JSON from other clients may say ``NaN`` or ``Infinity``."""
     return (not isinstance(value, bool) and isinstance(value, (int, float))
             and math.isfinite(value))

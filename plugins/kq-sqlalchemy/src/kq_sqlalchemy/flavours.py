@@ -38,7 +38,8 @@ class Flavour:
         return tuple(f"{PREFIX}{d}{driver}" for d in self.dialects for driver in ("", f"+{self.driver}"))
 
     def __call__(self, url: str, options: Mapping[str, Any] | None = None) -> ResultBackend:
-        return lazy(self.backend)(url, options)
+        backend: ResultBackend = lazy(self.backend)(url, options)
+        return backend
 
 
 POSTGRESQL = Flavour(

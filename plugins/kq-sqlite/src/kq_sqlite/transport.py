@@ -226,7 +226,8 @@ class SQLiteTransport(Transport):
 
     def depth(self, queue: str) -> int:
         with self._lock:
-            return self._conn.execute(_DEPTH, (queue, time.time(), queue)).fetchone()[0]
+            depth: int = self._conn.execute(_DEPTH, (queue, time.time(), queue)).fetchone()[0]
+            return depth
 
     # -- fan-out --------------------------------------------------------------------------
 
