@@ -1,6 +1,7 @@
-"""Development sessions. `nox -s lint tests` is what CI runs (see README.md and .ci/run).
+"""Development sessions. `nox -s lint typecheck docs tests bench_smoke` is what CI runs (see README.md
+and .ci/run).
 
-- lint: ruff over the whole tree.
+- lint: ruff over the whole tree, lint rules and formatting (`ruff format` fixes the latter).
 - core: the kernel's own tests with no plugin installed (proves the kernel stands alone).
 - plugin-<name>: one plugin with the core, running that plugin's tests (its contract suites);
   kq-sqlite and kq-threads too, which kq.testing's kq_app and kq_worker fixtures run on.
@@ -37,7 +38,7 @@ TEST_NEEDS = {"kq-auth": ("kq-redis", "kq-amqp"), "kq-django": ("kq-sqlalchemy",
 #: Example plugin packages under examples/ that `tests` installs, so that their tests run in CI.
 EXAMPLES = ("kq-plugin-example",)
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -48,8 +49,10 @@ def install_kq(session: nox.Session, *plugins: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    # Pinned: a new ruff release may format differently, and CI must not turn red by itself.
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
@@ -80,8 +83,9 @@ def fuzz(session: nox.Session) -> None:
     session.install("atheris")
     corpus = pathlib.Path(session.create_tmp()) / "fuzz-corpus"
     corpus.mkdir(exist_ok=True)
-    session.run("python", "tests/fuzz/atheris_decode.py", "-max_total_time=120",
-                *session.posargs, str(corpus))
+    session.run(
+        "python", "tests/fuzz/atheris_decode.py", "-max_total_time=120", *session.posargs, str(corpus)
+    )
 
 
 @nox.session
@@ -119,8 +123,12 @@ def plugin_packages() -> list[str]:
     """Each plugin's package, ``plugins/<name>/src/kq_*`` (and the example plugins'): its
     ``__init__`` is the entry-point module, the plugin's public API."""
     roots = [ROOT / "plugins" / p for p in PLUGINS] + [ROOT / "examples" / e for e in EXAMPLES]
-    return sorted(str(package.relative_to(ROOT)) for root in roots
-                  for package in (root / "src").glob("kq_*") if (package / "__init__.py").exists())
+    return sorted(
+        str(package.relative_to(ROOT))
+        for root in roots
+        for package in (root / "src").glob("kq_*")
+        if (package / "__init__.py").exists()
+    )
 
 
 @nox.session
@@ -129,9 +137,13 @@ def typecheck(session: nox.Session) -> None:
     session.install("setuptools>=68", "mypy>=1.10", *TYPE_STUBS)
     # What install_kq installs, and the example plugins, each built with this environment's
     # setuptools instead of a fresh build environment apiece: the install takes half the time.
-    session.install("--no-build-isolation", "-e", ".[test]",
-                    *[arg for p in PLUGINS for arg in ("-e", f"plugins/{p}")],
-                    *[arg for e in EXAMPLES for arg in ("-e", f"examples/{e}")])
+    session.install(
+        "--no-build-isolation",
+        "-e",
+        ".[test]",
+        *[arg for p in PLUGINS for arg in ("-e", f"plugins/{p}")],
+        *[arg for e in EXAMPLES for arg in ("-e", f"examples/{e}")],
+    )
     session.run("mypy", "core/kq", *plugin_packages(), *session.posargs)
 
 
@@ -141,8 +153,13 @@ BENCH_PLUGINS = ("kq-redis", "kq-amqp", "kq-threads", "kq-prefork", "kq-gevent")
 
 
 def install_bench(session: nox.Session) -> None:
-    session.install("-r", "bench/requirements.txt", "-e", ".",
-                    *[arg for p in BENCH_PLUGINS for arg in ("-e", f"plugins/{p}")])
+    session.install(
+        "-r",
+        "bench/requirements.txt",
+        "-e",
+        ".",
+        *[arg for p in BENCH_PLUGINS for arg in ("-e", f"plugins/{p}")],
+    )
 
 
 @nox.session

@@ -149,8 +149,9 @@ class App:
             self._accept = serializers.accept_set(conf.accept_content)
         except ConfigurationError as exc:
             raise ConfigurationError(f"accept_content: {exc}") from None
-        warning = serializers.unsafe_warning(conf.task_serializer, conf.result_serializer,
-                                             conf.accept_content)
+        warning = serializers.unsafe_warning(
+            conf.task_serializer, conf.result_serializer, conf.accept_content
+        )
         if warning:
             log.warning("%s", warning)
         self._serializers = serializers
@@ -193,8 +194,11 @@ class App:
         if conf.message_signer is not None:
             spec = plugins.signers.get(conf.message_signer)
             signer = spec.factory(conf.message_signer_options)
-        codec = Codec((p.spec for _, p in plugins.compressions.items()), signer,
-                      Limits(conf.message_max_size, conf.message_max_repr, conf.message_max_depth))
+        codec = Codec(
+            (p.spec for _, p in plugins.compressions.items()),
+            signer,
+            Limits(conf.message_max_size, conf.message_max_repr, conf.message_max_depth),
+        )
         if conf.task_compression is not None:
             try:
                 codec.compression(conf.task_compression)
@@ -217,20 +221,21 @@ class App:
     # The overloads let type checkers see the function's signature on the Task (Task[P, R]);
     # a bound task's first parameter (``self``, the task) is dropped from P.
     @overload
-    def task(self, fun: Callable[Concatenate[Any, P], R], /, *, bind: Literal[True],
-             **options: Any) -> Task[P, R]: ...
+    def task(
+        self, fun: Callable[Concatenate[Any, P], R], /, *, bind: Literal[True], **options: Any
+    ) -> Task[P, R]: ...
     @overload
-    def task(self, fun: Callable[P, R], /, *, bind: Literal[False] = False,
-             **options: Any) -> Task[P, R]: ...
+    def task(self, fun: Callable[P, R], /, *, bind: Literal[False] = False, **options: Any) -> Task[P, R]: ...
     @overload
-    def task(self, /, *, bind: Literal[True],
-             **options: Any) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+    def task(
+        self, /, *, bind: Literal[True], **options: Any
+    ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
     @overload
-    def task(self, /, *, bind: Literal[False] = False,
-             **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    def task(
+        self, /, *, bind: Literal[False] = False, **options: Any
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
     @overload
-    def task(self, /, *, bind: bool,
-             **options: Any) -> Callable[[Callable[..., Any]], Task[..., Any]]: ...
+    def task(self, /, *, bind: bool, **options: Any) -> Callable[[Callable[..., Any]], Task[..., Any]]: ...
 
     def task(self, fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., bind=True)``.
@@ -255,9 +260,17 @@ class App:
 
         return register(fun) if fun is not None else register
 
-    def periodic(self, schedule: Any, *, name: str | None = None, args: Sequence[Any] = (),
-                 kwargs: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
-                 missed: str | None = None, **task_options: Any) -> Callable[[Any], Task[..., Any]]:
+    def periodic(
+        self,
+        schedule: Any,
+        *,
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        missed: str | None = None,
+        **task_options: Any,
+    ) -> Callable[[Any], Task[..., Any]]:
         """Register a task that ``kq beat`` publishes on ``schedule``.
 
         ``@app.periodic(crontab(minute=0), args=(1,))`` on a function (registered as a task with
@@ -272,8 +285,12 @@ class App:
             if entry in self.periodic_entries:
                 raise KQError(f"a periodic entry named {entry!r} already exists; pass name=")
             self.periodic_entries[entry] = {
-                "task": task.name, "schedule": schedule, "args": list(args),
-                "kwargs": dict(kwargs or {}), "options": dict(options or {}), "missed": missed,
+                "task": task.name,
+                "schedule": schedule,
+                "args": list(args),
+                "kwargs": dict(kwargs or {}),
+                "options": dict(options or {}),
+                "missed": missed,
             }
             return task
 
@@ -310,10 +327,10 @@ class App:
         else ``task_default_queue`` (see docs/routing.md).
         """
         args, kwargs = args or (), kwargs or {}
-        queue, options["priority"] = self.router.destination(name, args, kwargs, queue, options,
-                                                             self.tasks.get(name))
-        message = new_message(name, args, kwargs, origin=self.origin,
-                              reply_to=self._reply_queue(), **options)
+        queue, options["priority"] = self.router.destination(
+            name, args, kwargs, queue, options, self.tasks.get(name)
+        )
+        message = new_message(name, args, kwargs, origin=self.origin, reply_to=self._reply_queue(), **options)
         self.publish(message, queue, serializer, compression)
         return AsyncResult(message.id, app=self, task_name=name)
 
@@ -340,13 +357,16 @@ class App:
         batch: list[tuple[str, TaskMessage, Envelope]] = []
         for sig in signatures:
             if getattr(sig, "subtask_type", None):
-                raise TypeError(f"send_many sends single tasks; send the {sig.subtask_type} "
-                                f"{sig!r} with its own apply_async()")
+                raise TypeError(
+                    f"send_many sends single tasks; send the {sig.subtask_type} "
+                    f"{sig!r} with its own apply_async()"
+                )
             options = dict(sig.options or {})
             unknown = options.keys() - CALL_OPTIONS
             if unknown:
-                raise TypeError(f"{sig.task}: unknown option(s) {sorted(unknown)}; "
-                                f"accepted: {sorted(CALL_OPTIONS)}")
+                raise TypeError(
+                    f"{sig.task}: unknown option(s) {sorted(unknown)}; accepted: {sorted(CALL_OPTIONS)}"
+                )
             task = self.tasks.get(sig.task)
             args, kwargs = tuple(sig.args or ()), dict(sig.kwargs or {})
             queue, serializer = options.pop("queue", None), options.pop("serializer", None)
@@ -359,25 +379,26 @@ class App:
                     options["ignore_result"] = task.ignore_result
             elif options.get("ignore_result") is None:
                 options.pop("ignore_result", None)
-            queue, options["priority"] = router.destination(sig.task, args, kwargs, queue, options,
-                                                            task)
-            message = new_message(sig.task, args, kwargs, origin=self.origin, reply_to=reply_to,
-                                  **options)
+            queue, options["priority"] = router.destination(sig.task, args, kwargs, queue, options, task)
+            message = new_message(sig.task, args, kwargs, origin=self.origin, reply_to=reply_to, **options)
             batch.append((queue, message, self._encode(message, serializer, compression)))
         self._publish_batch(batch)
         return [AsyncResult(message.id, app=self, task_name=message.task) for _, message, _ in batch]
 
-    def publish(self, message: TaskMessage, queue: str, serializer: str | None = None,
-                compression: str | None = None) -> None:
+    def publish(
+        self, message: TaskMessage, queue: str, serializer: str | None = None, compression: str | None = None
+    ) -> None:
         """Encode and publish one task message, retrying through a broken connection."""
         self._publish_batch([(queue, message, self._encode(message, serializer, compression))])
 
-    def _encode(self, message: TaskMessage, serializer: str | None,
-                compression: str | None = None) -> Envelope:
+    def _encode(
+        self, message: TaskMessage, serializer: str | None, compression: str | None = None
+    ) -> Envelope:
         conf = self.conf
         try:
-            envelope = encode_task(message, self.serializers, serializer or conf.task_serializer,
-                                   conf.message_max_repr)
+            envelope = encode_task(
+                message, self.serializers, serializer or conf.task_serializer, conf.message_max_repr
+            )
         except (TypeError, ValueError) as exc:
             raise EncodeError(f"arguments of {message.task} cannot be serialized: {exc}") from exc
         return self.codec.seal(envelope, compression or conf.task_compression)
@@ -416,9 +437,12 @@ class App:
                 if attempt >= self.conf.task_publish_retries:
                     raise
                 delay = min(2.0, 0.2 * 2**attempt)
-                log.warning("kq: publish of %s failed (%s); retrying in %.1f s",
-                            batch[0][1].id if len(batch) == 1 else f"{len(batch)} messages",
-                            exc, delay)
+                log.warning(
+                    "kq: publish of %s failed (%s); retrying in %.1f s",
+                    batch[0][1].id if len(batch) == 1 else f"{len(batch)} messages",
+                    exc,
+                    delay,
+                )
                 time.sleep(delay)
         if after is not None:
             for queue, message, _ in batch:
@@ -435,8 +459,11 @@ class App:
         does not call into pluggy at all."""
         plugins = self.plugins
         if self._hooks is None or self._hooks[0] != plugins.generation:
-            self._hooks = (plugins.generation, plugins.notifier("kq_before_publish"),
-                           plugins.notifier("kq_after_publish"))
+            self._hooks = (
+                plugins.generation,
+                plugins.notifier("kq_before_publish"),
+                plugins.notifier("kq_after_publish"),
+            )
         return self._hooks[1], self._hooks[2]
 
     def broadcast(self, channel: str, envelope: Envelope) -> None:
@@ -451,8 +478,9 @@ class App:
             self._drop_publisher()
             raise
 
-    def revoke(self, task_ids: str | Sequence[str], *, terminate: bool = False,
-               signal: str | int = "SIGTERM") -> None:
+    def revoke(
+        self, task_ids: str | Sequence[str], *, terminate: bool = False, signal: str | int = "SIGTERM"
+    ) -> None:
         """Revoke tasks by id: every worker skips them, including workers started later (for
         ``worker_revoked_expires`` seconds); with ``terminate=True`` a worker running one stops
         it with ``signal`` where its pool can. See docs/tasks.md, "Revoking"."""
@@ -496,9 +524,16 @@ class App:
             payload = encode_result(meta, self.serializers, serializer)
         except (TypeError, ValueError) as exc:
             error = EncodeError(f"the result of {meta.name} cannot be serialized: {exc}")
-            meta = ResultMeta(task_id=meta.task_id, state=FAILURE, result=exception_to_meta(error),
-                              date_done=meta.date_done, name=meta.name, worker=meta.worker,
-                              retries=meta.retries, queue=meta.queue)
+            meta = ResultMeta(
+                task_id=meta.task_id,
+                state=FAILURE,
+                result=exception_to_meta(error),
+                date_done=meta.date_done,
+                name=meta.name,
+                worker=meta.worker,
+                retries=meta.retries,
+                queue=meta.queue,
+            )
             payload = encode_result(meta, self.serializers, serializer)
         stored = StoredResult(meta.task_id, meta.state, payload, reply_to)
         self.backend.store(stored, self.conf.result_expires)

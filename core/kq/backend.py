@@ -170,12 +170,16 @@ class ResultBackend(abc.ABC):
         raise NotImplementedError(self._no_claims())
 
     def _no_claims(self) -> str:
-        return (f"{type(self).__name__} keeps no claims (capabilities.claims is False); use a "
-                f"result backend that does, such as redis://, sqlite:// or db+postgresql://")
+        return (
+            f"{type(self).__name__} keeps no claims (capabilities.claims is False); use a "
+            f"result backend that does, such as redis://, sqlite:// or db+postgresql://"
+        )
 
     def _no_counters(self) -> str:
-        return (f"{type(self).__name__} keeps no counters (capabilities.counters is False); use a "
-                f"result backend that does, such as redis://, sqlite:// or db+postgresql://")
+        return (
+            f"{type(self).__name__} keeps no counters (capabilities.counters is False); use a "
+            f"result backend that does, such as redis://, sqlite:// or db+postgresql://"
+        )
 
     def cleanup(self) -> int:
         """Delete expired results (and expired counters and claims); return how many. Backends with native
@@ -202,4 +206,3 @@ class BackendSpec:
         )
     )
     description: str = ""
-

@@ -89,8 +89,12 @@ class Limits:
 class Codec:
     """The compression formats, signer and limits of one app configuration."""
 
-    def __init__(self, compressions: Iterable[CompressionSpec], signer: Signer | None = None,
-                 limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        compressions: Iterable[CompressionSpec],
+        signer: Signer | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self.signer = signer
         self.limits = limits or Limits()
         self._by_name: dict[str, CompressionSpec] = {}
@@ -108,8 +112,10 @@ class Codec:
         """A compression format by name, alias or content type."""
         spec = self._by_name.get(name) or self._by_type.get(name)
         if spec is None:
-            raise ConfigurationError(f"no compression named {name!r}; installed: "
-                                     f"{', '.join(self.names) or 'none'} (zstd: pip install kq-zstd)")
+            raise ConfigurationError(
+                f"no compression named {name!r}; installed: "
+                f"{', '.join(self.names) or 'none'} (zstd: pip install kq-zstd)"
+            )
         return spec
 
     def seal(self, envelope: Envelope, compression: str | None = None) -> Envelope:
@@ -121,14 +127,18 @@ class Codec:
         size = len(envelope.body)
         if compression:
             spec = self.compression(compression)
-            envelope = attrs.evolve(envelope, body=spec.compress(envelope.body),
-                                    headers={**envelope.headers,
-                                             COMPRESSION_HEADER: spec.content_type})
+            envelope = attrs.evolve(
+                envelope,
+                body=spec.compress(envelope.body),
+                headers={**envelope.headers, COMPRESSION_HEADER: spec.content_type},
+            )
             size = max(size, len(envelope.body))
         if size > self.limits.max_size:
-            raise EncodeError(f"message of {size} bytes is over message_max_size "
-                              f"({self.limits.max_size}); pass large data by reference (a URL or "
-                              "a key), or raise message_max_size on clients and workers alike")
+            raise EncodeError(
+                f"message of {size} bytes is over message_max_size "
+                f"({self.limits.max_size}); pass large data by reference (a URL or "
+                "a key), or raise message_max_size on clients and workers alike"
+            )
         return self.signer.sign(envelope) if self.signer is not None else envelope
 
     def open(self, envelope: Envelope) -> Envelope:
@@ -136,8 +146,10 @@ class Codec:
         ``untrusted``, ``decode``) for one it must not."""
         limits = self.limits
         if len(envelope.body) > limits.max_size:
-            raise MessageRejected("over-limit", f"body of {len(envelope.body)} bytes is over "
-                                  f"message_max_size ({limits.max_size})")
+            raise MessageRejected(
+                "over-limit",
+                f"body of {len(envelope.body)} bytes is over message_max_size ({limits.max_size})",
+            )
         if self.signer is not None:
             envelope = self.signer.verify(envelope)
         headers = envelope.headers
@@ -146,22 +158,28 @@ class Codec:
         for key in ("argsrepr", "kwargsrepr"):
             value = headers.get(key)
             if isinstance(value, str) and len(value) > limits.max_repr:
-                raise MessageRejected("over-limit", f"header {key!r} has {len(value)} characters, "
-                                      f"over message_max_repr ({limits.max_repr})")
+                raise MessageRejected(
+                    "over-limit",
+                    f"header {key!r} has {len(value)} characters, over message_max_repr ({limits.max_repr})",
+                )
         compression = headers.get(COMPRESSION_HEADER)
         if compression is None:
             return envelope
         spec = self._by_type.get(compression) if isinstance(compression, str) else None
         if spec is None:
-            raise MessageRejected("decode", f"unknown compression {compression!r}; installed: "
-                                  f"{', '.join(sorted(self._by_type)) or 'none'}")
+            raise MessageRejected(
+                "decode",
+                f"unknown compression {compression!r}; installed: "
+                f"{', '.join(sorted(self._by_type)) or 'none'}",
+            )
         try:
             body = spec.decompress(envelope.body, limits.max_size)
         except Exception as exc:  # corrupt input in any of the formats' own error types
             raise MessageRejected("decode", f"{spec.name} could not inflate the body: {exc}") from None
         if len(body) > limits.max_size:
-            raise MessageRejected("over-limit", f"body inflates to over message_max_size "
-                                  f"({limits.max_size}) bytes")
+            raise MessageRejected(
+                "over-limit", f"body inflates to over message_max_size ({limits.max_size}) bytes"
+            )
         rest = {k: v for k, v in headers.items() if k != COMPRESSION_HEADER}
         return attrs.evolve(envelope, body=body, headers=rest)
 
@@ -210,11 +228,28 @@ def builtin_compressions() -> list[CompressionSpec]:
     import zlib
 
     return [
-        CompressionSpec("zlib", "application/x-gzip", zlib.compress, _stream(zlib.decompressobj),
-                        aliases=("gzip",), description="zlib (fast, modest ratio)"),
-        CompressionSpec("bz2", "application/x-bz2", bz2.compress, _stream(bz2.BZ2Decompressor),
-                        aliases=("bzip2",), description="bzip2 (slow, good ratio on text)"),
-        CompressionSpec("lzma", "application/x-lzma", lzma.compress,
-                        _stream(lzma.LZMADecompressor), aliases=("xz",),
-                        description="LZMA/xz (slowest, best ratio)"),
+        CompressionSpec(
+            "zlib",
+            "application/x-gzip",
+            zlib.compress,
+            _stream(zlib.decompressobj),
+            aliases=("gzip",),
+            description="zlib (fast, modest ratio)",
+        ),
+        CompressionSpec(
+            "bz2",
+            "application/x-bz2",
+            bz2.compress,
+            _stream(bz2.BZ2Decompressor),
+            aliases=("bzip2",),
+            description="bzip2 (slow, good ratio on text)",
+        ),
+        CompressionSpec(
+            "lzma",
+            "application/x-lzma",
+            lzma.compress,
+            _stream(lzma.LZMADecompressor),
+            aliases=("xz",),
+            description="LZMA/xz (slowest, best ratio)",
+        ),
     ]

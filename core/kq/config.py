@@ -39,15 +39,14 @@ def _non_negative_int(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None
 
 
 def _positive_number(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
-    ):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
         raise ConfigurationError(f"{attr.name} must be a number > 0 (or None), got {value!r}")
 
 
 def _port(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                              or not 1 <= value <= 65535):
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535
+    ):
         raise ConfigurationError(f"{attr.name} must be a port number 1-65535 (or None), got {value!r}")
 
 
@@ -97,8 +96,7 @@ def _autoscale(value: Any) -> tuple[int, int] | None:
     if len(numbers) == 1:
         numbers.append(1)
     if len(numbers) != 2 or not numbers[0] >= numbers[1] >= 1:
-        raise ConfigurationError(f"worker_autoscale must be 'MAX,MIN' with MAX >= MIN >= 1, "
-                                 f"got {value!r}")
+        raise ConfigurationError(f"worker_autoscale must be 'MAX,MIN' with MAX >= MIN >= 1, got {value!r}")
     return (numbers[0], numbers[1])
 
 
@@ -117,15 +115,16 @@ def _timezone(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, TypeError, ValueError):
-        raise ConfigurationError(f"timezone must be an IANA time zone name such as 'UTC' or "
-                                 f"'Europe/Berlin', got {value!r}") from None
+        raise ConfigurationError(
+            f"timezone must be an IANA time zone name such as 'UTC' or 'Europe/Berlin', got {value!r}"
+        ) from None
 
 
 def _one_of(*choices: str) -> Any:
     def check(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
         if value not in choices:
-            raise ConfigurationError(f"{attr.name} must be one of {', '.join(choices)}, "
-                                     f"got {value!r}")
+            raise ConfigurationError(f"{attr.name} must be one of {', '.join(choices)}, got {value!r}")
+
     return check
 
 
@@ -160,9 +159,7 @@ class Settings:
     result_serializer: str = attrs.field(default="json", validator=_name)
     #: Content types (or serializer names) a worker agrees to decode. Anything else is rejected
     #: before it is parsed. pickle is accepted only when listed here.
-    accept_content: tuple[str, ...] = attrs.field(
-        default=("json",), converter=_tuple, validator=_names
-    )
+    accept_content: tuple[str, ...] = attrs.field(default=("json",), converter=_tuple, validator=_names)
     #: Compress task bodies with this format (``zlib``, ``bz2``, ``lzma``, or a plugin's such as
     #: ``zstd``); per task or call: ``compression=``. ``None`` sends them as they are.
     task_compression: str | None = attrs.field(default=None, validator=_optional_name)
@@ -225,9 +222,7 @@ class Settings:
     worker_autoscale: tuple[int, int] | None = attrs.field(default=None, converter=_autoscale)
     #: On warm shutdown, seconds to wait for running tasks before abandoning them (acks_late
     #: ones go back to their queue); ``None`` waits as long as they run.
-    worker_soft_shutdown_timeout: float | None = attrs.field(
-        default=None, validator=_positive_number
-    )
+    worker_soft_shutdown_timeout: float | None = attrs.field(default=None, validator=_positive_number)
     #: ``kq worker`` exits (code 70, the loop's stack logged) when its consumer loop has not
     #: stepped for this many seconds, so a supervisor restarts it; ``None`` never. A healthy
     #: loop steps every second or so, and its slowest legitimate wait (a broker or backend
@@ -265,8 +260,9 @@ class Settings:
 
     def __repr__(self) -> str:
         """With passwords and secret options masked: settings end up in logs and bug reports."""
-        shown = (f"{a.name}={safe_setting(a.name, getattr(self, a.name))!r}"
-                 for a in attrs.fields(type(self)))
+        shown = (
+            f"{a.name}={safe_setting(a.name, getattr(self, a.name))!r}" for a in attrs.fields(type(self))
+        )
         return f"Settings({', '.join(shown)})"
 
     @classmethod
@@ -295,9 +291,7 @@ def reject_unknown_options(what: str, options: Mapping[str, Any], accepted: Iter
     known = sorted(accepted)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ConfigurationError(
-            f"unknown {what} {', '.join(unknown)}; accepted: {', '.join(known)}"
-        )
+        raise ConfigurationError(f"unknown {what} {', '.join(unknown)}; accepted: {', '.join(known)}")
 
 
 def check_name(key: str) -> None:
@@ -310,9 +304,14 @@ def check_name(key: str) -> None:
 _FIELDS = {a.name: a for a in attrs.fields(Settings)}
 #: Settings whose default is None, with the type an environment value converts to.
 _NUMERIC_OPTIONAL: dict[str, Any] = {
-    "worker_concurrency": int, "worker_max_tasks_per_child": int,
-    "worker_max_memory_per_child": int, "task_time_limit": float, "task_soft_time_limit": float,
-    "worker_soft_shutdown_timeout": float, "worker_autoscale": str, "worker_metrics_port": int,
+    "worker_concurrency": int,
+    "worker_max_tasks_per_child": int,
+    "worker_max_memory_per_child": int,
+    "task_time_limit": float,
+    "task_soft_time_limit": float,
+    "worker_soft_shutdown_timeout": float,
+    "worker_autoscale": str,
+    "worker_metrics_port": int,
 }
 
 
@@ -322,8 +321,11 @@ def _parse_env(name: str, raw: str) -> Any:
     # attrs' stubs declare Factory a function (so `x: list[int] = Factory(list)` checks): a class.
     initial: Any = field.default
     default = initial.factory() if isinstance(initial, attrs.Factory) else initial  # type: ignore[arg-type]
-    nullable = field.default is None or name in ("result_backend", "result_expires",
-                                                 "worker_watchdog_timeout")
+    nullable = field.default is None or name in (
+        "result_backend",
+        "result_expires",
+        "worker_watchdog_timeout",
+    )
     if nullable and raw.strip().lower() in ("none", "null"):
         return None
     try:
@@ -377,8 +379,10 @@ def from_object(obj: Any) -> dict[str, Any]:
         items = dict(obj)
     else:
         items = {
-            k: getattr(obj, k) for k in dir(obj)
-            if not k.startswith("_") and k.islower()
+            k: getattr(obj, k)
+            for k in dir(obj)
+            if not k.startswith("_")
+            and k.islower()
             and (k in _FIELDS or not callable(getattr(obj, k)))  # a route function is a setting
             and not isinstance(getattr(obj, k), type(importlib))
         }

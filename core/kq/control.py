@@ -32,10 +32,18 @@ REPLY_CHANNEL = "kq.control.reply"
 CONTENT_TYPE = "application/json"
 
 #: Read-only commands (``kq inspect``) and commands that change a worker (``kq control``).
-INSPECT_COMMANDS = ("ping", "active", "reserved", "scheduled", "registered", "stats",
-                    "active_queues")
-CONTROL_COMMANDS = ("revoke", "rate_limit", "time_limit", "shutdown", "pool_grow", "pool_shrink",
-                    "autoscale", "add_consumer", "cancel_consumer")
+INSPECT_COMMANDS = ("ping", "active", "reserved", "scheduled", "registered", "stats", "active_queues")
+CONTROL_COMMANDS = (
+    "revoke",
+    "rate_limit",
+    "time_limit",
+    "shutdown",
+    "pool_grow",
+    "pool_shrink",
+    "autoscale",
+    "add_consumer",
+    "cancel_consumer",
+)
 
 
 @attrs.frozen
@@ -50,29 +58,37 @@ class Command:
     id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
 
     def encode(self) -> bytes:
-        return json.dumps({
-            "method": self.method, "arguments": dict(self.arguments),
-            "destination": None if self.destination is None else list(self.destination),
-            "reply_to": self.reply_to, "id": self.id,
-        }).encode()
+        return json.dumps(
+            {
+                "method": self.method,
+                "arguments": dict(self.arguments),
+                "destination": None if self.destination is None else list(self.destination),
+                "reply_to": self.reply_to,
+                "id": self.id,
+            }
+        ).encode()
 
     @classmethod
     def decode(cls, body: bytes) -> Command:
         """A ValueError (or KeyError, TypeError) says what is wrong with a malformed one."""
         data = json.loads(body)
-        method, arguments, destination = data["method"], data.get("arguments") or {}, \
-            data.get("destination")
+        method, arguments, destination = data["method"], data.get("arguments") or {}, data.get("destination")
         if not isinstance(method, str) or not isinstance(arguments, dict):
             raise ValueError("method must be a string and arguments a mapping")
-        if destination is not None and (not isinstance(destination, list)
-                                        or not all(isinstance(d, str) for d in destination)):
+        if destination is not None and (
+            not isinstance(destination, list) or not all(isinstance(d, str) for d in destination)
+        ):
             raise ValueError("destination must be a list of worker names or null")
         reply_to, command_id = data["reply_to"], data["id"]
-        if not isinstance(command_id, str) or not isinstance(reply_to, str) or not (
-                reply_to == REPLY_CHANNEL or reply_to.startswith(f"{REPLY_CHANNEL}.")):
+        if (
+            not isinstance(command_id, str)
+            or not isinstance(reply_to, str)
+            or not (reply_to == REPLY_CHANNEL or reply_to.startswith(f"{REPLY_CHANNEL}."))
+        ):
             raise ValueError(f"id must be a string and reply_to {REPLY_CHANNEL!r} or below it")
-        return cls(method, arguments, None if destination is None else tuple(destination),
-                   reply_to, command_id)
+        return cls(
+            method, arguments, None if destination is None else tuple(destination), reply_to, command_id
+        )
 
     def is_for(self, hostname: str) -> bool:
         return self.destination is None or hostname in self.destination
@@ -87,8 +103,9 @@ class Reply:
     reply: Any
 
     def encode(self) -> bytes:
-        return json.dumps({"id": self.id, "hostname": self.hostname, "reply": self.reply},
-                          default=repr).encode()
+        return json.dumps(
+            {"id": self.id, "hostname": self.hostname, "reply": self.reply}, default=repr
+        ).encode()
 
     @classmethod
     def decode(cls, body: bytes) -> Reply:
@@ -98,16 +115,22 @@ class Reply:
         return cls(data["id"], data["hostname"], data.get("reply"))
 
 
-def broadcast(app: Any, method: str, arguments: Mapping[str, Any] | None = None, *,
-              destination: Sequence[str] | None = None, timeout: float = 1.0) -> dict[str, Any]:
+def broadcast(
+    app: Any,
+    method: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    destination: Sequence[str] | None = None,
+    timeout: float = 1.0,
+) -> dict[str, Any]:
     """Send ``method`` to the workers (all, or those named in ``destination``) and return
     ``{worker name: reply}`` for those that answered within ``timeout`` seconds. ``app`` is
     typed ``Any``: the app module sits above this one."""
     if not app.plugins.transport_for(app.conf.broker_url).capabilities.fanout:
-        raise ConfigurationError("remote control needs a broker with fan-out (kq-redis, kq-amqp, "
-                                 "kq-sqlite); this one has none")
-    command = Command(method, dict(arguments or {}),
-                      None if destination is None else tuple(destination))
+        raise ConfigurationError(
+            "remote control needs a broker with fan-out (kq-redis, kq-amqp, kq-sqlite); this one has none"
+        )
+    command = Command(method, dict(arguments or {}), None if destination is None else tuple(destination))
     waiting = set(destination) if destination is not None else None
     replies: dict[str, Any] = {}
     transport = app.new_transport()

@@ -70,12 +70,17 @@ class DeadLetter:
         if original is None:  # dead-lettered by the broker itself: the queue's name says whose
             original = delivery.queue.removesuffix(DEAD_LETTER_SUFFIX)
         return cls(
-            queue=delivery.queue, original_queue=original,
-            task_id=_text(headers.get("id")), task=_text(headers.get("task")),
+            queue=delivery.queue,
+            original_queue=original,
+            task_id=_text(headers.get("id")),
+            task=_text(headers.get("task")),
             reason=_text(headers.get(REJECT_REASON_HEADER)),
             rejected_at=_text(headers.get(REJECTED_AT_HEADER)),
-            argsrepr=_text(headers.get("argsrepr")), kwargsrepr=_text(headers.get("kwargsrepr")),
-            content_type=envelope.content_type, body_size=len(envelope.body), headers=headers,
+            argsrepr=_text(headers.get("argsrepr")),
+            kwargsrepr=_text(headers.get("kwargsrepr")),
+            content_type=envelope.content_type,
+            body_size=len(envelope.body),
+            headers=headers,
         )
 
     def matches(self, ids: Sequence[str], reasons: Sequence[str]) -> bool:
@@ -107,8 +112,14 @@ def find(transport: Transport, dlq: str, task_id: str) -> DeadLetter | None:
     return None
 
 
-def replay(transport: Transport, dlq: str, *, ids: Sequence[str] = (),
-           reasons: Sequence[str] = (), limit: int | None = None) -> list[DeadLetter]:
+def replay(
+    transport: Transport,
+    dlq: str,
+    *,
+    ids: Sequence[str] = (),
+    reasons: Sequence[str] = (),
+    limit: int | None = None,
+) -> list[DeadLetter]:
     """Move the dead letters of ``dlq`` that match ``ids`` and ``reasons`` (see
     :meth:`DeadLetter.matches`), at most ``limit``, back to their original queues without
     the dead-letter headers; return them.
@@ -127,8 +138,9 @@ def replay(transport: Transport, dlq: str, *, ids: Sequence[str] = (),
                 chosen.append((delivery, letter))
         if not chosen:
             return []
-        transport.publish_many((letter.original_queue, revived(delivery.envelope))
-                               for delivery, letter in chosen)
+        transport.publish_many(
+            (letter.original_queue, revived(delivery.envelope)) for delivery, letter in chosen
+        )
         transport.ack([delivery for delivery, _ in chosen])
         taken = {id(delivery) for delivery, _ in chosen}
         held[:] = [delivery for delivery in held if id(delivery) not in taken]

@@ -36,8 +36,7 @@ CHANNEL = "celeryev"
 CONTENT_TYPE = "application/json"
 #: Seconds between a worker's heartbeats; monitors count a worker gone after 3 missed ones.
 HEARTBEAT_INTERVAL = 2.0
-_ENDED = {SUCCESS: "task-succeeded", FAILURE: "task-failed", RETRY: "task-retried",
-          REVOKED: "task-revoked"}
+_ENDED = {SUCCESS: "task-succeeded", FAILURE: "task-failed", RETRY: "task-retried", REVOKED: "task-revoked"}
 
 
 class LamportClock:
@@ -76,8 +75,9 @@ class EventDispatcher:
 
     def __init__(self, app: Any, hostname: str, *, buffered: bool = False) -> None:
         if not app.plugins.transport_for(app.conf.broker_url).capabilities.fanout:
-            raise ConfigurationError("events need a broker with fan-out (kq-redis, kq-amqp, "
-                                     "kq-sqlite); this one has none")
+            raise ConfigurationError(
+                "events need a broker with fan-out (kq-redis, kq-amqp, kq-sqlite); this one has none"
+            )
         self.app = app
         self.hostname = hostname
         self._pid = os.getpid()
@@ -88,8 +88,15 @@ class EventDispatcher:
         self._version = importlib.metadata.version("kq")
 
     def send(self, type_: str, **fields: Any) -> None:
-        event = {**fields, "type": type_, "hostname": self.hostname, "pid": self._pid,
-                 "clock": clock.forward(), "timestamp": time.time(), "utcoffset": self._offset}
+        event = {
+            **fields,
+            "type": type_,
+            "hostname": self.hostname,
+            "pid": self._pid,
+            "clock": clock.forward(),
+            "timestamp": time.time(),
+            "utcoffset": self._offset,
+        }
         if self._buffer is None:
             self._publish([event])
         else:
@@ -139,9 +146,16 @@ class EventDispatcher:
 
     def worker(self, type_: str, active: int = 0, processed: int = 0) -> None:
         """``worker-online``, ``worker-heartbeat`` or ``worker-offline``."""
-        self.send(type_, freq=HEARTBEAT_INTERVAL, sw_ident="kq", sw_ver=self._version,
-                  sw_sys=platform.system(), active=active, processed=processed,
-                  loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else [])
+        self.send(
+            type_,
+            freq=HEARTBEAT_INTERVAL,
+            sw_ident="kq",
+            sw_ver=self._version,
+            sw_sys=platform.system(),
+            active=active,
+            processed=processed,
+            loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else [],
+        )
 
     def tick(self, counts: Callable[[], tuple[int, int]]) -> None:
         """Once per worker loop turn: a heartbeat when one is due (``counts`` gives the active
@@ -154,10 +168,14 @@ class EventDispatcher:
 
 
 def _task_fields(message: TaskMessage) -> dict[str, Any]:
-    return {"uuid": message.id, "name": message.task,
-            "args": message.argsrepr if message.argsrepr is not None else repr(message.args),
-            "kwargs": (message.kwargsrepr if message.kwargsrepr is not None
-                       else repr(dict(message.kwargs))),
-            "retries": message.retries, "eta": _iso(message.eta), "expires": _iso(message.expires),
-            "root_id": message.root_id, "parent_id": message.parent_id}
-
+    return {
+        "uuid": message.id,
+        "name": message.task,
+        "args": message.argsrepr if message.argsrepr is not None else repr(message.args),
+        "kwargs": (message.kwargsrepr if message.kwargsrepr is not None else repr(dict(message.kwargs))),
+        "retries": message.retries,
+        "eta": _iso(message.eta),
+        "expires": _iso(message.expires),
+        "root_id": message.root_id,
+        "parent_id": message.parent_id,
+    }

@@ -80,10 +80,16 @@ class Retry(KQError):
     sent again.
     """
 
-    def __init__(self, message: object = None, exc: BaseException | None = None,
-                 when: object = None, queue: str | None = None) -> None:
-        super().__init__(f"retry {'at ' + str(when) if when else 'now'}"
-                         + (f": {exc!r}" if exc is not None else ""))
+    def __init__(
+        self,
+        message: object = None,
+        exc: BaseException | None = None,
+        when: object = None,
+        queue: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"retry {'at ' + str(when) if when else 'now'}" + (f": {exc!r}" if exc is not None else "")
+        )
         self.message = message
         self.exc = exc
         self.when = when

@@ -77,23 +77,20 @@ class Execution:
     runtime: float
 
 
-def _succeeded(task: Any, request: Request, hooks: TaskHooks, retval: Any,
-               runtime: float) -> Execution:
+def _succeeded(task: Any, request: Request, hooks: TaskHooks, retval: Any, runtime: float) -> Execution:
     if hooks.success:
         hooks.success(task=task, request=request, retval=retval)
     return _ended(task, request, hooks, Execution(SUCCESS, retval, None, None, runtime))
 
 
-def _failed(task: Any, request: Request, hooks: TaskHooks, exc: BaseException,
-            runtime: float) -> Execution:
+def _failed(task: Any, request: Request, hooks: TaskHooks, exc: BaseException, runtime: float) -> Execution:
     text = tb_module.format_exc()
     if hooks.failure:
         hooks.failure(task=task, request=request, exc=exc, traceback=text)
     return _ended(task, request, hooks, Execution(FAILURE, None, exc, text, runtime))
 
 
-def _raised(task: Any, request: Request, hooks: TaskHooks, exc: BaseException,
-            runtime: float) -> Execution:
+def _raised(task: Any, request: Request, hooks: TaskHooks, exc: BaseException, runtime: float) -> Execution:
     """The body raised ``exc``: a retry it asked for, an automatic retry (``autoretry_for``,
     while retries are left), or a failure with ``exc`` itself."""
     retry = exc if isinstance(exc, Retry) else _autoretry(task, request, exc)
@@ -102,8 +99,7 @@ def _raised(task: Any, request: Request, hooks: TaskHooks, exc: BaseException,
     reason = retry.exc if retry.exc is not None else retry
     if hooks.retry:
         hooks.retry(task=task, request=request, reason=reason)
-    return _ended(task, request, hooks,
-                  Execution(RETRY, retry, reason, tb_module.format_exc(), runtime))
+    return _ended(task, request, hooks, Execution(RETRY, retry, reason, tb_module.format_exc(), runtime))
 
 
 def _autoretry(task: Any, request: Request, exc: BaseException) -> Retry | None:
@@ -177,8 +173,14 @@ def run_eagerly(task: Any, message: TaskMessage) -> EagerResult:
             break
         message = done.retval.message
     value = done.retval if done.exception is None else exception_to_meta(done.exception)
-    meta = ResultMeta(task_id=message.id, state=done.state, result=value,
-                      traceback=done.traceback, date_done=utcnow(), name=task.name)
+    meta = ResultMeta(
+        task_id=message.id,
+        state=done.state,
+        result=value,
+        traceback=done.traceback,
+        date_done=utcnow(),
+        name=task.name,
+    )
     return EagerResult(meta, done.exception)
 
 
@@ -212,15 +214,15 @@ class Runner:
 
     def _internal_error(self, job: Job, exc: Exception, start: float) -> Outcome:
         log.exception("kq: internal error running task %s", job.message.id)
-        return Outcome(job.message.id, FAILURE, time.perf_counter() - start,
-                       error=f"internal error: {exc!r}")
+        return Outcome(job.message.id, FAILURE, time.perf_counter() - start, error=f"internal error: {exc!r}")
 
     def prepare(self, job: Job) -> Prepared | Outcome:
         """Everything before the task body; an Outcome when the body must not run."""
         message = job.message
         task = self.app.tasks.get(message.task)
-        request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
-                                       redelivered=job.redelivered)
+        request = Request.from_message(
+            message, hostname=self.hostname, queue=job.queue, redelivered=job.redelivered
+        )
         if task is None:
             error = NotRegistered(f"task {message.task!r} is not registered in this worker")
             self._store(message, job.queue, FAILURE, exception_to_meta(error))
@@ -250,8 +252,9 @@ class Runner:
         its own process): fire ``kq_task_revoked``, store REVOKED, tell its workflow."""
         message = job.message
         if request is None:
-            request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
-                                           redelivered=job.redelivered)
+            request = Request.from_message(
+                message, hostname=self.hostname, queue=job.queue, redelivered=job.redelivered
+            )
         if self.hooks.revoked:
             self.hooks.revoked(request=request, reason=reason)
         revoked = TaskRevoked(reason)
@@ -266,28 +269,33 @@ class Runner:
         if done.state == RETRY:
             return self._retry(prepared, done)
         if done.exception is not None:
-            log.error("kq: task %s[%s] failed in %.3fs: %r", message.task, message.id,
-                      done.runtime, done.exception)
+            log.error(
+                "kq: task %s[%s] failed in %.3fs: %r", message.task, message.id, done.runtime, done.exception
+            )
             error = f"{type(done.exception).__name__}: {done.exception}"
-            keep = prepared.keep_result or (prepared.task.store_errors_even_if_ignored
-                                            and bool(self.app.conf.result_backend))
+            keep = prepared.keep_result or (
+                prepared.task.store_errors_even_if_ignored and bool(self.app.conf.result_backend)
+            )
             stored = not keep or self._store(
-                message, queue, FAILURE, exception_to_meta(done.exception), done.traceback)
+                message, queue, FAILURE, exception_to_meta(done.exception), done.traceback
+            )
         else:
-            log.debug("kq: task %s[%s] succeeded in %.3fs", message.task, message.id,
-                      done.runtime)
+            log.debug("kq: task %s[%s] succeeded in %.3fs", message.task, message.id, done.runtime)
             error = None
             stored = not prepared.keep_result or self._store(message, queue, SUCCESS, done.retval)
         if not stored and prepared.task.acks_late:
             # The outcome exists nowhere: let the task run again rather than lose it.
-            return Outcome(message.id, done.state, done.runtime, error="result not stored",
-                           requeue=True)
+            return Outcome(message.id, done.state, done.runtime, error="result not stored", requeue=True)
         release_for(self.app, message)
         if done.exception is None:
             after_task(self.app, message, prepared.request, value=done.retval)
         else:
-            after_task(self.app, message, prepared.request,
-                       cause=Cause.of_exception(message.id, done.exception, done.traceback))
+            after_task(
+                self.app,
+                message,
+                prepared.request,
+                cause=Cause.of_exception(message.id, done.exception, done.traceback),
+            )
         return Outcome(message.id, done.state, done.runtime, error=error)
 
     def _retry(self, prepared: Prepared, done: Execution) -> Outcome:
@@ -296,25 +304,27 @@ class Runner:
         never overwritten by the RETRY of this one."""
         message, queue = prepared.job.message, prepared.job.queue
         retry: Retry = done.retval
-        log.info("kq: task %s[%s] will retry%s: %r", message.task, message.id,
-                 f" at {retry.when}" if retry.when else "", done.exception)
+        log.info(
+            "kq: task %s[%s] will retry%s: %r",
+            message.task,
+            message.id,
+            f" at {retry.when}" if retry.when else "",
+            done.exception,
+        )
         if prepared.keep_result:
-            self._store(message, queue, RETRY, exception_to_meta(done.exception or retry),
-                        done.traceback)
+            self._store(message, queue, RETRY, exception_to_meta(done.exception or retry), done.traceback)
         if retry.message is not None:
             try:
-                self.app.publish(retry.message, retry.queue or queue, prepared.task.serializer,
-                                 prepared.task.compression)
+                self.app.publish(
+                    retry.message, retry.queue or queue, prepared.task.serializer, prepared.task.compression
+                )
             except Exception as exc:  # broker gone past the publish retries: the task fails
-                log.error("kq: could not send the retry of task %s[%s]: %r",
-                          message.task, message.id, exc)
+                log.error("kq: could not send the retry of task %s[%s]: %r", message.task, message.id, exc)
                 if prepared.task.acks_late:
-                    return Outcome(message.id, RETRY, done.runtime, error="retry not sent",
-                                   requeue=True)
+                    return Outcome(message.id, RETRY, done.runtime, error="retry not sent", requeue=True)
                 if prepared.keep_result:
                     self._store(message, queue, FAILURE, exception_to_meta(exc))
-                after_task(self.app, message, prepared.request,
-                           cause=Cause.of_exception(message.id, exc))
+                after_task(self.app, message, prepared.request, cause=Cause.of_exception(message.id, exc))
                 return Outcome(message.id, FAILURE, done.runtime, error=f"retry not sent: {exc!r}")
         return Outcome(message.id, RETRY, done.runtime, error=repr(done.exception))
 
@@ -333,12 +343,12 @@ class Runner:
         task = self.app.tasks.get(message.task)
         looping = isinstance(exc, TimeLimitExceeded) and job.redelivered
         if task is not None and task.acks_late and task.reject_on_worker_lost and not looping:
-            log.warning("kq: task %s[%s] lost (%s); returning it to the queue",
-                        message.task, message.id, exc)
+            log.warning("kq: task %s[%s] lost (%s); returning it to the queue", message.task, message.id, exc)
             return Outcome(message.id, FAILURE, runtime, error=str(exc), requeue=True)
         log.error("kq: task %s[%s] lost: %r", message.task, message.id, exc)
-        request = Request.from_message(message, hostname=self.hostname, queue=job.queue,
-                                       redelivered=job.redelivered)
+        request = Request.from_message(
+            message, hostname=self.hostname, queue=job.queue, redelivered=job.redelivered
+        )
         if self.hooks.failure and task is not None:
             self.hooks.failure(task=task, request=request, exc=exc, traceback="")
         self._store(message, job.queue, FAILURE, exception_to_meta(exc))
@@ -346,16 +356,25 @@ class Runner:
         after_task(self.app, message, request, cause=Cause.of_exception(message.id, exc))
         return Outcome(message.id, FAILURE, runtime, error=f"{type(exc).__name__}: {exc}")
 
-    def _store(self, message: TaskMessage, queue: str, state: str, result: Any,
-               traceback: str | None = None) -> bool:
+    def _store(
+        self, message: TaskMessage, queue: str, state: str, result: Any, traceback: str | None = None
+    ) -> bool:
         """Store a result, retrying while the backend is unreachable; False if it never could.
 
         Only ``BackendUnavailable`` (and ``OSError``) are retried: any other error is permanent
         and is logged at once.
         """
-        meta = ResultMeta(task_id=message.id, state=state, result=result, traceback=traceback,
-                          date_done=utcnow(), name=message.task, worker=self.hostname,
-                          retries=message.retries, queue=queue)
+        meta = ResultMeta(
+            task_id=message.id,
+            state=state,
+            result=result,
+            traceback=traceback,
+            date_done=utcnow(),
+            name=message.task,
+            worker=self.hostname,
+            retries=message.retries,
+            queue=queue,
+        )
         deadline = time.monotonic() + self.app.conf.result_store_timeout
         delay = 0.1
         while True:
@@ -364,15 +383,18 @@ class Runner:
                 return True
             except (BackendUnavailable, OSError) as exc:
                 if time.monotonic() + delay > deadline:
-                    log.error("kq: could not store the result of task %s (%s): %s",
-                              message.id, message.task, exc)
+                    log.error(
+                        "kq: could not store the result of task %s (%s): %s", message.id, message.task, exc
+                    )
                     return False
                 if delay == 0.1:
-                    log.warning("kq: result backend unavailable (%s); retrying for up to %.0f s",
-                                exc, self.app.conf.result_store_timeout)
+                    log.warning(
+                        "kq: result backend unavailable (%s); retrying for up to %.0f s",
+                        exc,
+                        self.app.conf.result_store_timeout,
+                    )
             except Exception as exc:  # permanent: retrying cannot help
-                log.error("kq: could not store the result of task %s (%s): %r",
-                          message.id, message.task, exc)
+                log.error("kq: could not store the result of task %s (%s): %r", message.id, message.task, exc)
                 return False
             time.sleep(delay)
             delay = min(delay * 2, 2.0)

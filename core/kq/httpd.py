@@ -16,8 +16,9 @@ class Handler(BaseHTTPRequestHandler):
     #: Names the server in the debug log line of each request.
     label = "http"
 
-    def send_body(self, status: int, body: bytes, content_type: str,
-                  headers: Iterable[tuple[str, str]] = ()) -> None:
+    def send_body(
+        self, status: int, body: bytes, content_type: str, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", f"{content_type}; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))

@@ -72,8 +72,9 @@ class Record:
         return found
 
     @classmethod
-    def from_metadata(cls, payload: bytes, metadata: Mapping[str, str] | None,
-                      names: tuple[str, str] = META_NAMES) -> Record | None:
+    def from_metadata(
+        cls, payload: bytes, metadata: Mapping[str, str] | None, names: tuple[str, str] = META_NAMES
+    ) -> Record | None:
         """The record :meth:`metadata` described, or ``None`` for an object without kq's state
         (one some other program wrote under the key reads as missing)."""
         state = (metadata or {}).get(names[0])
@@ -92,7 +93,7 @@ class Record:
         other program left under the key reads as missing, not as a crash)."""
         if not value.startswith(_MAGIC):
             return None
-        state, expiry, payload = value[len(_MAGIC):].split(b"\n", 2)
+        state, expiry, payload = value[len(_MAGIC) :].split(b"\n", 2)
         try:
             return cls(state.decode("ascii"), payload, float(expiry) if expiry else None)
         except ValueError:

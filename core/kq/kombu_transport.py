@@ -74,23 +74,32 @@ P = ParamSpec("P")
 K = TypeVar("K", bound="KombuTransport")
 
 
-def unavailable_error(exc: BaseException, connection: kombu.Connection | None, url: str,
-                      unavailable: type[KQError] = BrokerUnavailable) -> KQError | None:
+def unavailable_error(
+    exc: BaseException,
+    connection: kombu.Connection | None,
+    url: str,
+    unavailable: type[KQError] = BrokerUnavailable,
+) -> KQError | None:
     """``unavailable`` (naming the URL with its password masked) if ``exc`` is one of
     ``connection``'s connection or channel errors (see the module docstring for why channel
     errors count), else ``None``."""
     if connection is None or isinstance(exc, KQError):
         return None
-    errors = (*connection.connection_errors, *connection.recoverable_connection_errors,
-              *connection.channel_errors, OSError)
+    errors = (
+        *connection.connection_errors,
+        *connection.recoverable_connection_errors,
+        *connection.channel_errors,
+        OSError,
+    )
     if not isinstance(exc, errors):
         return None
     return unavailable(f"connection to {safe_url(url)} failed: {scrub(repr(exc), url)}")
 
 
 @contextmanager
-def kombu_errors(connection: kombu.Connection | None, url: str,
-                 unavailable: type[KQError] = BrokerUnavailable) -> Iterator[None]:
+def kombu_errors(
+    connection: kombu.Connection | None, url: str, unavailable: type[KQError] = BrokerUnavailable
+) -> Iterator[None]:
     """Re-raise what :func:`unavailable_error` translates."""
     try:
         yield
@@ -101,16 +110,21 @@ def kombu_errors(connection: kombu.Connection | None, url: str,
         raise error from exc
 
 
-def connect(url: str, transport_options: Mapping[str, Any],
-            unavailable: type[KQError] = BrokerUnavailable,
-            heartbeat: float = 0.0, transport: type | None = None) -> tuple[kombu.Connection, Any]:
+def connect(
+    url: str,
+    transport_options: Mapping[str, Any],
+    unavailable: type[KQError] = BrokerUnavailable,
+    heartbeat: float = 0.0,
+    transport: type | None = None,
+) -> tuple[kombu.Connection, Any]:
     """A new kombu connection and a channel on it, after one attempt: retrying and backing off
     is the caller's policy, not kombu's. A failure raises ``unavailable`` naming the URL, never
     the password. ``heartbeat`` (seconds, 0 for none) is offered to the broker; whoever asks
     for it must then call ``heartbeat_check`` about once a second. ``transport``: a kombu
     transport class to use instead of the one the URL's scheme names (a plugin's subclass)."""
-    connection = kombu.Connection(url, heartbeat=heartbeat, transport=transport,
-                                  transport_options=dict(transport_options))
+    connection = kombu.Connection(
+        url, heartbeat=heartbeat, transport=transport, transport_options=dict(transport_options)
+    )
     errors = (*connection.connection_errors, *connection.channel_errors, OSError)
     try:
         connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
@@ -136,8 +150,11 @@ def _keep_bodies_as_sent(channel: Any) -> None:
     class AsSent(base):  # type: ignore[misc, valid-type]  # kombu's class of this transport
         def __init__(self, raw: Any, *args: Any, **kwargs: Any) -> None:
             # py-amqp's raw message keeps headers in its properties, kombu's virtual ones in a dict
-            headers: Any = (raw.get("headers") if isinstance(raw, dict)
-                            else getattr(raw, "properties", {}).get("application_headers"))
+            headers: Any = (
+                raw.get("headers")
+                if isinstance(raw, dict)
+                else getattr(raw, "properties", {}).get("application_headers")
+            )
             held = headers.pop("compression", None) if isinstance(headers, dict) else None
             try:
                 super().__init__(raw, *args, **kwargs)
@@ -188,11 +205,15 @@ class KombuTransport(Transport):
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
         heartbeat = self.options.get("heartbeat", self.default_heartbeat)
-        if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not (
-                0 <= heartbeat < math.inf):
+        if (
+            isinstance(heartbeat, bool)
+            or not isinstance(heartbeat, (int, float))
+            or not (0 <= heartbeat < math.inf)
+        ):
             raise ConfigurationError(
                 f"broker_transport_options['heartbeat'] must be a number of seconds >= 0 (0 turns "
-                f"heartbeats off), got {heartbeat!r}")
+                f"heartbeats off), got {heartbeat!r}"
+            )
         self.heartbeat = float(heartbeat)
         self._reset()
 
@@ -218,12 +239,13 @@ class KombuTransport(Transport):
         if self._channel is not None:
             return self._channel
         transport_options = dict(self.transport_defaults)
-        transport_options.update(
-            (k, v) for k, v in self.options.items() if k not in self.adapter_options
+        transport_options.update((k, v) for k, v in self.options.items() if k not in self.adapter_options)
+        connection, channel = connect(
+            self.url,
+            transport_options,
+            heartbeat=self.heartbeat if consume else 0.0,
+            transport=self.kombu_transport,
         )
-        connection, channel = connect(self.url, transport_options,
-                                      heartbeat=self.heartbeat if consume else 0.0,
-                                      transport=self.kombu_transport)
         _keep_bodies_as_sent(channel)
         self._connection, self._channel = connection, channel
         return channel
@@ -310,8 +332,9 @@ class KombuTransport(Transport):
 
     def _send(self, envelope: Envelope, exchange: str, routing_key: str, mode: int) -> None:
         channel = self._channel
-        channel.basic_publish(self._message(channel, envelope, mode), exchange=exchange,
-                              routing_key=routing_key)
+        channel.basic_publish(
+            self._message(channel, envelope, mode), exchange=exchange, routing_key=routing_key
+        )
 
     @staticmethod
     def _message(channel: Any, envelope: Envelope, mode: int = _PERSISTENT) -> Any:
@@ -393,7 +416,10 @@ class KombuTransport(Transport):
         for name in queues:
             entity = self._subscriptions.get(name) or kombu.Queue(name, durable=True)
             consumer = kombu.Consumer(
-                channel, [entity], no_ack=False, auto_declare=False,
+                channel,
+                [entity],
+                no_ack=False,
+                auto_declare=False,
                 on_message=partial(self._received, name),
             )
             consumer.consume()
@@ -428,9 +454,7 @@ class KombuTransport(Transport):
         )
         redelivered = bool(message.delivery_info.get("redelivered", False))
         self._unsettled[message.delivery_tag] = message
-        self._buffer.append(
-            Delivery(envelope=envelope, queue=queue, tag=message, redelivered=redelivered)
-        )
+        self._buffer.append(Delivery(envelope=envelope, queue=queue, tag=message, redelivered=redelivered))
 
     def _settle(self, deliveries: Sequence[Delivery]) -> list[Any]:
         """Take the messages of ``deliveries`` out of the unsettled set and return them.
@@ -538,8 +562,12 @@ class KombuTransport(Transport):
     def subscribe(self, channel: str) -> str:
         name = f"{channel}.{uuid.uuid4().hex}"
         queue = kombu.Queue(
-            name, exchange=self._fanout(channel), routing_key=_ALL,
-            durable=False, exclusive=True, auto_delete=True,
+            name,
+            exchange=self._fanout(channel),
+            routing_key=_ALL,
+            durable=False,
+            exclusive=True,
+            auto_delete=True,
         )
         queue(self._open(consume=True)).declare()
         self._declared.add(name)

@@ -34,9 +34,14 @@ class Listener:
     that raises is logged and the listener goes on.
     """
 
-    def __init__(self, app: Any, handlers: Mapping[str, Handler], *,
-                 on_reconnect: Callable[[], None] | None = None,
-                 tick: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        handlers: Mapping[str, Handler],
+        *,
+        on_reconnect: Callable[[], None] | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         self.app = app
         self._handlers = dict(handlers)
         self._on_reconnect = on_reconnect
@@ -51,8 +56,7 @@ class Listener:
         broadcast); False when the broker could not be reached: the thread tries again."""
         try:
             self._transport = self.app.new_transport()
-            self._queues = {self._transport.subscribe(channel): channel
-                            for channel in self._handlers}
+            self._queues = {self._transport.subscribe(channel): channel for channel in self._handlers}
         except Exception as exc:
             self.drop(exc)
             return False

@@ -31,7 +31,6 @@ def load_app(spec: str) -> App:
     if len(apps) != 1:
         found = "none" if not apps else f"{len(apps)}"
         raise ConfigurationError(
-            f"-A {spec}: expected one kq App in {module_name}, found {found}; "
-            f"name it as -A {module_name}:app"
+            f"-A {spec}: expected one kq App in {module_name}, found {found}; name it as -A {module_name}:app"
         )
     return apps[0]

@@ -20,13 +20,27 @@ MISSED_HEARTBEATS = 3
 #: Seconds of history the throughput is averaged over.
 RATE_WINDOW = 10.0
 #: Task event types, and the state counted (and shown, upper-cased) for each.
-STATES = {"task-sent": "sent", "task-received": "received", "task-started": "started",
-          "task-succeeded": "succeeded", "task-failed": "failed", "task-retried": "retried",
-          "task-revoked": "revoked", "task-rejected": "rejected"}
+STATES = {
+    "task-sent": "sent",
+    "task-received": "received",
+    "task-started": "started",
+    "task-succeeded": "succeeded",
+    "task-failed": "failed",
+    "task-retried": "retried",
+    "task-revoked": "revoked",
+    "task-rejected": "rejected",
+}
 #: The state a task is shown in after each event, in Celery's names.
-TASK_STATES = {"task-sent": "PENDING", "task-received": "RECEIVED", "task-started": "STARTED",
-               "task-succeeded": "SUCCESS", "task-failed": "FAILURE", "task-retried": "RETRY",
-               "task-revoked": "REVOKED", "task-rejected": "REJECTED"}
+TASK_STATES = {
+    "task-sent": "PENDING",
+    "task-received": "RECEIVED",
+    "task-started": "STARTED",
+    "task-succeeded": "SUCCESS",
+    "task-failed": "FAILURE",
+    "task-retried": "RETRY",
+    "task-revoked": "REVOKED",
+    "task-rejected": "REJECTED",
+}
 _ENDED = ("task-succeeded", "task-failed", "task-retried", "task-revoked", "task-rejected")
 #: Tasks a monitor remembers; the oldest are forgotten first.
 MAX_TASKS = 1000
@@ -87,9 +101,16 @@ class Monitor:
         task_id = event.get("uuid")
         if not task_id:
             return
-        task = self.tasks.pop(task_id, None) or {"id": task_id, "name": None, "worker": None,
-                                                 "runtime": None, "args": None, "kwargs": None,
-                                                 "exception": None, "sent": None}
+        task = self.tasks.pop(task_id, None) or {
+            "id": task_id,
+            "name": None,
+            "worker": None,
+            "runtime": None,
+            "args": None,
+            "kwargs": None,
+            "exception": None,
+            "sent": None,
+        }
         self.tasks[task_id] = task  # most recently touched last
         if kind != "task-sent" or "state" not in task:  # the client's task-sent may come last
             task["state"] = TASK_STATES[kind]

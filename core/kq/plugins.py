@@ -37,23 +37,46 @@ DISABLE_ENV = "KQ_DISABLE_PLUGINS"
 #: First-party packages that provide a scheme or pool name, for "install X" hints.
 KNOWN_PACKAGES: Mapping[str, Mapping[str, str]] = {
     "transport": {
-        "sqlite": "kq-sqlite", "memory": "kq-memory", "redis": "kq-redis", "rediss": "kq-redis",
-        "redis+socket": "kq-redis", "amqp": "kq-amqp", "amqps": "kq-amqp", "pyamqp": "kq-amqp",
-        "sqs": "kq-sqs", "gcpubsub": "kq-gcpubsub",
+        "sqlite": "kq-sqlite",
+        "memory": "kq-memory",
+        "redis": "kq-redis",
+        "rediss": "kq-redis",
+        "redis+socket": "kq-redis",
+        "amqp": "kq-amqp",
+        "amqps": "kq-amqp",
+        "pyamqp": "kq-amqp",
+        "sqs": "kq-sqs",
+        "gcpubsub": "kq-gcpubsub",
     },
     "result backend": {
-        "sqlite": "kq-sqlite", "memory": "kq-memory", "redis": "kq-redis", "rediss": "kq-redis",
-        "rpc": "kq-amqp", "rpc+amqp": "kq-amqp", "rpc+amqps": "kq-amqp",
-        "rpc+pyamqp": "kq-amqp", "redis+socket": "kq-redis",
-        "db+postgresql": "kq-sqlalchemy", "db+mysql": "kq-sqlalchemy",
-        "db+mariadb": "kq-sqlalchemy", "db+postgresql+psycopg": "kq-sqlalchemy",
-        "db+mysql+pymysql": "kq-sqlalchemy", "db+mariadb+pymysql": "kq-sqlalchemy",
-        "file": "kq-filesystem", "memcached": "kq-memcached", "cache+memcached": "kq-memcached",
-        "azureblockblob": "kq-azureblob", "gs": "kq-gcs",
+        "sqlite": "kq-sqlite",
+        "memory": "kq-memory",
+        "redis": "kq-redis",
+        "rediss": "kq-redis",
+        "rpc": "kq-amqp",
+        "rpc+amqp": "kq-amqp",
+        "rpc+amqps": "kq-amqp",
+        "rpc+pyamqp": "kq-amqp",
+        "redis+socket": "kq-redis",
+        "db+postgresql": "kq-sqlalchemy",
+        "db+mysql": "kq-sqlalchemy",
+        "db+mariadb": "kq-sqlalchemy",
+        "db+postgresql+psycopg": "kq-sqlalchemy",
+        "db+mysql+pymysql": "kq-sqlalchemy",
+        "db+mariadb+pymysql": "kq-sqlalchemy",
+        "file": "kq-filesystem",
+        "memcached": "kq-memcached",
+        "cache+memcached": "kq-memcached",
+        "azureblockblob": "kq-azureblob",
+        "gs": "kq-gcs",
     },
     "pool": {
-        "solo": "kq-solo", "threads": "kq-threads", "prefork": "kq-prefork",
-        "gevent": "kq-gevent", "eventlet": "kq-eventlet", "asyncio": "kq-asyncio",
+        "solo": "kq-solo",
+        "threads": "kq-threads",
+        "prefork": "kq-prefork",
+        "gevent": "kq-gevent",
+        "eventlet": "kq-eventlet",
+        "asyncio": "kq-asyncio",
     },
     "compression": {"zstd": "kq-zstd"},
     "message signer": {"x509": "kq-auth"},
@@ -123,7 +146,8 @@ class Registry(Generic[S]):
         installed = ", ".join(f"{k} ({p.plugin.label})" for k, p in self.items()) or "none"
         package = KNOWN_PACKAGES.get(self.kind, {}).get(key)
         hint = (
-            f"install it with: pip install {package}" if package
+            f"install it with: pip install {package}"
+            if package
             else "no known kq package provides it; see `kq plugins`"
         )
         raise PluginError(f"no plugin provides the {self.kind} {key!r}; installed: {installed}; {hint}")

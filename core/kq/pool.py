@@ -204,4 +204,3 @@ class PoolSpec:
     #: command line or in ``KQ_WORKER_POOL``: gevent and eventlet monkey-patch here.
     setup: Callable[[], None] | None = None
     description: str = ""
-

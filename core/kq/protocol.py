@@ -27,8 +27,22 @@ from .transport import Envelope
 #: Headers that :class:`TaskMessage` models as fields; everything else is kept in ``extra_headers``.
 KNOWN_HEADERS = frozenset(
     {
-        "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries",
-        "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result",
+        "lang",
+        "task",
+        "id",
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "retries",
+        "timelimit",
+        "root_id",
+        "parent_id",
+        "argsrepr",
+        "kwargsrepr",
+        "origin",
+        "ignore_result",
     }
 )
 EMBED_KEYS = ("callbacks", "errbacks", "chain", "chord")
@@ -94,8 +108,9 @@ class TaskMessage:
         return (self.eta - (now or utcnow())).total_seconds()
 
 
-def encode_task(message: TaskMessage, serializers: Serializers, serializer: str,
-                repr_limit: int = REPR_LIMIT) -> Envelope:
+def encode_task(
+    message: TaskMessage, serializers: Serializers, serializer: str, repr_limit: int = REPR_LIMIT
+) -> Envelope:
     """Turn a :class:`TaskMessage` into the envelope a transport publishes; ``argsrepr`` and
     ``kwargsrepr`` are cut to ``repr_limit`` characters, which workers enforce."""
     embed = {key: getattr(message, key) for key in EMBED_KEYS}
@@ -115,10 +130,12 @@ def encode_task(message: TaskMessage, serializers: Serializers, serializer: str,
         timelimit=[hard, soft],
         root_id=message.root_id or message.id,
         parent_id=message.parent_id,
-        argsrepr=_shorten(message.argsrepr if message.argsrepr is not None
-                          else repr(message.args), repr_limit),
-        kwargsrepr=_shorten(message.kwargsrepr if message.kwargsrepr is not None
-                            else repr(dict(message.kwargs)), repr_limit),
+        argsrepr=_shorten(
+            message.argsrepr if message.argsrepr is not None else repr(message.args), repr_limit
+        ),
+        kwargsrepr=_shorten(
+            message.kwargsrepr if message.kwargsrepr is not None else repr(dict(message.kwargs)), repr_limit
+        ),
         origin=message.origin,
         ignore_result=message.ignore_result,
     )
@@ -151,8 +168,7 @@ def _optional_str(headers: Mapping[str, Any], key: str) -> str | None:
     value = headers.get(key)
     if value is None or is_text(value):
         return value
-    raise MessageRejected("malformed", f"header {key!r} must be UTF-8 text, got "
-                          f"{type(value).__name__}")
+    raise MessageRejected("malformed", f"header {key!r} must be UTF-8 text, got {type(value).__name__}")
 
 
 def parse_time(value: str) -> datetime:
@@ -199,7 +215,9 @@ def _optional_int(headers: Mapping[str, Any], key: str, default: int | None) -> 
 
 
 def decode_task(
-    envelope: Envelope, serializers: Serializers, accept: frozenset[str],
+    envelope: Envelope,
+    serializers: Serializers,
+    accept: frozenset[str],
     max_depth: int = DEPTH_LIMIT,
 ) -> TaskMessage:
     """Validate and decode a received envelope; raise MessageRejected for anything unusable,
@@ -226,8 +244,9 @@ def decode_task(
     if not isinstance(embed, Mapping):
         raise MessageRejected("malformed", f"task {task_id}: embed must be a mapping")
     if any(embed.values()) and nesting_depth(embed, max_depth) > max_depth:
-        raise MessageRejected("over-limit", f"task {task_id}: workflow nested deeper than "
-                              f"message_max_depth ({max_depth})")
+        raise MessageRejected(
+            "over-limit", f"task {task_id}: workflow nested deeper than message_max_depth ({max_depth})"
+        )
     retries = _optional_int(headers, "retries", 0)
     return TaskMessage(
         id=task_id,
@@ -358,4 +377,3 @@ def exception_from_meta(data: Any) -> BaseException:
             pass
     text = ", ".join(str(a) for a in args)
     return TaskError(exc_type, exc_module, text)
-

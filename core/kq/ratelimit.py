@@ -81,8 +81,10 @@ def parse_rate(value: str | float | Rate | None) -> Rate | None:
         else:
             count, unit = float(match[1]), match[2] or "s"
     if not 0 < count < math.inf:
-        raise ValueError(f"a rate limit is 'N/s', 'N/m', 'N/h' or N (per second) with N > 0, or "
-                         f"None for no limit; got {value!r}")
+        raise ValueError(
+            f"a rate limit is 'N/s', 'N/m', 'N/h' or N (per second) with N > 0, or "
+            f"None for no limit; got {value!r}"
+        )
     return Rate(count, unit)
 
 
@@ -132,8 +134,13 @@ class SharedLimit:
     let two workers own one slot.
     """
 
-    def __init__(self, task: str, rate: Rate, backend: Callable[[], ResultBackend],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        task: str,
+        rate: Rate,
+        backend: Callable[[], ResultBackend],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.task = task
         self.interval = rate.interval
         self._backend = backend
@@ -224,9 +231,14 @@ class Throttle:
         slot count only when ``free``; a claimed slot's beginning always does, until it has
         begun (then the job waits for a pool slot, which wakes the worker anyway)."""
         now = self._clock()
-        return min((lane.due for lane in self._lanes.values()
-                    if lane.jobs and (free or (lane.claimed and lane.due > now))),
-                   default=math.inf)
+        return min(
+            (
+                lane.due
+                for lane in self._lanes.values()
+                if lane.jobs and (free or (lane.claimed and lane.due > now))
+            ),
+            default=math.inf,
+        )
 
     def held(self) -> list[Job]:
         """The held jobs, for ``kq inspect reserved``: safe to call from another thread (each
@@ -235,8 +247,9 @@ class Throttle:
 
     def rates(self) -> dict[str, str]:
         """Each task's per-worker limit, for ``kq inspect stats`` (from any thread)."""
-        return {task: str(lane.bucket.rate) for task, lane in list(self._lanes.items())
-                if lane.bucket is not None}
+        return {
+            task: str(lane.bucket.rate) for task, lane in list(self._lanes.items()) if lane.bucket is not None
+        }
 
     def set_rate(self, task: str, rate: Rate | None) -> None:
         """Change (or, with ``None``, remove) ``task``'s per-worker limit, for ``kq control
@@ -275,13 +288,20 @@ class Throttle:
             lane.failures += 1
             delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (lane.failures - 1))
             if lane.failures == 1:
-                log.error("kq: global rate limit of %s: result backend unavailable (%s); its "
-                          "tasks wait, retrying with backoff", lane.shared.task, exc)
+                log.error(
+                    "kq: global rate limit of %s: result backend unavailable (%s); its "
+                    "tasks wait, retrying with backoff",
+                    lane.shared.task,
+                    exc,
+                )
             lane.due = self._clock() + delay
             return
         if lane.failures:
-            log.warning("kq: global rate limit of %s: result backend back after %d failed tries",
-                        lane.shared.task, lane.failures)
+            log.warning(
+                "kq: global rate limit of %s: result backend back after %d failed tries",
+                lane.shared.task,
+                lane.failures,
+            )
             lane.failures = 0
         lane.due, lane.claimed = self._clock() + wait, won
 
@@ -310,12 +330,17 @@ def worker_throttle(app: Any) -> Throttle | None:
 def _check_counters(app: Any, url: str | None, task: str) -> None:
     if url and app.plugins.backend_for(url).capabilities.counters:
         return
-    able = ", ".join(f"{scheme}://" for scheme, provided in app.plugins.backends.items()
-                     if provided.spec.capabilities.counters)
-    has = "there is no result backend" if not url else (
-        f"the result backend {url.partition('://')[0]}:// keeps no counters")
+    able = ", ".join(
+        f"{scheme}://"
+        for scheme, provided in app.plugins.backends.items()
+        if provided.spec.capabilities.counters
+    )
+    has = (
+        "there is no result backend"
+        if not url
+        else (f"the result backend {url.partition('://')[0]}:// keeps no counters")
+    )
     raise ConfigurationError(
         f"task {task} has a global_rate_limit, which workers share through the result backend's "
         f"counters, but {has}; backends that keep them: {able or 'none installed (try kq-redis)'}"
     )
-

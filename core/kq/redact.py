@@ -65,8 +65,10 @@ def _mask_parameter(item: str) -> str:
 def safe_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of an options mapping (``broker_transport_options``, ...) for showing: values
     under secret names are ``**``, URLs are masked, nested mappings and lists are too."""
-    return {key: MASK if isinstance(key, str) and is_secret_name(key) and value
-            else _safe_value(value) for key, value in options.items()}
+    return {
+        key: MASK if isinstance(key, str) and is_secret_name(key) and value else _safe_value(value)
+        for key, value in options.items()
+    }
 
 
 def _safe_value(value: Any) -> Any:

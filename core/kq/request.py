@@ -40,13 +40,31 @@ class Request:
         return {"queue": self.queue, "redelivered": self.redelivered, "priority": self.priority}
 
     @classmethod
-    def from_message(cls, message: TaskMessage, *, hostname: str | None = None,
-                     queue: str | None = None, redelivered: bool = False,
-                     is_eager: bool = False) -> Request:
+    def from_message(
+        cls,
+        message: TaskMessage,
+        *,
+        hostname: str | None = None,
+        queue: str | None = None,
+        redelivered: bool = False,
+        is_eager: bool = False,
+    ) -> Request:
         return cls(
-            id=message.id, task=message.task, args=message.args, kwargs=message.kwargs,
-            retries=message.retries, root_id=message.root_id, parent_id=message.parent_id,
-            group=message.group, eta=message.eta, expires=message.expires, hostname=hostname,
-            queue=queue, redelivered=redelivered, is_eager=is_eager, priority=message.priority,
-            headers=message.extra_headers, message=message,
+            id=message.id,
+            task=message.task,
+            args=message.args,
+            kwargs=message.kwargs,
+            retries=message.retries,
+            root_id=message.root_id,
+            parent_id=message.parent_id,
+            group=message.group,
+            eta=message.eta,
+            expires=message.expires,
+            hostname=hostname,
+            queue=queue,
+            redelivered=redelivered,
+            is_eager=is_eager,
+            priority=message.priority,
+            headers=message.extra_headers,
+            message=message,
         )

@@ -42,8 +42,7 @@ def _refuse_inside_task() -> None:
     request = current_request()
     if request is not None and not request.is_eager:
         raise KQError(
-            "never call result.get() inside a task: it can deadlock the worker; "
-            "chain the tasks instead"
+            "never call result.get() inside a task: it can deadlock the worker; chain the tasks instead"
         )
 
 
@@ -65,12 +64,21 @@ def save_groups(app: Any, groups: Sequence[tuple[str, Sequence[str | None]]]) ->
     finishes the header last can read every result in order. (A nested group without an id is
     recorded as ``None``; :func:`group_members` then finds no group.)"""
     serializer, now = app.conf.result_serializer, utcnow()
-    app.backend.store_many([
-        StoredResult(key, SUCCESS, encode_result(
-            ResultMeta(task_id=key, state=SUCCESS, result=list(ids), date_done=now, name="kq.group"),
-            app.serializers, serializer))
-        for key, ids in ((MEMBERS_KEY.format(group_id), ids) for group_id, ids in groups)
-    ], app.conf.result_expires)
+    app.backend.store_many(
+        [
+            StoredResult(
+                key,
+                SUCCESS,
+                encode_result(
+                    ResultMeta(task_id=key, state=SUCCESS, result=list(ids), date_done=now, name="kq.group"),
+                    app.serializers,
+                    serializer,
+                ),
+            )
+            for key, ids in ((MEMBERS_KEY.format(group_id), ids) for group_id, ids in groups)
+        ],
+        app.conf.result_expires,
+    )
 
 
 def group_members(app: Any, group_id: str) -> list[str] | None:
@@ -104,8 +112,13 @@ class _StatePredicates:
 class AsyncResult(_StatePredicates):
     """The outcome of a task sent to a worker, read from the app's result backend."""
 
-    def __init__(self, id: str, app: Any = None, task_name: str | None = None,
-                 parent: AsyncResult | GroupResult | None = None) -> None:
+    def __init__(
+        self,
+        id: str,
+        app: Any = None,
+        task_name: str | None = None,
+        parent: AsyncResult | GroupResult | None = None,
+    ) -> None:
         self.id = id
         self.app = app if app is not None else current_app()
         self.task_name = task_name
@@ -198,8 +211,13 @@ class GroupResult:
     failed has that failure stored under it, and reads as failed.
     """
 
-    def __init__(self, id: str | None, results: Sequence[AsyncResult | GroupResult],
-                 app: Any = None, parent: AsyncResult | GroupResult | None = None) -> None:
+    def __init__(
+        self,
+        id: str | None,
+        results: Sequence[AsyncResult | GroupResult],
+        app: Any = None,
+        parent: AsyncResult | GroupResult | None = None,
+    ) -> None:
         self.id = id
         self.results = list(results)
         self.app = app if app is not None else current_app()
@@ -236,8 +254,7 @@ class GroupResult:
         save_groups(self.app, [(self.id, [r.id for r in self.results])])
 
     def _leaves(self) -> list[AsyncResult]:
-        return [leaf for r in self.results
-                for leaf in (r._leaves() if isinstance(r, GroupResult) else [r])]
+        return [leaf for r in self.results for leaf in (r._leaves() if isinstance(r, GroupResult) else [r])]
 
     def _read(self) -> tuple[list[ResultMeta | None], ResultMeta | None]:
         """Every leaf's result (cached ones not read again) and the group's own, in one read."""
@@ -286,14 +303,18 @@ class GroupResult:
             failures = [m for m in metas if m is not None and m.state in EXCEPTION_STATES]
             if propagate and failures:
                 _outcome(failures[0], True)
-            pending = [leaf for leaf, m in zip(self._leaves(), metas, strict=True)
-                       if m is None or m.state not in READY_STATES]
+            pending = [
+                leaf
+                for leaf, m in zip(self._leaves(), metas, strict=True)
+                if m is None or m.state not in READY_STATES
+            ]
             if not pending:
                 return self._values(propagate)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise ResultTimeout(f"group {self.id}: {len(pending)} of {len(metas)} tasks did not "
-                                    f"finish within {timeout} s")
+                raise ResultTimeout(
+                    f"group {self.id}: {len(pending)} of {len(metas)} tasks did not finish within {timeout} s"
+                )
             # Tasks mostly finish in the order they were sent: waiting for the last one
             # means one more read usually finds every other done as well.
             slice_ = GROUP_WAIT_SLICE if remaining is None else min(GROUP_WAIT_SLICE, remaining)
@@ -301,8 +322,12 @@ class GroupResult:
 
     def _values(self, propagate: bool) -> list[Any]:
         # Every leaf is ready by now, so each AsyncResult has its result cached.
-        return [r._values(propagate) if isinstance(r, GroupResult)
-                else _outcome(cast(ResultMeta, r._cache), propagate) for r in self.results]
+        return [
+            r._values(propagate)
+            if isinstance(r, GroupResult)
+            else _outcome(cast(ResultMeta, r._cache), propagate)
+            for r in self.results
+        ]
 
     async def get_async(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
         """:meth:`get` for asyncio code: waits in a thread, so the event loop keeps running."""

@@ -15,8 +15,14 @@ from typing import Any
 import attrs
 
 #: Options of ``@app.task`` (and attributes of a Task class) that make up its policy.
-RETRY_OPTIONS = ("autoretry_for", "max_retries", "default_retry_delay", "retry_backoff",
-                 "retry_backoff_max", "retry_jitter")
+RETRY_OPTIONS = (
+    "autoretry_for",
+    "max_retries",
+    "default_retry_delay",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_jitter",
+)
 
 
 def _exception_types(value: Any) -> tuple[type[BaseException], ...]:
@@ -50,8 +56,7 @@ class RetryPolicy:
     """How often and how soon a task runs again after failing."""
 
     #: Exceptions that retry the task by themselves, without calling ``self.retry``.
-    autoretry_for: tuple[type[BaseException], ...] = attrs.field(default=(),
-                                                                converter=_exception_types)
+    autoretry_for: tuple[type[BaseException], ...] = attrs.field(default=(), converter=_exception_types)
     #: Retries allowed after the first run; ``None`` retries for ever.
     max_retries: int | None = attrs.field(default=3, validator=_non_negative)
     #: Seconds before a retry when neither a countdown nor a backoff says otherwise.

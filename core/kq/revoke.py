@@ -57,8 +57,9 @@ class Revoke:
     signal: str = "SIGTERM"
 
     def encode(self) -> bytes:
-        return json.dumps({"ids": list(self.task_ids), "terminate": self.terminate,
-                           "signal": self.signal}).encode()
+        return json.dumps(
+            {"ids": list(self.task_ids), "terminate": self.terminate, "signal": self.signal}
+        ).encode()
 
     @classmethod
     def decode(cls, body: bytes) -> Revoke:
@@ -79,22 +80,40 @@ def revoke(app: Any, revoke: Revoke) -> None:
         serializers, serializer, now = app.serializers, conf.result_serializer, utcnow()
         if backend.capabilities.counters:
             key = ENTRY.format(backend.incr(SEQUENCE))
-            entry = ResultMeta(task_id=key, state=SUCCESS, result=json.loads(revoke.encode()),
-                               date_done=now, name="kq.revoke")
-            backend.store(StoredResult(key, SUCCESS, encode_result(entry, serializers, serializer)),
-                          conf.worker_revoked_expires)
+            entry = ResultMeta(
+                task_id=key,
+                state=SUCCESS,
+                result=json.loads(revoke.encode()),
+                date_done=now,
+                name="kq.revoke",
+            )
+            backend.store(
+                StoredResult(key, SUCCESS, encode_result(entry, serializers, serializer)),
+                conf.worker_revoked_expires,
+            )
         else:
-            log.warning("kq: the result backend keeps no counters: this revoke reaches running "
-                        "workers only, not workers started later")
+            log.warning(
+                "kq: the result backend keeps no counters: this revoke reaches running "
+                "workers only, not workers started later"
+            )
         found = backend.get_many(revoke.task_ids)
         reason = exception_to_meta(TaskRevoked("revoked"))
-        backend.store_many([
-            StoredResult(task_id, REVOKED, encode_result(
-                ResultMeta(task_id=task_id, state=REVOKED, result=reason, date_done=now),
-                serializers, serializer))
-            for task_id, stored in zip(revoke.task_ids, found, strict=True)
-            if stored is None or stored.state not in READY_STATES
-        ], conf.result_expires)
+        backend.store_many(
+            [
+                StoredResult(
+                    task_id,
+                    REVOKED,
+                    encode_result(
+                        ResultMeta(task_id=task_id, state=REVOKED, result=reason, date_done=now),
+                        serializers,
+                        serializer,
+                    ),
+                )
+                for task_id, stored in zip(revoke.task_ids, found, strict=True)
+                if stored is None or stored.state not in READY_STATES
+            ],
+            conf.result_expires,
+        )
     if app.plugins.transport_for(conf.broker_url).capabilities.fanout:
         app.broadcast(CHANNEL, Envelope(revoke.encode(), "application/json"))
 
@@ -123,12 +142,15 @@ class Revocations:
         listener: such a worker knows only the revokes made before it started."""
         conf = self.app.conf
         if not self.app.plugins.transport_for(conf.broker_url).capabilities.fanout:
-            log.warning("kq: the broker has no fan-out: this worker learns of revokes only when "
-                        "it starts, and takes no remote-control commands")
+            log.warning(
+                "kq: the broker has no fan-out: this worker learns of revokes only when "
+                "it starts, and takes no remote-control commands"
+            )
             self.load()
             return
-        listener = self._listener = Listener(self.app, {CHANNEL: self.heard, **(also or {})},
-                                             on_reconnect=self.load, tick=self._forget_expired)
+        listener = self._listener = Listener(
+            self.app, {CHANNEL: self.heard, **(also or {})}, on_reconnect=self.load, tick=self._forget_expired
+        )
         if listener.connect():
             try:
                 self.load()
@@ -151,7 +173,7 @@ class Revocations:
         keys = [ENTRY.format(n) for n in range(max(1, last - LOAD_LIMIT + 1), last + 1)]
         loaded = 0
         for start in range(0, len(keys), LOAD_CHUNK):
-            for stored in backend.get_many(keys[start:start + LOAD_CHUNK]):
+            for stored in backend.get_many(keys[start : start + LOAD_CHUNK]):
                 if stored is None:
                     continue
                 try:
@@ -182,8 +204,11 @@ class Revocations:
             log.error("kq: ignored a malformed revoke broadcast: %s", exc)
             return
         self._add(revoke, self._expires)
-        log.info("kq: revoked %s%s", ", ".join(revoke.task_ids),
-                 f" (terminate with {revoke.signal})" if revoke.terminate else "")
+        log.info(
+            "kq: revoked %s%s",
+            ", ".join(revoke.task_ids),
+            f" (terminate with {revoke.signal})" if revoke.terminate else "",
+        )
         try:
             self._on_revoke(revoke)
         except Exception:
@@ -210,5 +235,4 @@ def signal_name(sig: str | int) -> str:
 
 def of(task_ids: str | Sequence[str], terminate: bool, sig: str | int) -> Revoke:
     """``revoke("id")`` and ``revoke(["id", ...])`` both work."""
-    return Revoke((task_ids,) if isinstance(task_ids, str) else tuple(task_ids), terminate,
-                  signal_name(sig))
+    return Revoke((task_ids,) if isinstance(task_ids, str) else tuple(task_ids), terminate, signal_name(sig))

@@ -48,20 +48,24 @@ def as_route(value: Any, where: str) -> Route:
     if isinstance(value, str) and value:
         return Route(queue=value)
     if not isinstance(value, Mapping):
-        raise ConfigurationError(f"{SETTING}: {where} must be a queue name or a mapping with "
-                                 f"'queue' and/or 'priority', got {value!r}")
+        raise ConfigurationError(
+            f"{SETTING}: {where} must be a queue name or a mapping with "
+            f"'queue' and/or 'priority', got {value!r}"
+        )
     unknown = sorted(set(value) - _ROUTE_KEYS)
     if unknown:
-        raise ConfigurationError(f"{SETTING}: {where} has unknown option(s) {unknown}; "
-                                 f"accepted: {sorted(_ROUTE_KEYS)}")
+        raise ConfigurationError(
+            f"{SETTING}: {where} has unknown option(s) {unknown}; accepted: {sorted(_ROUTE_KEYS)}"
+        )
     queue, priority = value.get("queue"), value.get("priority")
     if queue is not None and not (isinstance(queue, str) and queue):
-        raise ConfigurationError(f"{SETTING}: {where}: queue must be a non-empty string, "
-                                 f"got {queue!r}")
-    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
-                                 or not 0 <= priority <= 9):
-        raise ConfigurationError(f"{SETTING}: {where}: priority must be a whole number from 0 "
-                                 f"to 9, got {priority!r}")
+        raise ConfigurationError(f"{SETTING}: {where}: queue must be a non-empty string, got {queue!r}")
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9
+    ):
+        raise ConfigurationError(
+            f"{SETTING}: {where}: priority must be a whole number from 0 to 9, got {priority!r}"
+        )
     return Route(queue=queue, priority=priority)
 
 
@@ -77,8 +81,9 @@ class MapRoute:
             if isinstance(key, re.Pattern):
                 self._patterns.append((key, route))
             elif not isinstance(key, str) or not key:
-                raise ConfigurationError(f"{SETTING}: keys must be task names, globs or compiled "
-                                         f"regular expressions, got {key!r}")
+                raise ConfigurationError(
+                    f"{SETTING}: keys must be task names, globs or compiled regular expressions, got {key!r}"
+                )
             elif _GLOB_CHARS.isdisjoint(key):
                 self._exact[key] = route
             else:
@@ -128,8 +133,14 @@ class Router:
         named = set().union(*(step.queues() for step in self._steps if isinstance(step, MapRoute)))
         return [self.default_queue, *sorted(named - {self.default_queue})]
 
-    def route(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
-              options: Mapping[str, Any], task: Any = None) -> Route | None:
+    def route(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+        task: Any = None,
+    ) -> Route | None:
         """The first route matching this call, or ``None``. Route functions are called as
         ``fn(name, args, kwargs, options, task=task)`` and return a queue name, a mapping or
         ``None`` (no opinion)."""
@@ -143,9 +154,15 @@ class Router:
                 return found
         return None
 
-    def destination(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
-                    queue: str | None, options: Mapping[str, Any],
-                    task: Any = None) -> tuple[str, int | None]:
+    def destination(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        queue: str | None,
+        options: Mapping[str, Any],
+        task: Any = None,
+    ) -> tuple[str, int | None]:
         """The queue and priority of one call.
 
         ``queue`` is the one given with the call (``None`` if not), ``options`` the call's other
@@ -177,8 +194,10 @@ def _compile(step: Any) -> MapRoute | RouteFunction:
         return MapRoute(step)
     if callable(step):
         return cast(RouteFunction, step)
-    raise ConfigurationError(f"{SETTING} must be a mapping, a route function, the import path of "
-                             f"one ('module:name'), or a list of these; got {step!r}")
+    raise ConfigurationError(
+        f"{SETTING} must be a mapping, a route function, the import path of "
+        f"one ('module:name'), or a list of these; got {step!r}"
+    )
 
 
 def _load(path: str) -> Any:

@@ -20,8 +20,10 @@ from .exceptions import ConfigurationError, ContentDisallowed, MessageRejected, 
 
 #: First-party packages that provide a serializer, by name and content type, for "install" hints.
 KNOWN_PACKAGES = {
-    "msgpack": "kq-msgpack", "application/x-msgpack": "kq-msgpack",
-    "yaml": "kq-yaml", "application/x-yaml": "kq-yaml",
+    "msgpack": "kq-msgpack",
+    "application/x-msgpack": "kq-msgpack",
+    "yaml": "kq-yaml",
+    "application/x-yaml": "kq-yaml",
 }
 
 
@@ -39,8 +41,10 @@ def to_plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, (set, frozenset)):
         return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not serializable (besides plain "
-                    "data, kq encodes datetime, date, time, UUID, Decimal and sets)")
+    raise TypeError(
+        f"Object of type {type(value).__name__} is not serializable (besides plain "
+        "data, kq encodes datetime, date, time, UUID, Decimal and sets)"
+    )
 
 
 @attrs.frozen
@@ -71,8 +75,10 @@ class Serializers:
         for spec in specs:
             other = self._by_type.get(spec.content_type)
             if other is not None:
-                raise PluginError(f"serializers {other.name!r} and {spec.name!r} both claim the "
-                                  f"content type {spec.content_type!r}; disable one")
+                raise PluginError(
+                    f"serializers {other.name!r} and {spec.name!r} both claim the "
+                    f"content type {spec.content_type!r}; disable one"
+                )
             self._by_name[spec.name] = spec
             self._by_type[spec.content_type] = spec
 
@@ -95,16 +101,19 @@ class Serializers:
         """Turn an ``accept_content`` list of names or content types into content types."""
         return frozenset(self.get(item).content_type for item in accept)
 
-    def unsafe_warning(self, task_serializer: str, result_serializer: str,
-                       accept_content: Iterable[str]) -> str | None:
+    def unsafe_warning(
+        self, task_serializer: str, result_serializer: str, accept_content: Iterable[str]
+    ) -> str | None:
         """One warning about every setting that names a format which runs code when loading
         (pickle), or None: logged once when an app's settings are built."""
         accepted = [self.get(item).name for item in accept_content]
         problems = []
         unsafe_accepted = [name for name in accepted if not self._by_name[name].safe]
         if unsafe_accepted:
-            problems.append(f"accept_content lists {', '.join(unsafe_accepted)}, so anyone who "
-                            "can write to the broker can run code in this app's workers")
+            problems.append(
+                f"accept_content lists {', '.join(unsafe_accepted)}, so anyone who "
+                "can write to the broker can run code in this app's workers"
+            )
         task = self.get(task_serializer)
         if not task.safe and task.name not in accepted:
             problems.append(
@@ -115,14 +124,18 @@ class Serializers:
             )
         result = self.get(result_serializer)
         if not result.safe:
-            problems.append(f"result_serializer is {result.name}, so anyone who can write to the "
-                            "result backend can run code in every client that reads a result")
+            problems.append(
+                f"result_serializer is {result.name}, so anyone who can write to the "
+                "result backend can run code in every client that reads a result"
+            )
         if not problems:
             return None
         names = sorted({*unsafe_accepted, *(s.name for s in (task, result) if not s.safe)})
-        return (f"kq: {'; '.join(problems)}. {', '.join(names)} runs code while loading: use it "
-                f"only where only trusted clients can write to the broker and the result "
-                f"backend, or use json (or msgpack, a package away)")
+        return (
+            f"kq: {'; '.join(problems)}. {', '.join(names)} runs code while loading: use it "
+            f"only where only trusted clients can write to the broker and the result "
+            f"backend, or use json (or msgpack, a package away)"
+        )
 
     def dumps(self, obj: Any, name: str) -> tuple[bytes, SerializerSpec]:
         spec = self.get(name)
@@ -148,13 +161,13 @@ class Serializers:
         if spec is None:
             package = KNOWN_PACKAGES.get(content_type)
             hint = f"; to decode it, pip install {package} and list it there" if package else ""
-            return (f"content type {content_type!r} is not in accept_content "
-                    f"({', '.join(accepted)}){hint}")
+            return f"content type {content_type!r} is not in accept_content ({', '.join(accepted)}){hint}"
         opt_in = f"accept_content={[*accepted, spec.name]!r}"
-        text = (f"content type {content_type!r} ({spec.name}) is not in accept_content "
-                f"({', '.join(accepted)})")
+        text = f"content type {content_type!r} ({spec.name}) is not in accept_content ({', '.join(accepted)})"
         if spec.safe:
             return f"{text}; to decode it, list it: {opt_in}"
-        return (f"{text}; {spec.name} runs code while loading, so anyone who can write to the "
-                f"broker could run code on this worker: accept it only on a broker only trusted "
-                f"clients can write to, with {opt_in}")
+        return (
+            f"{text}; {spec.name} runs code while loading, so anyone who can write to the "
+            f"broker could run code on this worker: accept it only on a broker only trusted "
+            f"clients can write to, with {opt_in}"
+        )

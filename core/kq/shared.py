@@ -22,8 +22,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _register(app: Any, fun: Callable[..., Any], options: dict[str, Any],
-              tasks: weakref.WeakKeyDictionary[Any, Any]) -> None:
+def _register(
+    app: Any, fun: Callable[..., Any], options: dict[str, Any], tasks: weakref.WeakKeyDictionary[Any, Any]
+) -> None:
     tasks[app] = app.task(fun, **options)
 
 
@@ -37,20 +38,21 @@ def attach(app: Any) -> None:
 
 # Typed as App.task is (see there): the proxy stands for a Task[P, R] of the current app.
 @overload
-def shared_task(fun: Callable[Concatenate[Any, P], R], /, *, bind: Literal[True],
-                **options: Any) -> Task[P, R]: ...
+def shared_task(
+    fun: Callable[Concatenate[Any, P], R], /, *, bind: Literal[True], **options: Any
+) -> Task[P, R]: ...
 @overload
-def shared_task(fun: Callable[P, R], /, *, bind: Literal[False] = False,
-                **options: Any) -> Task[P, R]: ...
+def shared_task(fun: Callable[P, R], /, *, bind: Literal[False] = False, **options: Any) -> Task[P, R]: ...
 @overload
-def shared_task(*, bind: Literal[True],
-                **options: Any) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+def shared_task(
+    *, bind: Literal[True], **options: Any
+) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
 @overload
-def shared_task(*, bind: Literal[False] = False,
-                **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def shared_task(
+    *, bind: Literal[False] = False, **options: Any
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 @overload
-def shared_task(*, bind: bool,
-                **options: Any) -> Callable[[Callable[..., Any]], Task[..., Any]]: ...
+def shared_task(*, bind: bool, **options: Any) -> Callable[[Callable[..., Any]], Task[..., Any]]: ...
 
 
 def shared_task(fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:

@@ -82,39 +82,55 @@ class Signal:
 
 
 before_task_publish = Signal(
-    "before_task_publish", "kq_before_publish",
+    "before_task_publish",
+    "kq_before_publish",
     "Before a task message is published: ``app``, ``message`` (a TaskMessage), ``queue``, "
-    "``envelope`` (what goes on the wire; receivers may add to its ``headers``).")
+    "``envelope`` (what goes on the wire; receivers may add to its ``headers``).",
+)
 after_task_publish = Signal(
-    "after_task_publish", "kq_after_publish",
-    "After a task message was handed to the broker: ``app``, ``message``, ``queue``.")
-task_prerun = Signal(
-    "task_prerun", "kq_task_prerun",
-    "Just before a task body runs: ``task``, ``request``.")
+    "after_task_publish",
+    "kq_after_publish",
+    "After a task message was handed to the broker: ``app``, ``message``, ``queue``.",
+)
+task_prerun = Signal("task_prerun", "kq_task_prerun", "Just before a task body runs: ``task``, ``request``.")
 task_postrun = Signal(
-    "task_postrun", "kq_task_postrun",
-    "After a task body ran, whatever the outcome: ``task``, ``request``, ``state``, ``retval``.")
+    "task_postrun",
+    "kq_task_postrun",
+    "After a task body ran, whatever the outcome: ``task``, ``request``, ``state``, ``retval``.",
+)
 task_success = Signal(
-    "task_success", "kq_task_success",
-    "After a task returned, before its result is stored: ``task``, ``request``, ``retval``.")
+    "task_success",
+    "kq_task_success",
+    "After a task returned, before its result is stored: ``task``, ``request``, ``retval``.",
+)
 task_failure = Signal(
-    "task_failure", "kq_task_failure",
-    "After a task raised and will not be retried: ``task``, ``request``, ``exc``, ``traceback``.")
+    "task_failure",
+    "kq_task_failure",
+    "After a task raised and will not be retried: ``task``, ``request``, ``exc``, ``traceback``.",
+)
 task_retry = Signal(
-    "task_retry", "kq_task_retry",
-    "When a task asks to be retried: ``task``, ``request``, ``reason``.")
+    "task_retry", "kq_task_retry", "When a task asks to be retried: ``task``, ``request``, ``reason``."
+)
 task_revoked = Signal(
-    "task_revoked", "kq_task_revoked",
-    "When a task is not run because it was revoked or expired: ``request``, ``reason``.")
+    "task_revoked",
+    "kq_task_revoked",
+    "When a task is not run because it was revoked or expired: ``request``, ``reason``.",
+)
 task_rejected = Signal(
-    "task_rejected", "kq_message_rejected",
-    "When a worker refuses a message it received: ``delivery``, ``reason``, ``detail``.")
+    "task_rejected",
+    "kq_message_rejected",
+    "When a worker refuses a message it received: ``delivery``, ``reason``, ``detail``.",
+)
 worker_ready = Signal(
-    "worker_ready", "kq_worker_start",
-    "When a worker has started its pool and is about to consume: ``worker``.")
+    "worker_ready",
+    "kq_worker_start",
+    "When a worker has started its pool and is about to consume: ``worker``.",
+)
 worker_shutdown = Signal(
-    "worker_shutdown", "kq_worker_stop",
-    "When a worker has stopped consuming and its pool has finished: ``worker``.")
+    "worker_shutdown",
+    "kq_worker_stop",
+    "When a worker has stopped consuming and its pool has finished: ``worker``.",
+)
 
 
 # -- the relay: one hook implementation per signal, named and shaped like the hookspec --------
@@ -176,13 +192,31 @@ def kq_worker_stop(worker: Any) -> None:
 
 
 SIGNALS: tuple[Signal, ...] = (
-    before_task_publish, after_task_publish, task_prerun, task_postrun, task_success,
-    task_failure, task_retry, task_revoked, task_rejected, worker_ready, worker_shutdown,
+    before_task_publish,
+    after_task_publish,
+    task_prerun,
+    task_postrun,
+    task_success,
+    task_failure,
+    task_retry,
+    task_revoked,
+    task_rejected,
+    worker_ready,
+    worker_shutdown,
 )
 _RELAYS: dict[str, Callable[..., None]] = {
-    relay.__name__: relay for relay in (
-        kq_before_publish, kq_after_publish, kq_task_prerun, kq_task_postrun, kq_task_success,
-        kq_task_failure, kq_task_retry, kq_task_revoked, kq_message_rejected, kq_worker_start,
+    relay.__name__: relay
+    for relay in (
+        kq_before_publish,
+        kq_after_publish,
+        kq_task_prerun,
+        kq_task_postrun,
+        kq_task_success,
+        kq_task_failure,
+        kq_task_retry,
+        kq_task_revoked,
+        kq_message_rejected,
+        kq_worker_start,
         kq_worker_stop,
     )
 }

@@ -177,9 +177,14 @@ class Task(Generic[P, R]):
         request = current_request()
         return request if request is not None and request.task == self.name else None
 
-    def retry(self, exc: BaseException | None = None, countdown: float | None = None,
-              eta: datetime | None = None, max_retries: int | None = None,
-              **options: Any) -> NoReturn:
+    def retry(
+        self,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> NoReturn:
         """End this run and have the task run again, with the same id and ``retries`` one higher.
 
         Due ``countdown`` seconds from now, at ``eta``, or else after ``default_retry_delay``;
@@ -200,8 +205,8 @@ class Task(Generic[P, R]):
         limit = self.retry_policy.max_retries if max_retries is None else max_retries
         if limit is not None and request.retries >= limit:
             raise MaxRetriesExceededError(
-                f"{self.name}[{request.id}]: no retry left after {request.retries} "
-                f"(max_retries={limit})") from exc
+                f"{self.name}[{request.id}]: no retry left after {request.retries} (max_retries={limit})"
+            ) from exc
         if countdown is None and eta is None:
             countdown = self.retry_policy.default_retry_delay
         changes: dict[str, Any] = {
@@ -217,8 +222,7 @@ class Task(Generic[P, R]):
         message = attrs.evolve(request.message, **changes)
         raise Retry(message, exc, message.eta, queue=options.get("queue") or request.queue)
 
-    def update_state(self, task_id: str | None = None, state: str | None = None,
-                     meta: Any = None) -> None:
+    def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None) -> None:
         """Store ``state`` with ``meta`` for this run (or ``task_id``) now, for clients to read
         as ``AsyncResult.state`` and ``.info``: progress (``state="PROGRESS", meta={"current":
         3, "total": 10}``) or any custom state. The worker's final state replaces it."""
@@ -232,11 +236,17 @@ class Task(Generic[P, R]):
             return
         own = request if request is not None and request.id == task_id else None
         self.app.store_result(
-            ResultMeta(task_id=task_id, state=state, result=meta, name=self.name,
-                       worker=own.hostname if own else None,
-                       retries=own.retries if own else 0,
-                       queue=own.queue if own else None),
-            own.message.reply_to if own and own.message is not None else None)
+            ResultMeta(
+                task_id=task_id,
+                state=state,
+                result=meta,
+                name=self.name,
+                worker=own.hostname if own else None,
+                retries=own.retries if own else 0,
+                queue=own.queue if own else None,
+            ),
+            own.message.reply_to if own and own.message is not None else None,
+        )
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the task body in this thread (``self`` is passed first when ``bind=True``)."""
@@ -298,9 +308,13 @@ class Task(Generic[P, R]):
             options["ignore_result"] = self.ignore_result
         if unique_key is not None or self.unique_for is not None:
             unique: AsyncResult = send_unique(
-                self.app, self.name, unique_key or call_key(self.name, args, kwargs),
-                self.unique_for or self.app.conf.task_unique_for, options,
-                lambda opts: self.app.send_task(self.name, args, kwargs, **opts))
+                self.app,
+                self.name,
+                unique_key or call_key(self.name, args, kwargs),
+                self.unique_for or self.app.conf.task_unique_for,
+                options,
+                lambda opts: self.app.send_task(self.name, args, kwargs, **opts),
+            )
             return unique
         sent: AsyncResult = self.app.send_task(self.name, args, kwargs, **options)
         return sent
@@ -323,7 +337,10 @@ class Task(Generic[P, R]):
         parent = current_request()
         task_id = task_id or str(uuid.uuid4())
         message = TaskMessage(
-            id=task_id, task=self.name, args=args, kwargs=kwargs,
+            id=task_id,
+            task=self.name,
+            args=args,
+            kwargs=kwargs,
             parent_id=parent.id if parent else None,
             root_id=(parent.root_id or parent.id) if parent else task_id,
         )
@@ -335,8 +352,9 @@ class Task(Generic[P, R]):
 
     # -- signatures (see kq.canvas) -------------------------------------------------------
 
-    def signature(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-                  **options: Any) -> Signature:
+    def signature(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Signature:
         """This task's call as data: to send later, link, or compose into a workflow."""
         return Signature(self.name, args, kwargs, app=self.app).set(**options)
 

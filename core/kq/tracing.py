@@ -22,8 +22,11 @@ from .hookspecs import hookimpl
 
 #: Span attribute names, from OpenTelemetry's messaging semantic conventions where one exists.
 SYSTEM, DESTINATION, MESSAGE_ID, OPERATION = (
-    "messaging.system", "messaging.destination.name", "messaging.message.id",
-    "messaging.operation.type")
+    "messaging.system",
+    "messaging.destination.name",
+    "messaging.message.id",
+    "messaging.operation.type",
+)
 TASK_NAME, RETRIES, STATE = "kq.task.name", "kq.task.retries", "kq.task.state"
 
 
@@ -45,13 +48,24 @@ class _Tracing:
 
         parent = None
         last = getattr(self._last, "run", None)
-        if not trace.get_current_span().get_span_context().is_valid and last is not None \
-                and last[0] in (message.parent_id, message.id):  # the next step, or a retry
+        if (
+            not trace.get_current_span().get_span_context().is_valid
+            and last is not None
+            and last[0] in (message.parent_id, message.id)
+        ):  # the next step, or a retry
             parent = trace.set_span_in_context(trace.NonRecordingSpan(last[1]))
         span = self.tracer.start_span(
-            f"send {message.task}", context=parent, kind=trace.SpanKind.PRODUCER,
-            attributes={SYSTEM: "kq", DESTINATION: queue, MESSAGE_ID: message.id,
-                        OPERATION: "send", TASK_NAME: message.task})
+            f"send {message.task}",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                SYSTEM: "kq",
+                DESTINATION: queue,
+                MESSAGE_ID: message.id,
+                OPERATION: "send",
+                TASK_NAME: message.task,
+            },
+        )
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
         envelope.headers.update(carrier)
@@ -71,11 +85,18 @@ class _Tracing:
         from opentelemetry import context, propagate, trace
 
         span = self.tracer.start_span(
-            f"run {task.name}", context=propagate.extract(dict(request.headers)),
+            f"run {task.name}",
+            context=propagate.extract(dict(request.headers)),
             kind=trace.SpanKind.CONSUMER,
-            attributes={SYSTEM: "kq", DESTINATION: request.queue or "",
-                        MESSAGE_ID: request.id, OPERATION: "process", TASK_NAME: task.name,
-                        RETRIES: request.retries})
+            attributes={
+                SYSTEM: "kq",
+                DESTINATION: request.queue or "",
+                MESSAGE_ID: request.id,
+                OPERATION: "process",
+                TASK_NAME: task.name,
+                RETRIES: request.retries,
+            },
+        )
         token = context.attach(trace.set_span_in_context(span))
         self._running[request.id] = (span, token)
 

@@ -99,9 +99,12 @@ def dead_letter_headers(headers: Mapping[str, Any], queue: str, reason: str) -> 
     that ``kq dlq`` reads the dead letters of any broker the same way. Headers that are not a
     mapping (a hostile message's) are dropped: the reason and the body are what matter then.
     """
-    return {**(headers if isinstance(headers, Mapping) else {}), REJECT_REASON_HEADER: reason,
-            REJECTED_AT_HEADER: datetime.now(timezone.utc).isoformat(),
-            ORIGINAL_QUEUE_HEADER: queue}
+    return {
+        **(headers if isinstance(headers, Mapping) else {}),
+        REJECT_REASON_HEADER: reason,
+        REJECTED_AT_HEADER: datetime.now(timezone.utc).isoformat(),
+        ORIGINAL_QUEUE_HEADER: queue,
+    }
 
 
 class Transport(abc.ABC):
@@ -134,8 +137,9 @@ class Transport(abc.ABC):
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Remove these messages for good. Acking a message twice is harmless."""
 
-    def ack_and_fetch(self, acks: Sequence[Delivery], queues: Sequence[str], limit: int,
-                      timeout: float) -> list[Delivery]:
+    def ack_and_fetch(
+        self, acks: Sequence[Delivery], queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]:
         """:meth:`ack` ``acks``, then :meth:`fetch`: the worker's every step is this pair (the
         tasks it just started or finished, and the top-up of its prefetch window), so a
         transport that can send both in one round trip should override this. The acks must
@@ -214,4 +218,3 @@ class TransportSpec:
         )
     )
     description: str = ""
-

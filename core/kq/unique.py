@@ -35,20 +35,30 @@ def call_key(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     try:
         canonical = json.dumps([name, list(args), kwargs], sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: a unique task's arguments must be JSON data to make its key "
-                        f"(or pass unique_key=...): {exc}") from None
+        raise TypeError(
+            f"{name}: a unique task's arguments must be JSON data to make its key "
+            f"(or pass unique_key=...): {exc}"
+        ) from None
     return f"{name}:{hashlib.sha256(canonical.encode()).hexdigest()}"
 
 
-def send_unique(app: Any, name: str, key: str, unique_for: float, options: dict[str, Any],
-                send: Callable[[dict[str, Any]], Any]) -> Any:
+def send_unique(
+    app: Any,
+    name: str,
+    key: str,
+    unique_for: float,
+    options: dict[str, Any],
+    send: Callable[[dict[str, Any]], Any],
+) -> Any:
     """Claim ``key`` for a new task id and ``send(options)`` with that id and the header; or,
     when another task holds the key, return a handle on that task without sending."""
     backend = app.backend
     if not backend.capabilities.claims:
-        raise KQError(f"{name}: unique tasks need a result backend that keeps claims "
-                      f"(capabilities.claims), such as redis://, sqlite:// or db+postgresql://; "
-                      f"{app.conf.result_backend!r} does not")
+        raise KQError(
+            f"{name}: unique tasks need a result backend that keeps claims "
+            f"(capabilities.claims), such as redis://, sqlite:// or db+postgresql://; "
+            f"{app.conf.result_backend!r} does not"
+        )
     task_id = options.get("task_id") or str(uuid.uuid4())
     holder = backend.claim(CLAIM_PREFIX + key, task_id, unique_for)
     if holder is not None and holder != task_id:
@@ -72,5 +82,6 @@ def release_for(app: Any, message: TaskMessage) -> None:
     try:
         app.backend.release(CLAIM_PREFIX + str(key), message.id)
     except Exception as exc:
-        log.warning("kq: could not release unique key %s of task %s (it lapses by itself): %s",
-                    key, message.id, exc)
+        log.warning(
+            "kq: could not release unique key %s of task %s (it lapses by itself): %s", key, message.id, exc
+        )

@@ -44,8 +44,7 @@ def _parse(field: str, value: Any) -> frozenset[int]:
         return n
 
     if isinstance(value, bool):
-        raise ValueError(f"crontab {field}: expected a number, a cron string or numbers, "
-                         f"got {value!r}")
+        raise ValueError(f"crontab {field}: expected a number, a cron string or numbers, got {value!r}")
     if isinstance(value, int):
         values = {checked(value)}
     elif isinstance(value, str):
@@ -74,8 +73,7 @@ def _parse(field: str, value: Any) -> frozenset[int]:
                 raise ValueError(f"crontab {field}: {item!r} is not a whole number ({allowed})")
             values.add(checked(item))
     else:
-        raise ValueError(f"crontab {field}: expected a number, a cron string or numbers, "
-                         f"got {value!r}")
+        raise ValueError(f"crontab {field}: expected a number, a cron string or numbers, got {value!r}")
     if not values:
         raise ValueError(f"crontab {field}: no values given ({allowed})")
     if field == "day_of_week" and 7 in values:
@@ -117,19 +115,29 @@ class crontab(Schedule):  # noqa: N801 - the name everyone knows from cron and C
     :mod:`kq.beat.wallclock`.
     """
 
-    def __init__(self, minute: Any = "*", hour: Any = "*", day_of_week: Any = "*",
-                 day_of_month: Any = "*", month_of_year: Any = "*",
-                 tz: str | tzinfo | None = None) -> None:
+    def __init__(
+        self,
+        minute: Any = "*",
+        hour: Any = "*",
+        day_of_week: Any = "*",
+        day_of_month: Any = "*",
+        month_of_year: Any = "*",
+        tz: str | tzinfo | None = None,
+    ) -> None:
         self.minute = _parse("minute", minute)
         self.hour = _parse("hour", hour)
         self.day_of_week = _parse("day_of_week", day_of_week)
         self.day_of_month = _parse("day_of_month", day_of_month)
         self.month_of_year = _parse("month_of_year", month_of_year)
         self.tz = as_zone(tz, "crontab")
-        if not any(day <= (29 if month == 2 else calendar.monthrange(2001, month)[1])
-                   for month in self.month_of_year for day in self.day_of_month):
-            raise ValueError(f"crontab never runs: no month in month_of_year has a day in "
-                             f"day_of_month ({self._fields()})")
+        if not any(
+            day <= (29 if month == 2 else calendar.monthrange(2001, month)[1])
+            for month in self.month_of_year
+            for day in self.day_of_month
+        ):
+            raise ValueError(
+                f"crontab never runs: no month in month_of_year has a day in day_of_month ({self._fields()})"
+            )
         self._times = tuple((h, m) for h in sorted(self.hour) for m in sorted(self.minute))
         self._months = tuple(sorted(self.month_of_year))
         self._days = tuple(sorted(self.day_of_month))
@@ -159,8 +167,11 @@ class crontab(Schedule):  # noqa: N801 - the name everyone knows from cron and C
                 for day in self._matching_days(year, month):
                     if day < first_day:
                         continue
-                    times = self._times[bisect_left(self._times, first_time):] \
-                        if day == first_day else self._times
+                    times = (
+                        self._times[bisect_left(self._times, first_time) :]
+                        if day == first_day
+                        else self._times
+                    )
                     for hour, minute in times:
                         yield datetime(year, month, day.day, hour, minute)
 
@@ -175,9 +186,11 @@ class crontab(Schedule):  # noqa: N801 - the name everyone knows from cron and C
 
     def _fields(self) -> str:
         """The five fields in cron's order, as cron would spell them."""
-        return " ".join(_render(getattr(self, name), lo, 6 if name == "day_of_week" else hi)
-                        for name in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
-                        for lo, hi, _ in [_FIELDS[name]])
+        return " ".join(
+            _render(getattr(self, name), lo, 6 if name == "day_of_week" else hi)
+            for name in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+            for lo, hi, _ in [_FIELDS[name]]
+        )
 
     def describe(self) -> str:
         return f"crontab {self._fields()} {zone_name(self.zone)}"

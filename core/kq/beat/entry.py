@@ -57,8 +57,10 @@ def build_schedule(value: Any, factory_for: Callable[[str], Callable[..., Any]])
     if isinstance(value, str):
         fields = value.split()
         if len(fields) != 5:
-            raise ValueError(f"a schedule string is a five-field crontab "
-                             f"('minute hour day_of_month month_of_year day_of_week'), got {value!r}")
+            raise ValueError(
+                f"a schedule string is a five-field crontab "
+                f"('minute hour day_of_month month_of_year day_of_week'), got {value!r}"
+            )
         keys = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
         crontab: Schedule = factory_for("crontab")(**dict(zip(keys, fields, strict=True)))
         return crontab
@@ -68,20 +70,21 @@ def build_schedule(value: Any, factory_for: Callable[[str], Callable[..., Any]])
         if not isinstance(schedule, Schedule):
             raise ValueError(f"schedule type {value['type']!r} built {schedule!r}, not a Schedule")
         return schedule
-    raise ValueError(f"expected a schedule, seconds, a timedelta, a crontab string or "
-                     f"{{'type': ..., ...}}, got {value!r}")
+    raise ValueError(
+        f"expected a schedule, seconds, a timedelta, a crontab string or {{'type': ..., ...}}, got {value!r}"
+    )
 
 
 def build_entry(name: str, spec: Any, factory_for: Callable[[str], Callable[..., Any]]) -> Entry:
     """An :class:`Entry` from one ``beat_schedule`` item; errors name the entry."""
     where = f"beat_schedule[{name!r}]"
     if not isinstance(spec, Mapping):
-        raise ConfigurationError(f"{where} must be a mapping with 'task' and 'schedule', "
-                                 f"got {spec!r}")
+        raise ConfigurationError(f"{where} must be a mapping with 'task' and 'schedule', got {spec!r}")
     unknown = set(spec) - _ENTRY_KEYS
     if unknown:
-        raise ConfigurationError(f"{where}: unknown key(s) {sorted(unknown)}; "
-                                 f"accepted: {sorted(_ENTRY_KEYS)}")
+        raise ConfigurationError(
+            f"{where}: unknown key(s) {sorted(unknown)}; accepted: {sorted(_ENTRY_KEYS)}"
+        )
     task = spec.get("task")
     if not isinstance(task, str) or not task:
         raise ConfigurationError(f"{where}: 'task' must be a task name, got {task!r}")
@@ -103,14 +106,24 @@ def build_entry(name: str, spec: Any, factory_for: Callable[[str], Callable[...,
         raise ConfigurationError(f"{where}: 'options' must be a mapping, got {options!r}")
     bad = set(options) - (CALL_OPTIONS - _RESERVED_OPTIONS)
     if bad:
-        raise ConfigurationError(f"{where}: option(s) {sorted(bad)} cannot be set; accepted: "
-                                 f"{sorted(CALL_OPTIONS - _RESERVED_OPTIONS)}")
+        raise ConfigurationError(
+            f"{where}: option(s) {sorted(bad)} cannot be set; accepted: "
+            f"{sorted(CALL_OPTIONS - _RESERVED_OPTIONS)}"
+        )
     missed = spec.get("missed")
     if missed is not None and missed not in MISSED_POLICIES:
-        raise ConfigurationError(f"{where}: 'missed' must be one of {', '.join(MISSED_POLICIES)}, "
-                                 f"got {missed!r}")
-    return Entry(name=name, task=task, schedule=schedule, args=tuple(args), kwargs=dict(kwargs),
-                 options=dict(options), missed=missed)
+        raise ConfigurationError(
+            f"{where}: 'missed' must be one of {', '.join(MISSED_POLICIES)}, got {missed!r}"
+        )
+    return Entry(
+        name=name,
+        task=task,
+        schedule=schedule,
+        args=tuple(args),
+        kwargs=dict(kwargs),
+        options=dict(options),
+        missed=missed,
+    )
 
 
 @attrs.frozen
@@ -130,8 +143,9 @@ NOTHING = Plan((), None)
 WALK_LIMIT = 100_000
 
 
-def plan(schedule: Schedule, last: datetime, now: datetime, policy: str, max_catchup: int,
-         leading_since: datetime) -> Plan:
+def plan(
+    schedule: Schedule, last: datetime, now: datetime, policy: str, max_catchup: int, leading_since: datetime
+) -> Plan:
     """Which slots after ``last`` and up to ``now`` to publish under ``policy``.
 
     A slot is *missed* when it came due before this beat started leading (``leading_since``):
@@ -153,7 +167,7 @@ def plan(schedule: Schedule, last: datetime, now: datetime, policy: str, max_cat
     truncated = slot is not None and slot <= now
     advance_to = now if truncated else recent[-1]
     missed = [s for s in recent if s <= leading_since]
-    on_time = list(recent)[len(missed):]
+    on_time = list(recent)[len(missed) :]
     if policy == "all":
         chosen = list(recent)
     elif policy == "once":

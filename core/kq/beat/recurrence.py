@@ -18,14 +18,24 @@ from .schedule import Schedule, as_datetime
 from .wallclock import as_zone, next_instant, zone_name
 
 FREQUENCIES: dict[str, Literal[0, 1, 2, 3, 4, 5, 6]] = {
-    "yearly": du.YEARLY, "monthly": du.MONTHLY, "weekly": du.WEEKLY, "daily": du.DAILY,
-    "hourly": du.HOURLY, "minutely": du.MINUTELY, "secondly": du.SECONDLY}
+    "yearly": du.YEARLY,
+    "monthly": du.MONTHLY,
+    "weekly": du.WEEKLY,
+    "daily": du.DAILY,
+    "hourly": du.HOURLY,
+    "minutely": du.MINUTELY,
+    "secondly": du.SECONDLY,
+}
 _WEEKDAYS = {day: getattr(du, day) for day in ("MO", "TU", "WE", "TH", "FR", "SA", "SU")}
 #: Frequencies whose periods have one length on the wall clock, so a rule without ``count`` can
 #: restart at a later period boundary without changing its occurrences (see ``_from``).
-_PERIODS = {du.WEEKLY: timedelta(weeks=1), du.DAILY: timedelta(days=1),
-            du.HOURLY: timedelta(hours=1), du.MINUTELY: timedelta(minutes=1),
-            du.SECONDLY: timedelta(seconds=1)}
+_PERIODS = {
+    du.WEEKLY: timedelta(weeks=1),
+    du.DAILY: timedelta(days=1),
+    du.HOURLY: timedelta(hours=1),
+    du.MINUTELY: timedelta(minutes=1),
+    du.SECONDLY: timedelta(seconds=1),
+}
 _DEFAULT_START = datetime(2000, 1, 1)
 
 
@@ -44,9 +54,15 @@ class rrule(Schedule):  # noqa: N801 - dateutil's and RFC 5545's name for it
     occurrence (``count``, ``until``) :meth:`next_after` returns ``None``.
     """
 
-    def __init__(self, rule: str | None = None, *, freq: str | None = None,
-                 dtstart: datetime | str | None = None, tz: str | tzinfo | None = None,
-                 **fields: Any) -> None:
+    def __init__(
+        self,
+        rule: str | None = None,
+        *,
+        freq: str | None = None,
+        dtstart: datetime | str | None = None,
+        tz: str | tzinfo | None = None,
+        **fields: Any,
+    ) -> None:
         if (rule is None) == (freq is None):
             raise ValueError("rrule: give either the rule text or freq= (with keywords), not both")
         if rule is not None and fields:
@@ -68,18 +84,16 @@ class rrule(Schedule):  # noqa: N801 - dateutil's and RFC 5545's name for it
             start = start.astimezone(zone).replace(tzinfo=None)
         if self.rule is not None:
             text = self.rule.strip()
-            text = text[len("RRULE:"):] if text.upper().startswith("RRULE:") else text
+            text = text[len("RRULE:") :] if text.upper().startswith("RRULE:") else text
             if "DTSTART" in text.upper() or "\n" in text:
-                raise ValueError(f"rrule: give one RRULE without DTSTART (pass dtstart=), "
-                                 f"got {self.rule!r}")
+                raise ValueError(f"rrule: give one RRULE without DTSTART (pass dtstart=), got {self.rule!r}")
             try:
                 # One RRULE line without DTSTART (checked above) parses to an rrule, not a set.
                 return cast(du.rrule, du.rrulestr(text, dtstart=start))
             except (ValueError, LookupError) as exc:
                 raise ValueError(f"rrule: invalid rule {self.rule!r}: {exc}") from None
         if not isinstance(self.freq, str) or self.freq.lower() not in FREQUENCIES:
-            raise ValueError(f"rrule: freq must be one of {', '.join(FREQUENCIES)}, "
-                             f"got {self.freq!r}")
+            raise ValueError(f"rrule: freq must be one of {', '.join(FREQUENCIES)}, got {self.freq!r}")
         fields = dict(self.fields)
         if "byweekday" in fields:
             days = fields["byweekday"]
@@ -125,7 +139,7 @@ class rrule(Schedule):  # noqa: N801 - dateutil's and RFC 5545's name for it
         return rule.replace(dtstart=fields._dtstart + periods * step)
 
     def describe(self) -> str:
-        text = self.rule if self.rule is not None else str(self._rule).split("\n")[-1][len("RRULE:"):]
+        text = self.rule if self.rule is not None else str(self._rule).split("\n")[-1][len("RRULE:") :]
         return f"rrule {text.strip()} {zone_name(self.zone)}"
 
     def _key(self) -> tuple[Any, ...]:

@@ -64,15 +64,14 @@ class every(Schedule):  # noqa: N801 - reads as a function in a schedule table, 
     without running anything twice. Pass ``anchor=`` to shift the slots.
     """
 
-    def __init__(self, interval: float | timedelta, *,
-                 anchor: datetime | str | None = None) -> None:
+    def __init__(self, interval: float | timedelta, *, anchor: datetime | str | None = None) -> None:
         seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-            raise ValueError(f"every() needs a positive number of seconds or a timedelta, "
-                             f"got {interval!r}")
+            raise ValueError(f"every() needs a positive number of seconds or a timedelta, got {interval!r}")
         self.seconds = float(seconds)
-        self.anchor = (EPOCH if anchor is None
-                       else _aware(as_datetime(anchor, "every(anchor=)"), "every(anchor=)"))
+        self.anchor = (
+            EPOCH if anchor is None else _aware(as_datetime(anchor, "every(anchor=)"), "every(anchor=)")
+        )
         self._step = timedelta(seconds=self.seconds)
 
     def next_after(self, moment: datetime) -> datetime:
@@ -91,8 +90,7 @@ class every(Schedule):  # noqa: N801 - reads as a function in a schedule table, 
         return f"every {seconds:g}s"
 
     def __eq__(self, other: Any) -> bool:
-        return isinstance(other, every) and (self.seconds, self.anchor) == (other.seconds,
-                                                                            other.anchor)
+        return isinstance(other, every) and (self.seconds, self.anchor) == (other.seconds, other.anchor)
 
     def __hash__(self) -> int:
         return hash((self.seconds, self.anchor))

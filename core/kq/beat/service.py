@@ -51,8 +51,9 @@ def load_entries(app: Any) -> list[Entry]:
     specs = dict(conf.beat_schedule)
     for name, spec in app.periodic_entries.items():
         if name in specs:
-            raise ConfigurationError(f"beat entry {name!r} is both in beat_schedule and an "
-                                     f"@app.periodic task; rename one")
+            raise ConfigurationError(
+                f"beat entry {name!r} is both in beat_schedule and an @app.periodic task; rename one"
+            )
         specs[name] = spec
     tz: tzinfo = ZoneInfo(conf.timezone)
     entries = []
@@ -71,8 +72,11 @@ def open_store(app: Any, url: str | None = None) -> ScheduleStore:
         url = conf.broker_url
         if url_scheme(url) not in app.plugins.schedule_stores:
             url = DEFAULT_URL
-            log.info("kq beat: no schedule store for the broker's scheme; keeping beat state in "
-                     "%s (set beat_store to share it between machines)", url)
+            log.info(
+                "kq beat: no schedule store for the broker's scheme; keeping beat state in "
+                "%s (set beat_store to share it between machines)",
+                url,
+            )
     spec: ScheduleStoreSpec = app.plugins.schedule_stores.get(url_scheme(url))
     return spec.factory(url, {"namespace": app.main, **conf.beat_store_options})
 
@@ -89,8 +93,14 @@ class EntryStatus:
 class Beat:
     """Publishes the app's periodic tasks while it leads; see the module docstring."""
 
-    def __init__(self, app: Any, *, store: ScheduleStore | None = None,
-                 lease: float | None = None, holder: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        store: ScheduleStore | None = None,
+        lease: float | None = None,
+        holder: str | None = None,
+    ) -> None:
         conf = app.conf
         self.app = app
         self.entries = load_entries(app)
@@ -111,8 +121,7 @@ class Beat:
     def run(self) -> None:
         """Tick until :meth:`stop`; then hand the lock over and close the store."""
         names = ", ".join(e.name for e in self.entries) or "none"
-        log.info("kq beat %s: %d entries (%s), lease %gs", self.holder, len(self.entries), names,
-                 self.lease)
+        log.info("kq beat %s: %d entries (%s), lease %gs", self.holder, len(self.entries), names, self.lease)
         try:
             while not self._stopped.is_set():
                 self._stopped.wait(self.tick())
@@ -122,8 +131,7 @@ class Beat:
                 try:
                     self.store.release(self.holder)
                 except Exception:  # the lease runs out by itself
-                    log.warning("kq beat: could not release the lock; it expires in %gs",
-                                self.lease)
+                    log.warning("kq beat: could not release the lock; it expires in %gs", self.lease)
             self.store.close()
 
     def stop(self) -> None:
@@ -145,8 +153,7 @@ class Beat:
             return min(self._publish_due(deadline=started + self.lease / 2), self.lease / 3)
         except Exception as exc:
             if not self._store_down:
-                log.error("kq beat: schedule store unavailable (%s: %s); retrying",
-                          type(exc).__name__, exc)
+                log.error("kq beat: schedule store unavailable (%s: %s); retrying", type(exc).__name__, exc)
             self._store_down, self.leading = True, False
             return follow
 
@@ -178,14 +185,19 @@ class Beat:
     def _carry_out(self, entry: Entry, last: datetime, now: datetime) -> datetime | None:
         """Publish ``entry``'s due slots; return its recorded slot afterwards (``None``: lock lost)."""
         assert self.leading_since is not None
-        todo = plan(entry.schedule, last, now, entry.missed or self.missed, self.max_catchup,
-                    self.leading_since)
+        todo = plan(
+            entry.schedule, last, now, entry.missed or self.missed, self.max_catchup, self.leading_since
+        )
         if todo.advance_to is None:
             return last
         if todo.skipped or todo.truncated:
-            log.warning("kq beat: %s: %s%d missed run(s) not sent (missed=%s)", entry.name,
-                        "at least " if todo.truncated else "", todo.skipped,
-                        entry.missed or self.missed)
+            log.warning(
+                "kq beat: %s: %s%d missed run(s) not sent (missed=%s)",
+                entry.name,
+                "at least " if todo.truncated else "",
+                todo.skipped,
+                entry.missed or self.missed,
+            )
         cursor = last
         for i, slot in enumerate(todo.publish):
             target = todo.advance_to if i == len(todo.publish) - 1 else slot
@@ -204,19 +216,26 @@ class Beat:
 
     def _publish(self, entry: Entry, slot: datetime) -> bool:
         options: dict[str, Any] = dict(entry.options)
-        headers = {**(options.pop("headers", None) or {}), ENTRY_HEADER: entry.name,
-                   SLOT_HEADER: slot.isoformat()}
+        headers = {
+            **(options.pop("headers", None) or {}),
+            ENTRY_HEADER: entry.name,
+            SLOT_HEADER: slot.isoformat(),
+        }
         task = self.app.tasks.get(entry.task)
         send = task.apply_async if task is not None else self._send_by_name(entry.task)
         try:
-            result = send(entry.args, entry.kwargs, task_id=entry.task_id(slot), headers=headers,
-                          **options)
+            result = send(entry.args, entry.kwargs, task_id=entry.task_id(slot), headers=headers, **options)
         except Exception as exc:
-            log.error("kq beat: could not send %s for %s (slot %s): %s: %s; will retry",
-                      entry.task, entry.name, slot.isoformat(), type(exc).__name__, exc)
+            log.error(
+                "kq beat: could not send %s for %s (slot %s): %s: %s; will retry",
+                entry.task,
+                entry.name,
+                slot.isoformat(),
+                type(exc).__name__,
+                exc,
+            )
             return False
-        log.info("kq beat: sent %s[%s] for %s (slot %s)", entry.task, result.id, entry.name,
-                 slot.isoformat())
+        log.info("kq beat: sent %s[%s] for %s (slot %s)", entry.task, result.id, entry.name, slot.isoformat())
         return True
 
     def _send_by_name(self, name: str) -> Any:

@@ -38,8 +38,11 @@ def _sun(moment: datetime) -> tuple[float, float]:
     mean_long = (280.46646 + t * (36000.76983 + t * 0.0003032)) % 360
     anomaly = radians(357.52911 + t * (35999.05029 - 0.0001537 * t))
     eccentricity = 0.016708634 - t * (0.000042037 + 0.0000001267 * t)
-    center = (sin(anomaly) * (1.914602 - t * (0.004817 + 0.000014 * t))
-              + sin(2 * anomaly) * (0.019993 - 0.000101 * t) + sin(3 * anomaly) * 0.000289)
+    center = (
+        sin(anomaly) * (1.914602 - t * (0.004817 + 0.000014 * t))
+        + sin(2 * anomaly) * (0.019993 - 0.000101 * t)
+        + sin(3 * anomaly) * 0.000289
+    )
     omega = radians(125.04 - 1934.136 * t)
     apparent_long = radians(mean_long + center - 0.00569 - 0.00478 * sin(omega))
     mean_obliquity = 23 + (26 + (21.448 - t * (46.815 + t * (0.00059 - t * 0.001813))) / 60) / 60
@@ -47,9 +50,13 @@ def _sun(moment: datetime) -> tuple[float, float]:
     declination = degrees(asin(sin(obliquity) * sin(apparent_long)))
     y = tan(obliquity / 2) ** 2
     l0 = radians(mean_long)
-    eq_time = 4 * degrees(y * sin(2 * l0) - 2 * eccentricity * sin(anomaly)
-                          + 4 * eccentricity * y * sin(anomaly) * cos(2 * l0)
-                          - 0.5 * y * y * sin(4 * l0) - 1.25 * eccentricity ** 2 * sin(2 * anomaly))
+    eq_time = 4 * degrees(
+        y * sin(2 * l0)
+        - 2 * eccentricity * sin(anomaly)
+        + 4 * eccentricity * y * sin(anomaly) * cos(2 * l0)
+        - 0.5 * y * y * sin(4 * l0)
+        - 1.25 * eccentricity**2 * sin(2 * anomaly)
+    )
     return declination, eq_time
 
 
@@ -83,10 +90,8 @@ class solar(Schedule):  # noqa: N801 - reads like crontab in a schedule table
         if event not in EVENTS:
             raise ValueError(f"solar: unknown event {event!r}; valid events: {', '.join(EVENTS)}")
         for name, value, limit in (("lat", lat, 90), ("lon", lon, 180)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not -limit <= value <= limit:
-                raise ValueError(f"solar: {name} must be a number in [-{limit}, {limit}], "
-                                 f"got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -limit <= value <= limit:
+                raise ValueError(f"solar: {name} must be a number in [-{limit}, {limit}], got {value!r}")
         self.event, self.lat, self.lon = event, float(lat), float(lon)
 
     def next_after(self, moment: datetime) -> datetime | None:

@@ -27,8 +27,9 @@ def as_zone(tz: str | tzinfo | None, what: str) -> tzinfo | None:
         try:
             return ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{what}: unknown time zone {tz!r}; use an IANA name such as "
-                             f"'Europe/Berlin' or 'UTC'") from None
+            raise ValueError(
+                f"{what}: unknown time zone {tz!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'"
+            ) from None
     raise ValueError(f"{what}: tz must be a zone name or a tzinfo, got {tz!r}")
 
 
@@ -49,8 +50,9 @@ def _wall(instant: datetime, tz: tzinfo) -> datetime:
     return instant.astimezone(tz).replace(tzinfo=None, fold=0)
 
 
-def next_instant(walls_from: Callable[[datetime], Iterable[datetime]], moment: datetime,
-                 tz: tzinfo) -> datetime | None:
+def next_instant(
+    walls_from: Callable[[datetime], Iterable[datetime]], moment: datetime, tz: tzinfo
+) -> datetime | None:
     """The earliest instant strictly after ``moment`` of the wall times ``walls_from(start)``
     yields (naive, ascending, none before ``start``).
 

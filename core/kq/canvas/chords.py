@@ -57,8 +57,10 @@ def check_backend(app: Any) -> bool:
         raise KQError("chords need a result backend: the body reads every header result")
     capabilities = app.backend.capabilities
     if capabilities.reply_to:
-        raise KQError(f"chords need results every worker can read; {safe_url(app.conf.result_backend)} "
-                      f"sends each result back to its caller only")
+        raise KQError(
+            f"chords need results every worker can read; {safe_url(app.conf.result_backend)} "
+            f"sends each result back to its caller only"
+        )
     counts: bool = capabilities.counters
     return counts
 
@@ -72,8 +74,10 @@ def chord_size(body: Mapping[str, Any]) -> int | None:
 
 
 def _foreign(group_id: str, body: Mapping[str, Any], what: str) -> Settled:
-    error = KQError(f"chord {group_id}: {what} (expired, or the chord was not sent by kq: kq "
-                    f"workers settle only chords sent by kq)")
+    error = KQError(
+        f"chord {group_id}: {what} (expired, or the chord was not sent by kq: kq "
+        f"workers settle only chords sent by kq)"
+    )
     return Settled(body, cause=Cause.of_exception(group_id, error))
 
 
@@ -147,11 +151,17 @@ def unlock_call(app: Any, group_id: str, body: Mapping[str, Any]) -> Call:
     """The first ``kq.chord_unlock`` call for a chord on a backend without counters. It gives up
     when the header's results would have expired (``result_expires``), so it cannot wait forever."""
     expires = app.conf.result_expires or UNLOCK_DEFAULT_DEADLINE
-    return Call(UNLOCK_TASK, (group_id, dict(body), time.time() + expires, UNLOCK_FIRST), {},
-                {"countdown": UNLOCK_FIRST, "ignore_result": True})
+    return Call(
+        UNLOCK_TASK,
+        (group_id, dict(body), time.time() + expires, UNLOCK_FIRST),
+        {},
+        {"countdown": UNLOCK_FIRST, "ignore_result": True},
+    )
 
 
 def unlock_timed_out(group_id: str, body: Mapping[str, Any], deadline: float) -> Settled:
-    error = KQError(f"chord {group_id}: the header did not finish before its results expire "
-                    f"(deadline {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(deadline))} UTC)")
+    error = KQError(
+        f"chord {group_id}: the header did not finish before its results expire "
+        f"(deadline {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(deadline))} UTC)"
+    )
     return Settled(body, cause=Cause.of_exception(group_id, error))

@@ -83,13 +83,19 @@ def primitive(app: Any, signature: Mapping[str, Any]) -> Any:
     """Rebuild a composite signature mapping with the factory registered for its type."""
     kind = signature["subtask_type"]
     if not isinstance(kind, str):
-        raise ValueError(f"signature {signature.get('task')!r}: subtask_type must be a string, "
-                         f"got {type(kind).__name__}")
+        raise ValueError(
+            f"signature {signature.get('task')!r}: subtask_type must be a string, got {type(kind).__name__}"
+        )
     return app.plugins.canvas_primitives.get(kind).factory(signature, app)
 
 
-def apply(batch: Batch, signature: Mapping[str, Any], args: Sequence[Any] = (),
-          kwargs: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None) -> None:
+def apply(
+    batch: Batch,
+    signature: Mapping[str, Any],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> None:
     """Apply a signature mapping from a message: a task call joins the batch, a primitive plans
     itself into it. Options kq does not know (Celery's ``reply_to``, ...) are dropped."""
     if signature.get("subtask_type"):
@@ -98,8 +104,9 @@ def apply(batch: Batch, signature: Mapping[str, Any], args: Sequence[Any] = (),
         batch.send(merge(signature, args, kwargs, options, lenient=True))
 
 
-def _apply_or_skip(batch: Batch, signature: Mapping[str, Any], args: Sequence[Any],
-                   options: Mapping[str, Any] | None = None) -> None:
+def _apply_or_skip(
+    batch: Batch, signature: Mapping[str, Any], args: Sequence[Any], options: Mapping[str, Any] | None = None
+) -> None:
     """:func:`apply`; a step that cannot even be applied (malformed, unknown primitive, bad
     arguments) is failed with that error instead, and so is everything after it."""
     try:
@@ -168,14 +175,14 @@ def complete(batch: Batch, step: Step, value: Any, name: str | None = None) -> N
     """A step produced ``value`` without a task running it: store it as the step's result and
     go on as :func:`succeeded` does."""
     if step.task_id and batch.app.conf.result_backend:
-        meta = ResultMeta(task_id=step.task_id, state=SUCCESS, result=value, date_done=utcnow(),
-                          name=name)
+        meta = ResultMeta(task_id=step.task_id, state=SUCCESS, result=value, date_done=utcnow(), name=name)
         batch.app.store_result(meta, step.reply_to)
     succeeded(batch, step, value)
 
 
-def fail(batch: Batch, step: Step, cause: Cause, name: str | None = None,
-         seen: set[str] | None = None) -> None:
+def fail(
+    batch: Batch, step: Step, cause: Cause, name: str | None = None, seen: set[str] | None = None
+) -> None:
     """A step failed with ``cause`` without a task of its own raising it: store the FAILURE as
     the step's result and go on as :func:`failed` does."""
     if step.task_id and batch.app.conf.result_backend:
@@ -234,16 +241,21 @@ def _abandon(app: Any, refused: list[tuple[Call, Exception]]) -> None:
         log.exception("kq: could not mark %d unsent workflow steps as failed", len(refused))
 
 
-def after_task(app: Any, message: TaskMessage, request: Any, *, value: Any = None,
-               cause: Cause | None = None) -> None:
+def after_task(
+    app: Any, message: TaskMessage, request: Any, *, value: Any = None, cause: Cause | None = None
+) -> None:
     """Called by the runner once a task's outcome is stored: ``value`` on success, ``cause`` on
     failure. Sends what the message's workflow says comes next, as children of ``request``.
     Never raises: a malformed workflow is logged and goes no further."""
     try:
         step = Step.of_message(message)
     except ValueError as exc:
-        log.error("kq: task %s[%s] carries a malformed workflow; nothing after it runs: %s",
-                  message.task, message.id, exc)
+        log.error(
+            "kq: task %s[%s] carries a malformed workflow; nothing after it runs: %s",
+            message.task,
+            message.id,
+            exc,
+        )
         return
     if step is None:
         return

@@ -24,10 +24,22 @@ class _Map(Signature):
 
     runner: str
 
-    def __init__(self, task: Any, it: Iterable[Any], app: Any = None,
-                 options: Mapping[str, Any] | None = None, **more: Any) -> None:
-        super().__init__(self.runner, (), {"task": as_signature(task, app), "it": list(it)},
-                         {**(options or {}), **more}, immutable=True, app=app)
+    def __init__(
+        self,
+        task: Any,
+        it: Iterable[Any],
+        app: Any = None,
+        options: Mapping[str, Any] | None = None,
+        **more: Any,
+    ) -> None:
+        super().__init__(
+            self.runner,
+            (),
+            {"task": as_signature(task, app), "it": list(it)},
+            {**(options or {}), **more},
+            immutable=True,
+            app=app,
+        )
 
     def __repr__(self) -> str:
         return f"{self.subtask_type}({self.kwargs['task']!r}, <{len(self.kwargs['it'])} items>)"
@@ -63,21 +75,32 @@ class chunks(Signature):
 
     subtask_type = "chunks"
 
-    def __init__(self, task: Any, it: Iterable[Any], n: int, app: Any = None,
-                 options: Mapping[str, Any] | None = None, **more: Any) -> None:
+    def __init__(
+        self,
+        task: Any,
+        it: Iterable[Any],
+        n: int,
+        app: Any = None,
+        options: Mapping[str, Any] | None = None,
+        **more: Any,
+    ) -> None:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"chunks: n must be a whole number of at least 1, got {n!r}")
-        super().__init__("celery.chunks", (),
-                         {"task": as_signature(task, app), "it": list(it), "n": n},
-                         {**(options or {}), **more}, immutable=True, app=app)
+        super().__init__(
+            "celery.chunks",
+            (),
+            {"task": as_signature(task, app), "it": list(it), "n": n},
+            {**(options or {}), **more},
+            immutable=True,
+            app=app,
+        )
         self._group: group | None = None
 
     def __repr__(self) -> str:
         return f"chunks({self.kwargs['task']!r}, <{len(self.kwargs['it'])} items>, {self.kwargs['n']})"
 
     def _kwargs_to_dict(self) -> dict[str, Any]:
-        return {"task": self.kwargs["task"].to_dict(), "it": list(self.kwargs["it"]),
-                "n": self.kwargs["n"]}
+        return {"task": self.kwargs["task"].to_dict(), "it": list(self.kwargs["it"]), "n": self.kwargs["n"]}
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any], app: Any = None) -> chunks:
@@ -91,10 +114,13 @@ class chunks(Signature):
         if self._group is None:
             task, items, n = (self.kwargs[key] for key in ("task", "it", "n"))
             parts = iter(items)
-            starmaps = [xstarmap(task, part, app=self.app)
-                        for part in iter(lambda: list(itertools.islice(parts, n)), [])]
-            self._group = group(starmaps, app=self.app,
-                                options={k: v for k, v in self.options.items() if k != "task_id"})
+            starmaps = [
+                xstarmap(task, part, app=self.app)
+                for part in iter(lambda: list(itertools.islice(parts, n)), [])
+            ]
+            self._group = group(
+                starmaps, app=self.app, options={k: v for k, v in self.options.items() if k != "task_id"}
+            )
         return self._group
 
     def freeze(self) -> AsyncResult | GroupResult:
@@ -104,6 +130,11 @@ class chunks(Signature):
         self.options["task_id"] = result.id
         return result
 
-    def plan(self, batch: Batch, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-             options: Mapping[str, Any] | None = None) -> None:
+    def plan(
+        self,
+        batch: Batch,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.group().plan(batch, (), None, {**self.options, **(options or {})})

@@ -43,8 +43,10 @@ def _route(signature: Signature, follows: Mapping[str, Any]) -> None:
             signature.options[key] = follows[key]
     for key in ("link", "link_error"):
         if follows.get(key):
-            signature.options[key] = [*(as_mappings(signature.options.get(key)) or ()),
-                                      *(as_mappings(follows[key]) or ())]
+            signature.options[key] = [
+                *(as_mappings(signature.options.get(key)) or ()),
+                *(as_mappings(follows[key]) or ()),
+            ]
 
 
 def _members(tasks: tuple[Any, ...]) -> Iterable[Any]:
@@ -69,8 +71,9 @@ class chain(Signature):
 
     subtask_type = "chain"
 
-    def __init__(self, *tasks: Any, app: Any = None, options: Mapping[str, Any] | None = None,
-                 **more: Any) -> None:
+    def __init__(
+        self, *tasks: Any, app: Any = None, options: Mapping[str, Any] | None = None, **more: Any
+    ) -> None:
         steps: list[Signature] = []
         for task in _members(tasks):
             step = as_signature(task, app)
@@ -115,8 +118,13 @@ class chain(Signature):
         self.options["task_id"] = previous.id
         return previous
 
-    def plan(self, batch: Batch, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-             options: Mapping[str, Any] | None = None) -> None:
+    def plan(
+        self,
+        batch: Batch,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         own, follows = _split({**self.options, **(options or {})})
         outer = as_mappings(follows.pop("chain", None)) or []
         steps = self.tasks
@@ -131,8 +139,9 @@ class group(Signature):
 
     subtask_type = "group"
 
-    def __init__(self, *tasks: Any, app: Any = None, options: Mapping[str, Any] | None = None,
-                 **more: Any) -> None:
+    def __init__(
+        self, *tasks: Any, app: Any = None, options: Mapping[str, Any] | None = None, **more: Any
+    ) -> None:
         members = [as_signature(task, app) for task in _members(tasks)]
         super().__init__("celery.group", (), {"tasks": members}, {**(options or {}), **more}, app=app)
 
@@ -157,8 +166,13 @@ class group(Signature):
         group_id = self.options.setdefault("task_id", str(uuid.uuid4()))
         return GroupResult(group_id, [member.freeze() for member in self.tasks], app=self._app())
 
-    def plan(self, batch: Batch, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-             options: Mapping[str, Any] | None = None) -> None:
+    def plan(
+        self,
+        batch: Batch,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         own, follows = _split({**self.options, **(options or {})})
         group_id = follows.pop("task_id", None) or str(uuid.uuid4())
         self.options = {**own, "task_id": group_id}
@@ -184,15 +198,26 @@ class chord(Signature):
 
     subtask_type = "chord"
 
-    def __init__(self, header: Any, body: Any = None, app: Any = None,
-                 options: Mapping[str, Any] | None = None, **more: Any) -> None:
+    def __init__(
+        self,
+        header: Any,
+        body: Any = None,
+        app: Any = None,
+        options: Mapping[str, Any] | None = None,
+        **more: Any,
+    ) -> None:
         if isinstance(header, Mapping):
             header = as_signature(header, app)
         if not isinstance(header, group):
             header = group(header, app=app)
         body = None if body is None else as_signature(body, app)
-        super().__init__("celery.chord", (), {"header": header, "body": body, "kwargs": {}},
-                         {**(options or {}), **more}, app=app)
+        super().__init__(
+            "celery.chord",
+            (),
+            {"header": header, "body": body, "kwargs": {}},
+            {**(options or {}), **more},
+            app=app,
+        )
 
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self.body!r})"
@@ -218,8 +243,7 @@ class chord(Signature):
 
     def __call__(self, body: Any = None, **options: Any) -> AsyncResult | GroupResult:
         """``chord(header)(body)``: send the chord with this body (Celery's spelling)."""
-        signature = self if body is None else chord(self.header, body, app=self.app,
-                                                    options=self.options)
+        signature = self if body is None else chord(self.header, body, app=self.app, options=self.options)
         return signature.apply_async(**options)
 
     def _body(self) -> Signature:
@@ -237,8 +261,13 @@ class chord(Signature):
         self.options["task_id"] = result.id
         return result
 
-    def plan(self, batch: Batch, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-             options: Mapping[str, Any] | None = None) -> None:
+    def plan(
+        self,
+        batch: Batch,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         own, follows = _split({**self.options, **(options or {})})
         body = self._body()
         _route(body, follows)
@@ -252,12 +281,10 @@ class chord(Signature):
         # A frozen signature always has an id (a group's is set by its freeze).
         ids = [cast(str, member.freeze().id) for member in members]
         travelling = {**body.to_dict(), "chord_size": len(members)}
-        member_options = {**_split(self.header.options)[0], **own, "chord": travelling,
-                          "group_id": group_id}
+        member_options = {**_split(self.header.options)[0], **own, "chord": travelling, "group_id": group_id}
         batch.save_group(group_id, ids)
         for index, (member, member_id) in enumerate(zip(members, ids, strict=True)):
-            member.plan(batch, args, kwargs,
-                        {**member_options, "group_index": index, "task_id": member_id})
+            member.plan(batch, args, kwargs, {**member_options, "group_index": index, "task_id": member_id})
         if not counting:
             batch.send(unlock_call(batch.app, group_id, travelling))
 
@@ -275,7 +302,12 @@ class join(Signature):
     def from_dict(cls, mapping: Mapping[str, Any], app: Any = None) -> join:
         return cls(app=app, options=mapping.get("options"))
 
-    def plan(self, batch: Batch, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-             options: Mapping[str, Any] | None = None) -> None:
+    def plan(
+        self,
+        batch: Batch,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         step = Step.of_options({**self.options, **(options or {})})
         complete(batch, step, args[0] if args else [], name=self.task)

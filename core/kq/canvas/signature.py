@@ -141,8 +141,9 @@ class Signature:
         composite: Signature = self._app().plugins.canvas_primitives.get(kind).factory(mapping, self.app)
         return composite
 
-    def clone(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-              **options: Any) -> Signature:
+    def clone(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Signature:
         """A deep copy, with more partial arguments and options when given."""
         copy = type(self).from_dict(self.to_dict(), self.app)
         if not copy.immutable:
@@ -155,9 +156,15 @@ class Signature:
 
     def to_dict(self) -> dict[str, Any]:
         """Celery's signature mapping, with every nested signature as a mapping too."""
-        return {"task": self.task, "args": list(self.args), "kwargs": self._kwargs_to_dict(),
-                "options": options_to_dict(self.options), "subtask_type": self.subtask_type,
-                "immutable": self.immutable, "chord_size": self.chord_size}
+        return {
+            "task": self.task,
+            "args": list(self.args),
+            "kwargs": self._kwargs_to_dict(),
+            "options": options_to_dict(self.options),
+            "subtask_type": self.subtask_type,
+            "immutable": self.immutable,
+            "chord_size": self.chord_size,
+        }
 
     def _kwargs_to_dict(self) -> dict[str, Any]:
         """Composites keep signatures in ``kwargs``; they serialize them here."""
@@ -178,9 +185,15 @@ class Signature:
             raise ValueError(f"signature {mapping.get('task')!r}: args must be a list")
         if not isinstance(kwargs, (Mapping, type(None))) or not isinstance(options, (Mapping, type(None))):
             raise ValueError(f"signature {mapping.get('task')!r}: kwargs and options must be mappings")
-        return cls(mapping.get("task"), args or (), kwargs, options,
-                   immutable=bool(mapping.get("immutable")), chord_size=mapping.get("chord_size"),
-                   app=app)
+        return cls(
+            mapping.get("task"),
+            args or (),
+            kwargs,
+            options,
+            immutable=bool(mapping.get("immutable")),
+            chord_size=mapping.get("chord_size"),
+            app=app,
+        )
 
     # -- running --------------------------------------------------------------------------
 
@@ -189,16 +202,33 @@ class Signature:
         task_id = self.options.setdefault("task_id", str(uuid.uuid4()))
         return AsyncResult(task_id, app=self._app(), task_name=self.task)
 
-    def plan(self, batch: Batch, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-             options: Mapping[str, Any] | None = None) -> None:
+    def plan(
+        self,
+        batch: Batch,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         """Add the calls that start this signature, applied with ``args``, ``kwargs`` and
         ``options`` (which win over its own), to ``batch``. Called on a copy: may change it."""
-        batch.send(merge({"task": self.task, "args": self.args, "kwargs": self._kwargs_to_dict(),
-                          "options": self.options, "immutable": self.immutable},
-                         args, kwargs, options))
+        batch.send(
+            merge(
+                {
+                    "task": self.task,
+                    "args": self.args,
+                    "kwargs": self._kwargs_to_dict(),
+                    "options": self.options,
+                    "immutable": self.immutable,
+                },
+                args,
+                kwargs,
+                options,
+            )
+        )
 
-    def apply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
-                    **options: Any) -> AsyncResult | GroupResult:
+    def apply_async(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncResult | GroupResult:
         """Send it: every task it starts now goes out in one batch. Returns the result handle
         (a chain's last result, with earlier ones as ``.parent``; a group's GroupResult)."""
         check_options(self.task, options)
@@ -225,13 +255,19 @@ class Signature:
         if self.subtask_type:
             raise KQError(f"a {self.subtask_type} runs through workers only; use apply_async()")
         call = merge(self.to_dict(), args, kwargs, lenient=True)
-        result: EagerResult = self._app().tasks[self.task].apply(call.args, call.kwargs,
-                                                                 task_id=call.options.get("task_id"))
+        result: EagerResult = (
+            self._app().tasks[self.task].apply(call.args, call.kwargs, task_id=call.options.get("task_id"))
+        )
         return result
 
 
-def signature(task: Any, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-              app: Any = None, **options: Any) -> Signature:
+def signature(
+    task: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    app: Any = None,
+    **options: Any,
+) -> Signature:
     """A signature from a task (or its name) and arguments, from a signature mapping (Celery's
     or kq's, composites included), or a copy of a signature."""
     if isinstance(task, Signature):

@@ -35,8 +35,7 @@ def starmap_items(self: Any, task: Mapping[str, Any], it: Sequence[Sequence[Any]
     return [run(*item) for item in it]
 
 
-def chord_unlock(self: Any, group_id: str, body: Mapping[str, Any], deadline: float,
-                 interval: float) -> None:
+def chord_unlock(self: Any, group_id: str, body: Mapping[str, Any], deadline: float, interval: float) -> None:
     """Settle a chord on a backend without counters: look at its header once; if it is still
     running, look again later (backing off) until its deadline, then fail the chord."""
     if time.time() >= deadline:  # before reading: the member record expires at the deadline
@@ -44,8 +43,11 @@ def chord_unlock(self: Any, group_id: str, body: Mapping[str, Any], deadline: fl
     else:
         found = chords.outcome(self.app, group_id, body)
         if found is None:
-            self.apply_async((group_id, body, deadline, min(interval * 1.5, chords.UNLOCK_MAX)),
-                             countdown=interval, ignore_result=True)
+            self.apply_async(
+                (group_id, body, deadline, min(interval * 1.5, chords.UNLOCK_MAX)),
+                countdown=interval,
+                ignore_result=True,
+            )
             return
         settled = found
     resolve(self.app, settled)

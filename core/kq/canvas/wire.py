@@ -22,8 +22,20 @@ from ..states import FAILURE
 
 #: Options that say how and when one call runs.
 EXECUTION_OPTIONS = frozenset(
-    {"countdown", "eta", "expires", "queue", "priority", "task_id", "headers", "serializer",
-     "compression", "ignore_result", "time_limit", "soft_time_limit"}
+    {
+        "countdown",
+        "eta",
+        "expires",
+        "queue",
+        "priority",
+        "task_id",
+        "headers",
+        "serializer",
+        "compression",
+        "ignore_result",
+        "time_limit",
+        "soft_time_limit",
+    }
 )
 #: Options that place a call in a workflow: what runs after it, and the chord it is part of.
 WORKFLOW_OPTIONS = frozenset({"link", "link_error", "chain", "chord", "group_id", "group_index"})
@@ -70,9 +82,14 @@ class Call:
     options: Mapping[str, Any]
 
 
-def merge(signature: Mapping[str, Any], args: Sequence[Any] = (),
-          kwargs: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
-          *, lenient: bool = False) -> Call:
+def merge(
+    signature: Mapping[str, Any],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    lenient: bool = False,
+) -> Call:
     """The call a signature makes when applied with more arguments and options.
 
     Arguments given now go before the signature's own (partial application: a chain passes the
@@ -169,16 +186,25 @@ class Cause:
     @classmethod
     def of_meta(cls, meta: ResultMeta) -> Cause:
         """The cause recorded in a failed result (the original one, if it was passed on)."""
-        data = meta.result if isinstance(meta.result, Mapping) else exception_to_meta(
-            RuntimeError(f"task {meta.task_id} ended {meta.state}: {meta.result!r:.200}"))
+        data = (
+            meta.result
+            if isinstance(meta.result, Mapping)
+            else exception_to_meta(
+                RuntimeError(f"task {meta.task_id} ended {meta.state}: {meta.result!r:.200}")
+            )
+        )
         raised_by = data.get(RAISED_BY)
         exception = {k: v for k, v in data.items() if k != RAISED_BY}
-        return cls(raised_by if isinstance(raised_by, str) else meta.task_id, exception,
-                   meta.traceback)
+        return cls(raised_by if isinstance(raised_by, str) else meta.task_id, exception, meta.traceback)
 
     def failure_of(self, task_id: str, name: str | None = None) -> ResultMeta:
         """The FAILURE stored for ``task_id``, a step that did not run because of this cause."""
         note = f"task {task_id} did not run: task {self.task_id} failed"
-        return ResultMeta(task_id=task_id, state=FAILURE,
-                          result={**self.exception, RAISED_BY: self.task_id},
-                          traceback=f"{self.traceback or ''}{note}\n", date_done=utcnow(), name=name)
+        return ResultMeta(
+            task_id=task_id,
+            state=FAILURE,
+            result={**self.exception, RAISED_BY: self.task_id},
+            traceback=f"{self.traceback or ''}{note}\n",
+            date_done=utcnow(),
+            name=name,
+        )

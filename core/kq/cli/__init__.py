@@ -32,8 +32,23 @@ def cli() -> None:
     """
 
 
-for command in (worker, beat, call, result, purge, inspect, control, status, queues, events,
-                dashboard, plugins_command, plugin_group, demo, dlq):
+for command in (
+    worker,
+    beat,
+    call,
+    result,
+    purge,
+    inspect,
+    control,
+    status,
+    queues,
+    events,
+    dashboard,
+    plugins_command,
+    plugin_group,
+    demo,
+    dlq,
+):
     cli.add_command(command)
 
 

@@ -21,8 +21,16 @@ def print_entries(beat: Beat) -> None:
     rows = [("NAME", "TASK", "SCHEDULE", "LAST RUN (UTC)", "NEXT RUN (UTC)", "MISSED")]
     for status in beat.status():
         entry = status.entry
-        rows.append((entry.name, entry.task, entry.schedule.describe(), _when(status.last),
-                     _when(status.next), entry.missed or beat.missed))
+        rows.append(
+            (
+                entry.name,
+                entry.task,
+                entry.schedule.describe(),
+                _when(status.last),
+                _when(status.next),
+                entry.missed or beat.missed,
+            )
+        )
     if len(rows) == 1:
         click.echo("no periodic tasks: set beat_schedule or use @app.periodic (docs/beat.md)")
         return
@@ -52,23 +60,49 @@ def start_embedded(beat: Beat) -> threading.Thread:
 
 @click.command()
 @app_options
-@click.option("--store", metavar="URL",
-              help="Where beat keeps last runs and its leader lock (redis://..., sqlite:///...). "
-                   "Default: the beat_store setting, else the broker's when a plugin provides a "
-                   "store for it, else sqlite:///kq.sqlite3.")
-@click.option("--lease", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Leader lock lifetime: how soon another beat takes over from a dead leader. "
-                   "Default: the beat_lease setting (10).")
-@click.option("--missed", type=click.Choice(MISSED_POLICIES),
-              help="Runs missed while no beat ran: send one (once), each (all) or none (skip). "
-                   "Default: the beat_missed setting (once); entries may set their own.")
-@click.option("--list", "list_entries", is_flag=True,
-              help="Print every entry with its last and next run, and the leader; then exit.")
-@click.option("-l", "--loglevel", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-def beat(app_spec: str | None, broker: str | None, result_backend: str | None,
-         store: str | None, lease: float | None, missed: str | None, list_entries: bool,
-         loglevel: str) -> None:
+@click.option(
+    "--store",
+    metavar="URL",
+    help="Where beat keeps last runs and its leader lock (redis://..., sqlite:///...). "
+    "Default: the beat_store setting, else the broker's when a plugin provides a "
+    "store for it, else sqlite:///kq.sqlite3.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Leader lock lifetime: how soon another beat takes over from a dead leader. "
+    "Default: the beat_lease setting (10).",
+)
+@click.option(
+    "--missed",
+    type=click.Choice(MISSED_POLICIES),
+    help="Runs missed while no beat ran: send one (once), each (all) or none (skip). "
+    "Default: the beat_missed setting (once); entries may set their own.",
+)
+@click.option(
+    "--list",
+    "list_entries",
+    is_flag=True,
+    help="Print every entry with its last and next run, and the leader; then exit.",
+)
+@click.option(
+    "-l",
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+def beat(
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    store: str | None,
+    lease: float | None,
+    missed: str | None,
+    list_entries: bool,
+    loglevel: str,
+) -> None:
     """Publish the app's periodic tasks (beat_schedule and @app.periodic) on their schedules.
 
     Run as many as you like against one shared store (Redis, or SQLite on one machine): exactly

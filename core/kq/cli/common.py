@@ -16,13 +16,23 @@ LOG_FORMAT = "[%(asctime)s %(levelname)s %(processName)s] %(message)s"
 
 def app_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``-A/--app``, ``-b/--broker`` and ``--result-backend``, in that order of precedence."""
-    command = click.option("--result-backend", metavar="URL", envvar=None,
-                           help="Result backend URL (overrides the app and KQ_RESULT_BACKEND).")(command)
-    command = click.option("-b", "--broker", metavar="URL",
-                           help="Broker URL (overrides the app and KQ_BROKER_URL).")(command)
-    command = click.option("-A", "--app", "app_spec", metavar="MODULE[:APP]",
-                           help="The app to use, e.g. proj.tasks:app. Without it, an app with "
-                                "default settings (and KQ_* variables) is used.")(command)
+    command = click.option(
+        "--result-backend",
+        metavar="URL",
+        envvar=None,
+        help="Result backend URL (overrides the app and KQ_RESULT_BACKEND).",
+    )(command)
+    command = click.option(
+        "-b", "--broker", metavar="URL", help="Broker URL (overrides the app and KQ_BROKER_URL)."
+    )(command)
+    command = click.option(
+        "-A",
+        "--app",
+        "app_spec",
+        metavar="MODULE[:APP]",
+        help="The app to use, e.g. proj.tasks:app. Without it, an app with "
+        "default settings (and KQ_* variables) is used.",
+    )(command)
     return command
 
 

@@ -18,14 +18,26 @@ from .common import app_options, make_app
 
 def remote_options(command: Any) -> Any:
     """``-d/--destination``, ``--timeout`` and ``--json``, shared by the remote-control commands."""
-    command = click.option("--json", "as_json", is_flag=True,
-                           help="Print the replies as JSON ({worker: reply}) instead of a table.")(command)
-    command = click.option("-t", "--timeout", type=click.FloatRange(min=0, min_open=True),
-                           default=1.0, show_default=True,
-                           help="Seconds to wait for replies (less when every worker named with "
-                                "-d has answered).")(command)
-    command = click.option("-d", "--destination", metavar="NAME,...",
-                           help="Only these workers (their -n names, e.g. w1@host). Default: all.")(command)
+    command = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the replies as JSON ({worker: reply}) instead of a table.",
+    )(command)
+    command = click.option(
+        "-t",
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=1.0,
+        show_default=True,
+        help="Seconds to wait for replies (less when every worker named with -d has answered).",
+    )(command)
+    command = click.option(
+        "-d",
+        "--destination",
+        metavar="NAME,...",
+        help="Only these workers (their -n names, e.g. w1@host). Default: all.",
+    )(command)
     return command
 
 
@@ -33,8 +45,9 @@ def _names(value: str | None) -> list[str] | None:
     return [name.strip() for name in value.split(",") if name.strip()] if value else None
 
 
-def _ask(app: App, method: str, arguments: dict[str, Any], destination: str | None,
-         timeout: float) -> dict[str, Any]:
+def _ask(
+    app: App, method: str, arguments: dict[str, Any], destination: str | None, timeout: float
+) -> dict[str, Any]:
     replies = broadcast(app, method, arguments, destination=_names(destination), timeout=timeout)
     if not replies:
         raise click.ClickException(f"no worker replied within {timeout:g} s")
@@ -44,8 +57,10 @@ def _ask(app: App, method: str, arguments: dict[str, Any], destination: str | No
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [list(headers), *([str(cell) for cell in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                     .rstrip() for row in cells)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -71,9 +86,16 @@ def _show(method: str, replies: dict[str, Any]) -> tuple[str, bool]:
         if method == "ping":
             lines.append(f"{name}: pong")
         elif method in ("active", "reserved", "scheduled"):
-            rows += [(name, job["id"], job["name"], f"{job['args']} {job['kwargs']}",
-                      _when(job["started"]) if "started" in job else job.get("eta", ""))
-                     for job in value]
+            rows += [
+                (
+                    name,
+                    job["id"],
+                    job["name"],
+                    f"{job['args']} {job['kwargs']}",
+                    _when(job["started"]) if "started" in job else job.get("eta", ""),
+                )
+                for job in value
+            ]
             if not value:
                 lines.append(f"{name}: none")
         elif method == "registered":
@@ -81,8 +103,9 @@ def _show(method: str, replies: dict[str, Any]) -> tuple[str, bool]:
         elif method == "active_queues":
             lines.append(f"{name}: {', '.join(queue['name'] for queue in value)}")
         elif method == "stats":
-            lines.append(f"{name}:\n" + "\n".join(f"  {key}: {json.dumps(item)}"
-                                                 for key, item in value.items()))
+            lines.append(
+                f"{name}:\n" + "\n".join(f"  {key}: {json.dumps(item)}" for key, item in value.items())
+            )
         else:
             lines.append(f"{name}: {value}")
     if rows:
@@ -95,8 +118,15 @@ def _show(method: str, replies: dict[str, Any]) -> tuple[str, bool]:
 @click.argument("method", metavar="COMMAND", type=click.Choice(INSPECT_COMMANDS))
 @app_options
 @remote_options
-def inspect(method: str, app_spec: str | None, broker: str | None, result_backend: str | None,
-            destination: str | None, timeout: float, as_json: bool) -> None:
+def inspect(
+    method: str,
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    destination: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """Ask running workers about themselves; each answers for itself.
 
     \b
@@ -120,9 +150,16 @@ def inspect(method: str, app_spec: str | None, broker: str | None, result_backen
 
 def _control_arguments(method: str, args: Sequence[str]) -> dict[str, Any]:
     """Positional COMMAND arguments as the worker's keyword arguments."""
-    usage = {"rate_limit": "TASK RATE", "time_limit": "TASK SOFT [HARD]", "pool_grow": "[N]",
-             "pool_shrink": "[N]", "autoscale": "MAX MIN", "add_consumer": "QUEUE",
-             "cancel_consumer": "QUEUE", "shutdown": ""}[method]
+    usage = {
+        "rate_limit": "TASK RATE",
+        "time_limit": "TASK SOFT [HARD]",
+        "pool_grow": "[N]",
+        "pool_shrink": "[N]",
+        "autoscale": "MAX MIN",
+        "add_consumer": "QUEUE",
+        "cancel_consumer": "QUEUE",
+        "shutdown": "",
+    }[method]
     wanted = usage.split()
     required = [word for word in wanted if not word.startswith("[")]
     if not len(required) <= len(args) <= len(wanted):
@@ -151,11 +188,25 @@ def _control_arguments(method: str, args: Sequence[str]) -> dict[str, Any]:
 @app_options
 @remote_options
 @click.option("--terminate", is_flag=True, help="revoke: also stop the task if it is running.")
-@click.option("--signal", "sig", default="SIGTERM", show_default=True,
-              help="revoke --terminate: the signal to stop it with.")
-def control(method: str, args: tuple[str, ...], app_spec: str | None, broker: str | None,
-            result_backend: str | None, destination: str | None, timeout: float, as_json: bool,
-            terminate: bool, sig: str) -> None:
+@click.option(
+    "--signal",
+    "sig",
+    default="SIGTERM",
+    show_default=True,
+    help="revoke --terminate: the signal to stop it with.",
+)
+def control(
+    method: str,
+    args: tuple[str, ...],
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    destination: str | None,
+    timeout: float,
+    as_json: bool,
+    terminate: bool,
+    sig: str,
+) -> None:
     """Change running workers; each changed worker replies.
 
     \b
@@ -190,17 +241,25 @@ def control(method: str, args: tuple[str, ...], app_spec: str | None, broker: st
 @click.command()
 @app_options
 @remote_options
-def status(app_spec: str | None, broker: str | None, result_backend: str | None,
-           destination: str | None, timeout: float, as_json: bool) -> None:
+def status(
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    destination: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """List the workers that answer a ping: name, pid, uptime. Exit status 1 when none does."""
     app = make_app(app_spec, broker, result_backend)
     replies = broadcast(app, "ping", destination=_names(destination), timeout=timeout)
     if as_json:
         click.echo(json.dumps(replies, indent=2))
     else:
-        rows = [(name, reply["ok"].get("pid", "?"), _duration(reply["ok"].get("uptime", 0)))
-                for name, reply in sorted(replies.items())
-                if isinstance(reply, dict) and isinstance(reply.get("ok"), dict)]
+        rows = [
+            (name, reply["ok"].get("pid", "?"), _duration(reply["ok"].get("uptime", 0)))
+            for name, reply in sorted(replies.items())
+            if isinstance(reply, dict) and isinstance(reply.get("ok"), dict)
+        ]
         if rows:
             click.echo(_table(("worker", "pid", "uptime"), rows))
         click.echo(f"{len(replies)} worker{'s' if len(replies) != 1 else ''} online.")
@@ -210,11 +269,16 @@ def status(app_spec: str | None, broker: str | None, result_backend: str | None,
 
 @click.command()
 @app_options
-@click.option("-Q", "--queues", metavar="Q1,Q2",
-              help="Queues to count. Default: task_default_queue and every queue task_routes names.")
+@click.option(
+    "-Q",
+    "--queues",
+    metavar="Q1,Q2",
+    help="Queues to count. Default: task_default_queue and every queue task_routes names.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print {queue: depth} as JSON.")
-def queues(app_spec: str | None, broker: str | None, result_backend: str | None,
-           queues: str | None, as_json: bool) -> None:
+def queues(
+    app_spec: str | None, broker: str | None, result_backend: str | None, queues: str | None, as_json: bool
+) -> None:
     """How many messages wait in each queue (ready ones; not those a worker has reserved)."""
     app = make_app(app_spec, broker, result_backend)
     names = _names(queues) or app.router.queues()

@@ -34,11 +34,24 @@ def _wait(result: AsyncResult, worker: subprocess.Popen[bytes], timeout: float) 
 
 
 @click.command()
-@click.option("-n", "--tasks", "count", default=1000, show_default=True,
-              type=click.IntRange(min=1), help="How many tasks to send.")
+@click.option(
+    "-n",
+    "--tasks",
+    "count",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many tasks to send.",
+)
 @click.option("-P", "--pool", default="threads", show_default=True, help="The worker's pool.")
-@click.option("-c", "--concurrency", default=4, show_default=True, type=click.IntRange(min=1),
-              help="The worker's concurrency.")
+@click.option(
+    "-c",
+    "--concurrency",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The worker's concurrency.",
+)
 @click.option("--keep", is_flag=True, help="Keep the SQLite file afterwards and print its path.")
 def demo(count: int, pool: str, concurrency: int, keep: bool) -> None:
     """Run kq end to end on a temporary SQLite file: no server, no configuration.
@@ -52,11 +65,22 @@ def demo(count: int, pool: str, concurrency: int, keep: bool) -> None:
     app.check()
     env = {**os.environ, "KQ_BROKER_URL": url, "KQ_RESULT_BACKEND": url}
     click.echo(f"kq demo: broker and results in {url}")
-    click.echo(f"Starting a worker process: kq worker -A kq.cli.demo_app:app -P {pool} "
-               f"-c {concurrency}")
+    click.echo(f"Starting a worker process: kq worker -A kq.cli.demo_app:app -P {pool} -c {concurrency}")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "kq", "worker", "-A", "kq.cli.demo_app:app", "-P", pool,
-         "-c", str(concurrency), "-l", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "kq",
+            "worker",
+            "-A",
+            "kq.cli.demo_app:app",
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-l",
+            "warning",
+        ],
         env=env,
     )
     try:
@@ -74,9 +98,11 @@ def demo(count: int, pool: str, concurrency: int, keep: bool) -> None:
         for i in (0, 1, count // 2, count - 1)[: min(count, 4)]:
             click.echo(f"  demo.add({i}, {i}) = {values[i]}  [task {results[i].id}]")
         wrong = sum(1 for i, v in enumerate(values) if v != i + i)
-        click.echo(f"{count - wrong} of {count} results correct; {count} tasks sent, run by the "
-                   f"worker and stored in {elapsed:.2f} s ({count / elapsed:,.0f} tasks/s "
-                   f"end to end).")
+        click.echo(
+            f"{count - wrong} of {count} results correct; {count} tasks sent, run by the "
+            f"worker and stored in {elapsed:.2f} s ({count / elapsed:,.0f} tasks/s "
+            f"end to end)."
+        )
         if wrong:
             raise click.ClickException(f"{wrong} results were wrong")
     finally:

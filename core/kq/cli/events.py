@@ -26,15 +26,24 @@ class View(Monitor):
     """The fleet model drawn as text for the terminal."""
 
     def render(self, now: float) -> str:
-        lines = [f"kq events  {time.strftime('%H:%M:%S')}  "
-                 f"{self.throughput(now):.1f} tasks/s (last {RATE_WINDOW:.0f} s)", "", "workers:"]
+        lines = [
+            f"kq events  {time.strftime('%H:%M:%S')}  "
+            f"{self.throughput(now):.1f} tasks/s (last {RATE_WINDOW:.0f} s)",
+            "",
+            "workers:",
+        ]
         for host, (seen, event) in sorted(self.workers.items()):
             state = "online" if self.online(seen, now) else "OFFLINE"
-            lines.append(f"  {host:30} {state:8} active {event.get('active', '-')}  "
-                         f"processed {event.get('processed', '-')}")
-        lines += ["", "tasks:  " + "  ".join(f"{state} {self.counts[state]}"
-                                              for state in STATES.values()), "",
-                  "last failures:"]
+            lines.append(
+                f"  {host:30} {state:8} active {event.get('active', '-')}  "
+                f"processed {event.get('processed', '-')}"
+            )
+        lines += [
+            "",
+            "tasks:  " + "  ".join(f"{state} {self.counts[state]}" for state in STATES.values()),
+            "",
+            "last failures:",
+        ]
         names = self.names
         for event in self.failures:
             task_id = event.get("uuid", "?")
@@ -45,16 +54,22 @@ class View(Monitor):
 @click.command("events")
 @app_options
 @click.option("--dump", is_flag=True, help="Print each event as one JSON line instead of the view.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Exit after SECONDS. Default: run until Ctrl-C.")
-def events(app_spec: str | None, broker: str | None, result_backend: str | None, dump: bool,
-           duration: float | None) -> None:
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Exit after SECONDS. Default: run until Ctrl-C.",
+)
+def events(
+    app_spec: str | None, broker: str | None, result_backend: str | None, dump: bool, duration: float | None
+) -> None:
     """Watch task and worker events: workers online, tasks per second, counts by state and the
     last failures, redrawn every second. Workers send events with `kq worker -E`."""
     app = make_app(app_spec, broker, result_backend)
     if not app.plugins.transport_for(app.conf.broker_url).capabilities.fanout:
-        raise ConfigurationError("events need a broker with fan-out (kq-redis, kq-amqp, "
-                                 "kq-sqlite); this one has none")
+        raise ConfigurationError(
+            "events need a broker with fan-out (kq-redis, kq-amqp, kq-sqlite); this one has none"
+        )
     transport = app.new_transport()
     view = None if dump else View()
     try:

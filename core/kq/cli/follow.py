@@ -39,8 +39,7 @@ def render(state: str, meta: Any) -> str:
         done, total = progress
         share = min(max(done / total, 0.0), 1.0)
         filled = round(share * BAR_WIDTH)
-        return (f"{state} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] "
-                f"{share:4.0%} {done:g}/{total:g}")
+        return f"{state} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {share:4.0%} {done:g}/{total:g}"
     return state if meta is None else f"{state}: {meta!r}"
 
 

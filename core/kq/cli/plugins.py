@@ -63,8 +63,7 @@ def plugins_command(show_all: bool, hook: str | None, as_json: bool) -> None:
     rows = [
         _describe(info, provides.get(info.name, {}))
         for info in sorted(plugins.infos.values(), key=lambda i: i.name)
-        if (show_all or info.distribution != BUILTIN_DISTRIBUTION)
-        and (hook is None or hook in info.hooks)
+        if (show_all or info.distribution != BUILTIN_DISTRIBUTION) and (hook is None or hook in info.hooks)
     ]
     failures = [{"name": name, "error": error} for name, error in sorted(plugins.failures.items())]
     if as_json:

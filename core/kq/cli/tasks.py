@@ -36,20 +36,32 @@ def _show(value: Any) -> str:
 @click.argument("task_name")
 @app_options
 @click.option("-a", "--args", "args_json", metavar="JSON", help="Positional arguments, a JSON list.")
-@click.option("-k", "--kwargs", "kwargs_json", metavar="JSON",
-              help="Keyword arguments, a JSON object.")
-@click.option("-Q", "--queue", help="Queue to send to. Default: the task_routes setting's, else "
-              "the task's own, else task_default_queue.")
+@click.option("-k", "--kwargs", "kwargs_json", metavar="JSON", help="Keyword arguments, a JSON object.")
+@click.option(
+    "-Q",
+    "--queue",
+    help="Queue to send to. Default: the task_routes setting's, else "
+    "the task's own, else task_default_queue.",
+)
 @click.option("--countdown", type=float, help="Run no sooner than this many seconds from now.")
 @click.option("--expires", type=float, help="Do not run after this many seconds from now.")
 @click.option("--priority", type=click.IntRange(0, 9), help="0 (lowest) to 9 (highest).")
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
-@click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="With --wait: how long to wait.")
-def call(task_name: str, app_spec: str | None, broker: str | None, result_backend: str | None,
-         args_json: str | None, kwargs_json: str | None, queue: str | None,
-         countdown: float | None, expires: float | None, priority: int | None, wait: bool,
-         timeout: float) -> None:
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="With --wait: how long to wait.")
+def call(
+    task_name: str,
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    args_json: str | None,
+    kwargs_json: str | None,
+    queue: str | None,
+    countdown: float | None,
+    expires: float | None,
+    priority: int | None,
+    wait: bool,
+    timeout: float,
+) -> None:
     """Send TASK_NAME to the workers and print its task id.
 
     The task need not be importable here: only its name travels. Example:
@@ -58,8 +70,9 @@ def call(task_name: str, app_spec: str | None, broker: str | None, result_backen
     app = make_app(app_spec, broker, result_backend)
     args = _json_option(args_json, list, "--args")
     kwargs = _json_option(kwargs_json, dict, "--kwargs")
-    sent = app.send_task(task_name, args, kwargs, queue=queue, countdown=countdown,
-                         expires=expires, priority=priority)
+    sent = app.send_task(
+        task_name, args, kwargs, queue=queue, countdown=countdown, expires=expires, priority=priority
+    )
     click.echo(sent.id)
     if wait:
         try:
@@ -73,17 +86,38 @@ def call(task_name: str, app_spec: str | None, broker: str | None, result_backen
 @click.argument("task_id")
 @app_options
 @click.option("--wait", is_flag=True, help="Wait until the task is finished.")
-@click.option("--follow", is_flag=True,
-              help="Print each state as it changes, progress as a bar, until the task is finished; "
-                   "exit status 1 if it failed or was revoked.")
-@click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="With --wait or --follow: how long to wait.")
-@click.option("--interval", type=click.FloatRange(min=0.01), default=0.2, show_default=True,
-              help="With --follow: seconds between reads.")
-@click.option("--traceback", "show_traceback", is_flag=True,
-              help="Print the traceback of a failed task.")
-def result(task_id: str, app_spec: str | None, broker: str | None, result_backend: str | None,
-           wait: bool, follow: bool, timeout: float, interval: float, show_traceback: bool) -> None:
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Print each state as it changes, progress as a bar, until the task is finished; "
+    "exit status 1 if it failed or was revoked.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="With --wait or --follow: how long to wait.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.01),
+    default=0.2,
+    show_default=True,
+    help="With --follow: seconds between reads.",
+)
+@click.option("--traceback", "show_traceback", is_flag=True, help="Print the traceback of a failed task.")
+def result(
+    task_id: str,
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    wait: bool,
+    follow: bool,
+    timeout: float,
+    interval: float,
+    show_traceback: bool,
+) -> None:
     """Print the state and result of TASK_ID.
 
     An unknown id reads as PENDING: the backend cannot tell "not run yet" from "never sent"
@@ -115,11 +149,11 @@ def result(task_id: str, app_spec: str | None, broker: str | None, result_backen
 
 @click.command()
 @app_options
-@click.option("-Q", "--queues", required=True, metavar="Q1,Q2",
-              help="Queues to empty, comma-separated.")
+@click.option("-Q", "--queues", required=True, metavar="Q1,Q2", help="Queues to empty, comma-separated.")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
-def purge(app_spec: str | None, broker: str | None, result_backend: str | None, queues: str,
-          force: bool) -> None:
+def purge(
+    app_spec: str | None, broker: str | None, result_backend: str | None, queues: str, force: bool
+) -> None:
     """Delete every message waiting in the given queues.
 
     Running tasks are not affected, nor are messages already fetched by a worker. On brokers

@@ -89,14 +89,21 @@ def settings_from_celery(obj: Any, namespace: str | None = None) -> dict[str, An
         obj = importlib.import_module(module)
         if attribute:
             obj = getattr(obj, attribute)
-    items = dict(obj) if isinstance(obj, Mapping) else {  # imports are not settings
-        name: value for name in dir(obj) if not name.startswith("_")
-        and not isinstance(value := getattr(obj, name), (type, types.ModuleType))}
+    items = (
+        dict(obj)
+        if isinstance(obj, Mapping)
+        else {  # imports are not settings
+            name: value
+            for name in dir(obj)
+            if not name.startswith("_")
+            and not isinstance(value := getattr(obj, name), (type, types.ModuleType))
+        }
+    )
     prefix = f"{namespace}_" if namespace else None
     settings: dict[str, Any] = {}
     for name, value in items.items():
         if prefix is not None and name.startswith(prefix) and name.isupper():
-            settings[name[len(prefix):].lower()] = value
+            settings[name[len(prefix) :].lower()] = value
         elif name in OLD_SETTINGS:
             settings[OLD_SETTINGS[name]] = value
         elif name.isupper() and name.startswith(("CELERY", "BROKER_")):
@@ -111,12 +118,14 @@ class Celery(App):
     and ``task_cls`` arguments, settings as keywords under their Celery 3 or 4+ names, and
     ``config_from_object(obj, namespace=...)``."""
 
-    def __init__(self, main: str | None = None, *, include: Sequence[str] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, main: str | None = None, *, include: Sequence[str] | None = None, **kwargs: Any
+    ) -> None:
         if include:
             raise ConfigurationError(
                 "kq has no include=: import the task modules at the end of the app's module, "
-                "or use @shared_task in them and import them from wherever the app is built")
+                "or use @shared_task in them and import them from wherever the app is built"
+            )
         passed = {key: kwargs.pop(key) for key in ("broker", "backend", "task_cls") if key in kwargs}
         super().__init__(main or "kq", **passed, **settings_from_celery(kwargs))
 
@@ -125,9 +134,29 @@ class Celery(App):
 
 
 __all__ = [
-    "AsyncResult", "Celery", "GroupResult", "MaxRetriesExceededError", "NotRegistered",
-    "OLD_SETTINGS", "Retry", "Signature", "SoftTimeLimitExceeded", "Task", "TaskRevokedError",
-    "TimeLimitExceeded", "TimeoutError", "WorkerLostError", "chain", "chord", "chunks", "crontab",
-    "current_app", "current_task", "group", "settings_from_celery", "shared_task", "signature",
+    "AsyncResult",
+    "Celery",
+    "GroupResult",
+    "MaxRetriesExceededError",
+    "NotRegistered",
+    "OLD_SETTINGS",
+    "Retry",
+    "Signature",
+    "SoftTimeLimitExceeded",
+    "Task",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "TimeoutError",
+    "WorkerLostError",
+    "chain",
+    "chord",
+    "chunks",
+    "crontab",
+    "current_app",
+    "current_task",
+    "group",
+    "settings_from_celery",
+    "shared_task",
+    "signature",
     "states",
 ]

@@ -28,8 +28,11 @@ from ..exceptions import ConfigurationError
 from ..httpd import Handler
 from .state import Dashboard, NotFound
 
-STATIC = {"/": ("index.html", "text/html"), "/static/app.js": ("app.js", "text/javascript"),
-          "/static/style.css": ("style.css", "text/css")}
+STATIC = {
+    "/": ("index.html", "text/html"),
+    "/static/app.js": ("app.js", "text/javascript"),
+    "/static/style.css": ("style.css", "text/css"),
+}
 _TASK = re.compile(r"^/api/tasks/([^/]+)(?:/(revoke|retry))?$")
 
 
@@ -49,8 +52,9 @@ class _Handler(Handler):
             self._json(200, dashboard.overview())
         elif url.path == "/api/tasks":
             query = parse_qs(url.query)
-            self._json(200, {"tasks": dashboard.tasks(query.get("state", [""])[0],
-                                                      query.get("name", [""])[0])})
+            self._json(
+                200, {"tasks": dashboard.tasks(query.get("state", [""])[0], query.get("name", [""])[0])}
+            )
         elif (match := _TASK.match(url.path)) and match[2] is None:
             try:
                 self._json(200, dashboard.task(match[1]))
@@ -75,8 +79,10 @@ class _Handler(Handler):
                 if not isinstance(task, str) or not isinstance(rate, str):
                     raise ValueError('send {"task": name, "rate": "10/s" or "none"}')
                 replies = dashboard.rate_limit(task, rate, body.get("destination"))
-                self._json(200 if replies else 504, {"replies": replies} if replies
-                           else {"error": "no worker replied"})
+                self._json(
+                    200 if replies else 504,
+                    {"replies": replies} if replies else {"error": "no worker replied"},
+                )
             else:
                 self._json(404, {"error": "not found"})
         except NotFound as exc:
@@ -99,10 +105,15 @@ class _Handler(Handler):
         given = self.headers.get("Authorization", "")
         if hmac.compare_digest(given.encode(), expected.encode()):
             return True
-        challenge = ('Basic realm="kq dashboard", charset="UTF-8"' if expected.startswith("Basic ")
-                     else "Bearer")
-        self.send_body(401, json.dumps({"error": "authentication required"}).encode(),
-                       "application/json", [("WWW-Authenticate", challenge)])
+        challenge = (
+            'Basic realm="kq dashboard", charset="UTF-8"' if expected.startswith("Basic ") else "Bearer"
+        )
+        self.send_body(
+            401,
+            json.dumps({"error": "authentication required"}).encode(),
+            "application/json",
+            [("WWW-Authenticate", challenge)],
+        )
         return False
 
     def _json(self, status: int, data: Any) -> None:
@@ -115,16 +126,22 @@ class _Handler(Handler):
 class DashboardServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, dashboard: Dashboard, host: str, port: int, *, auth: str | None = None,
-                 token: str | None = None) -> None:
+    def __init__(
+        self, dashboard: Dashboard, host: str, port: int, *, auth: str | None = None, token: str | None = None
+    ) -> None:
         if auth is not None and token is not None:
             raise ConfigurationError("use basic auth or a token, not both")
         if auth is not None and ":" not in auth:
             raise ConfigurationError("--auth takes user:password")
         self.dashboard = dashboard
         #: The whole Authorization header a request must send, or None for no check.
-        self.authorization = (f"Basic {base64.b64encode(auth.encode()).decode()}" if auth is not None
-                              else f"Bearer {token}" if token is not None else None)
+        self.authorization = (
+            f"Basic {base64.b64encode(auth.encode()).decode()}"
+            if auth is not None
+            else f"Bearer {token}"
+            if token is not None
+            else None
+        )
         self._static: dict[str, bytes] = {}
         try:
             super().__init__((host, port), _Handler)
@@ -137,8 +154,9 @@ class DashboardServer(ThreadingHTTPServer):
         return self._static[name]
 
 
-def serve(dashboard: Dashboard, host: str, port: int, *, auth: str | None = None,
-          token: str | None = None) -> DashboardServer:
+def serve(
+    dashboard: Dashboard, host: str, port: int, *, auth: str | None = None, token: str | None = None
+) -> DashboardServer:
     """Start ``dashboard``'s threads and serve it from a daemon thread; ``shutdown()`` the
     result (then ``dashboard.stop()``) to stop."""
     server = DashboardServer(dashboard, host, port, auth=auth, token=token)

@@ -50,8 +50,11 @@ class Dashboard:
 
     def start(self) -> None:
         """Subscribe to events before returning, so none sent after start is missed."""
-        self._threads.append(threading.Thread(target=self._listen, args=(self._subscribe(),),
-                                              name="kq-dashboard-events", daemon=True))
+        self._threads.append(
+            threading.Thread(
+                target=self._listen, args=(self._subscribe(),), name="kq-dashboard-events", daemon=True
+            )
+        )
         for thread in self._threads:
             thread.start()
 
@@ -96,8 +99,11 @@ class Dashboard:
                     next_stats = time.monotonic() + STATS_EVERY
                     stats = broadcast(self.app, "stats", timeout=0.5)
                     with self._lock:
-                        self.stats = {name: reply["ok"] for name, reply in stats.items()
-                                      if isinstance(reply, dict) and isinstance(reply.get("ok"), dict)}
+                        self.stats = {
+                            name: reply["ok"]
+                            for name, reply in stats.items()
+                            if isinstance(reply, dict) and isinstance(reply.get("ok"), dict)
+                        }
             except Exception as exc:  # the broker went away: reconnect on the next turn
                 log.warning("kq: dashboard poll: %s", exc)
                 if transport is not None:
@@ -116,14 +122,28 @@ class Dashboard:
             monitor = self.monitor
             workers = {}
             for host, (seen, event) in monitor.workers.items():
-                workers[host] = {"name": host, "online": monitor.online(seen, now),
-                                 "seen": seen or None, "active": event.get("active"),
-                                 "processed": event.get("processed"), "loadavg": event.get("loadavg"),
-                                 "sw_ver": event.get("sw_ver")}
+                workers[host] = {
+                    "name": host,
+                    "online": monitor.online(seen, now),
+                    "seen": seen or None,
+                    "active": event.get("active"),
+                    "processed": event.get("processed"),
+                    "loadavg": event.get("loadavg"),
+                    "sw_ver": event.get("sw_ver"),
+                }
             for host, stats in self.stats.items():  # a worker without -E still answers stats
-                entry = workers.setdefault(host, {"name": host, "online": True, "seen": None,
-                                                  "active": stats.get("running"),
-                                                  "processed": None, "loadavg": None, "sw_ver": None})
+                entry = workers.setdefault(
+                    host,
+                    {
+                        "name": host,
+                        "online": True,
+                        "seen": None,
+                        "active": stats.get("running"),
+                        "processed": None,
+                        "loadavg": None,
+                        "sw_ver": None,
+                    },
+                )
                 entry["pool"] = stats.get("pool")
                 entry["rate_limits"] = stats.get("rate_limits", {})
                 entry["total"] = stats.get("total")
@@ -132,17 +152,27 @@ class Dashboard:
                 "broker": safe_url(self.app.conf.broker_url),
                 "backend": safe_url(self.app.conf.result_backend),
                 "events": monitor.received,
-                "throughput": monitor.throughput(now), "window": RATE_WINDOW,
+                "throughput": monitor.throughput(now),
+                "window": RATE_WINDOW,
                 "counts": {state: monitor.counts[state] for state in STATES.values()},
                 "workers": sorted(workers.values(), key=lambda worker: worker["name"]),
-                "queues": [{"name": q, "depth": samples[-1][1].get(q) if samples else None}
-                           for q in self.queues],
-                "history": {"times": [t for t, _ in samples],
-                            "depths": {q: [depths.get(q) for _, depths in samples]
-                                       for q in self.queues}},
-                "failures": [{"id": e.get("uuid"), "name": names.get(e.get("uuid", "")),
-                              "exception": e.get("exception"), "worker": e.get("hostname"),
-                              "timestamp": e.get("timestamp")} for e in monitor.failures],
+                "queues": [
+                    {"name": q, "depth": samples[-1][1].get(q) if samples else None} for q in self.queues
+                ],
+                "history": {
+                    "times": [t for t, _ in samples],
+                    "depths": {q: [depths.get(q) for _, depths in samples] for q in self.queues},
+                },
+                "failures": [
+                    {
+                        "id": e.get("uuid"),
+                        "name": names.get(e.get("uuid", "")),
+                        "exception": e.get("exception"),
+                        "worker": e.get("hostname"),
+                        "timestamp": e.get("timestamp"),
+                    }
+                    for e in monitor.failures
+                ],
             }
 
     def tasks(self, state: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
@@ -183,8 +213,12 @@ class Dashboard:
             raise NotFound(task_id)
         detail = {"id": task_id, **seen, "result": None, "traceback": None, "stored": None}
         if meta is not None:
-            detail.update(stored=meta.state, result=_describe(meta.result), traceback=meta.traceback,
-                          date_done=meta.date_done.isoformat() if meta.date_done else None)
+            detail.update(
+                stored=meta.state,
+                result=_describe(meta.result),
+                traceback=meta.traceback,
+                date_done=meta.date_done.isoformat() if meta.date_done else None,
+            )
             detail["name"] = detail.get("name") or meta.name
             detail["worker"] = detail.get("worker") or meta.worker
             if not seen or (seen["state"] not in READY_STATES and meta.state in READY_STATES):
@@ -207,8 +241,10 @@ class Dashboard:
             args = ast.literal_eval(detail["args"]) if detail.get("args") else ()
             kwargs = ast.literal_eval(detail["kwargs"]) if detail.get("kwargs") else {}
         except (ValueError, SyntaxError):
-            raise ValueError(f"the arguments of task {task_id} cannot be rebuilt from "
-                             f"{detail.get('args')} {detail.get('kwargs')}") from None
+            raise ValueError(
+                f"the arguments of task {task_id} cannot be rebuilt from "
+                f"{detail.get('args')} {detail.get('kwargs')}"
+            ) from None
         if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
             raise ValueError(f"the arguments of task {task_id} are not a list and a mapping")
         sent_id: str = self.app.send_task(detail["name"], list(args), kwargs).id
@@ -217,8 +253,13 @@ class Dashboard:
     def rate_limit(self, task: str, rate: str, destination: list[str] | None = None) -> dict[str, Any]:
         """Set ``task``'s per-worker rate limit on the workers (all, or those named); their
         replies by worker name."""
-        return broadcast(self.app, "rate_limit", {"task_name": task, "rate_limit": rate},
-                         destination=destination, timeout=1.0)
+        return broadcast(
+            self.app,
+            "rate_limit",
+            {"task_name": task, "rate_limit": rate},
+            destination=destination,
+            timeout=1.0,
+        )
 
 
 def _close_quietly(transport: Any) -> None:

@@ -32,8 +32,9 @@ from ..transport import Envelope
 
 #: Every ``MessageRejected.reason`` the kernel gives a received message (``expired``: one that
 #: arrived after its ``expires``, dead-lettered without running).
-REJECT_REASONS = frozenset({"decode", "content-type", "malformed", "over-limit", "untrusted",
-                            "unknown-task", "expired"})
+REJECT_REASONS = frozenset(
+    {"decode", "content-type", "malformed", "over-limit", "untrusted", "unknown-task", "expired"}
+)
 
 #: Stands for a list nested far deeper than Python's recursion limit, which ``json`` cannot
 #: write: :func:`hostile_json` splices the nesting into the text in its place.
@@ -52,10 +53,16 @@ def sample_envelopes(app: App, task_name: str, queue: str) -> list[Envelope]:
     sig(2).set(link=sig(3), link_error=sig(4)).apply_async(queue=queue)
     chain(sig(5), sig(6), sig(7)).apply_async(queue=queue)
     chord([sig(8), sig(9)], sig(10)).apply_async(queue=queue)
-    sig("z" * 400, nested={"list": [1, 2.5, None, True]}).apply_async(queue=queue,
-                                                                       compression="zlib")
-    sig().apply_async(queue=queue, countdown=0, expires=3600, priority=5, time_limit=30,
-                      soft_time_limit=20, headers={"custom": ["x", {"y": 1}]})
+    sig("z" * 400, nested={"list": [1, 2.5, None, True]}).apply_async(queue=queue, compression="zlib")
+    sig().apply_async(
+        queue=queue,
+        countdown=0,
+        expires=3600,
+        priority=5,
+        time_limit=30,
+        soft_time_limit=20,
+        headers={"custom": ["x", {"y": 1}]},
+    )
     transport = app.new_transport()
     try:
         deliveries = transport.fetch([queue], 100, 1.0)
@@ -106,8 +113,16 @@ def hostile_value(rng: random.Random) -> Any:
             value = {"k": value}
         return value
     if kind == 12:
-        return rng.choice(["2024-02-30T00:00:00", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00",
-                           "not a date", "2024-01-01T00:00:00Z", "P1D"])
+        return rng.choice(
+            [
+                "2024-02-30T00:00:00",
+                "9999-12-31T23:59:59-23:59",
+                "0001-01-01T00:00:00+01:00",
+                "not a date",
+                "2024-01-01T00:00:00Z",
+                "P1D",
+            ]
+        )
     if kind == 13:
         return [rng.choice([None, 1.5, float("nan"), "1", -5]), rng.choice([None, -1, 1e300])]
     if kind == 14:
@@ -165,8 +180,19 @@ def _truncate(rng: random.Random, env: Envelope) -> Envelope:
 
 def _insert(rng: random.Random, env: Envelope) -> Envelope:
     at = rng.randrange(len(env.body) + 1)
-    junk = rng.choice([rng.randbytes(rng.randint(1, 16)), b"[", b"{", b'"', b"\\", b"\xff\xfe",
-                       b"NaN", b"1" * 5000, b"[" * 3000])
+    junk = rng.choice(
+        [
+            rng.randbytes(rng.randint(1, 16)),
+            b"[",
+            b"{",
+            b'"',
+            b"\\",
+            b"\xff\xfe",
+            b"NaN",
+            b"1" * 5000,
+            b"[" * 3000,
+        ]
+    )
     return attrs.evolve(env, body=env.body[:at] + junk + env.body[at:])
 
 
@@ -210,12 +236,24 @@ def _header_set(rng: random.Random, env: Envelope) -> Envelope:
 def _content(rng: random.Random, env: Envelope) -> Envelope:
     """The body's content type or the compression header, wrong."""
     if rng.random() < 0.5:
-        return attrs.evolve(env, content_type=rng.choice(
-            ["application/x-python-serialize", "application/x-yaml", "text/plain", "",
-             "application/json; charset=utf-8", "APPLICATION/JSON", "application/x-msgpack"]))
+        return attrs.evolve(
+            env,
+            content_type=rng.choice(
+                [
+                    "application/x-python-serialize",
+                    "application/x-yaml",
+                    "text/plain",
+                    "",
+                    "application/json; charset=utf-8",
+                    "APPLICATION/JSON",
+                    "application/x-msgpack",
+                ]
+            ),
+        )
     headers = dict(env.headers)
-    headers[COMPRESSION_HEADER] = rng.choice(["application/x-gzip", "application/x-bz2",
-                                              "application/x-lzma", "application/zstd", "gzip", 7])
+    headers[COMPRESSION_HEADER] = rng.choice(
+        ["application/x-gzip", "application/x-bz2", "application/x-lzma", "application/zstd", "gzip", 7]
+    )
     return attrs.evolve(env, headers=headers)
 
 
@@ -233,8 +271,15 @@ def _bomb_body(megabytes: int) -> bytes:
 #: The mutations, with the share of messages each gets in :func:`hostile_envelopes` (zip bombs
 #: are few: each costs a worker an inflation up to ``message_max_size``, as it should).
 MUTATIONS: Sequence[tuple[Callable[[random.Random, Envelope], Envelope], int]] = (
-    (_flip, 60), (_truncate, 40), (_insert, 40), (_random_body, 20), (_json_value, 100),
-    (_header_value, 80), (_header_set, 32), (_content, 24), (_bomb, 1),
+    (_flip, 60),
+    (_truncate, 40),
+    (_insert, 40),
+    (_random_body, 20),
+    (_json_value, 100),
+    (_header_value, 80),
+    (_header_set, 32),
+    (_content, 24),
+    (_bomb, 1),
 )
 _WEIGHTS = [weight for _, weight in MUTATIONS]
 
@@ -243,8 +288,13 @@ def mutate(envelope: Envelope, rng: random.Random, rounds: int | None = None) ->
     """``envelope`` damaged by one to three mutations picked with ``rng``."""
     for _ in range(rounds or rng.choice((1, 1, 1, 2, 3))):
         mutation = rng.choices(MUTATIONS, _WEIGHTS)[0][0]
-        if not isinstance(envelope.headers, dict) and mutation in (_header_value, _header_set,
-                                                                   _content, _bomb, _json_value):
+        if not isinstance(envelope.headers, dict) and mutation in (
+            _header_value,
+            _header_set,
+            _content,
+            _bomb,
+            _json_value,
+        ):
             continue  # nothing left to edit there
         if mutation is _json_value:
             try:

@@ -22,8 +22,9 @@ print(json.dumps(sorted(name for name in sys.argv[1:] if name in sys.modules)))
 def imported_on_load(*modules: str) -> list[str]:
     """Which of ``modules`` a new interpreter has imported once it has loaded the plugins and
     built their registries, as every kq process does; ``[]`` is what a light plugin gets."""
-    done = subprocess.run([sys.executable, "-c", _PROBE, *modules], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *modules], capture_output=True, text=True, timeout=120
+    )
     if done.returncode:
         raise RuntimeError(f"loading the plugins failed:\n{done.stderr}")
     modules_imported: list[str] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -124,8 +124,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def spawn(name: str, argv: Sequence[str], port: int, *, env: Mapping[str, str] | None = None,
-          cwd: str | None = None, ready: float = 60.0) -> Iterator[tuple[str, int]]:
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    port: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    ready: float = 60.0,
+) -> Iterator[tuple[str, int]]:
     """Run a server of the test's own (an emulator such as moto, Azurite or memcached) on
     ``127.0.0.1:port`` for the block, and give its ``(host, port)`` once it accepts connections.
 
@@ -140,16 +147,23 @@ def spawn(name: str, argv: Sequence[str], port: int, *, env: Mapping[str, str] |
             pytest.fail(f"{message} (CI must install it: see .ci/run)")
         pytest.skip(message)
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen([program, *argv[1:]], stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+        process = subprocess.Popen(
+            [program, *argv[1:]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + ready
             while not reachable("127.0.0.1", port, timeout=0.5):
                 if process.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
                     output = log.read().decode(errors="replace")[-4000:]
-                    pytest.fail(f"{name} did not come up on 127.0.0.1:{port} "
-                                f"(exit code {process.poll()}):\n{output}")
+                    pytest.fail(
+                        f"{name} did not come up on 127.0.0.1:{port} (exit code {process.poll()}):\n{output}"
+                    )
                 time.sleep(0.1)
             yield "127.0.0.1", port
         finally:

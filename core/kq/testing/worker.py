@@ -61,8 +61,14 @@ class WorkerProcess:
     subcommand = "worker"
     ready_marker = " ready: "
 
-    def __init__(self, app_spec: str, args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 cwd: str | None = None, log_path: str | None = None) -> None:
+    def __init__(
+        self,
+        app_spec: str,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        log_path: str | None = None,
+    ) -> None:
         self.command = [sys.executable, "-m", "kq", self.subcommand, "-A", app_spec, *args]
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
@@ -74,16 +80,17 @@ class WorkerProcess:
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError(f"{self.subcommand} {self.process.pid} is running already")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
-        self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
-                                        stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.command, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + wait_ready
         while self.ready_marker not in self.output():
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.subcommand} exited with {self.process.returncode}:\n"
-                                   f"{self.output()}")
+                raise RuntimeError(
+                    f"{self.subcommand} exited with {self.process.returncode}:\n{self.output()}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.subcommand} not ready after {wait_ready} s:\n"
-                                   f"{self.output()}")
+                raise RuntimeError(f"{self.subcommand} not ready after {wait_ready} s:\n{self.output()}")
             time.sleep(0.05)
         return self
 

@@ -32,10 +32,12 @@ def describe(job: Job, started: float | None = None) -> dict[str, Any]:
     """A job as ``kq inspect`` shows it (JSON-ready; arguments as their repr, never values)."""
     message = job.message
     info: dict[str, Any] = {
-        "id": message.id, "name": message.task,
+        "id": message.id,
+        "name": message.task,
         "args": message.argsrepr if message.argsrepr is not None else repr(message.args),
         "kwargs": message.kwargsrepr if message.kwargsrepr is not None else repr(dict(message.kwargs)),
-        "queue": job.queue, "worker_pid": os.getpid(),
+        "queue": job.queue,
+        "worker_pid": os.getpid(),
     }
     if started is not None:
         info["started"] = started
@@ -53,10 +55,25 @@ class ControlHandlers:
         self.worker = worker
         self.started = time.time()
         self._methods: dict[str, Callable[..., Any]] = {
-            name: getattr(self, name) for name in (
-                "ping", "active", "reserved", "scheduled", "registered", "stats", "active_queues",
-                "revoke", "rate_limit", "time_limit", "shutdown", "pool_grow", "pool_shrink",
-                "autoscale", "add_consumer", "cancel_consumer")
+            name: getattr(self, name)
+            for name in (
+                "ping",
+                "active",
+                "reserved",
+                "scheduled",
+                "registered",
+                "stats",
+                "active_queues",
+                "revoke",
+                "rate_limit",
+                "time_limit",
+                "shutdown",
+                "pool_grow",
+                "pool_shrink",
+                "autoscale",
+                "add_consumer",
+                "cancel_consumer",
+            )
         }
 
     @property
@@ -80,8 +97,7 @@ class ControlHandlers:
             try:
                 reply = {"ok": method(**command.arguments)}
             except Exception as exc:  # bad arguments included: the client reads why
-                reply = {"error": str(exc) if isinstance(exc, ValueError)
-                         else f"{type(exc).__name__}: {exc}"}
+                reply = {"error": str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"}
         body = Reply(command.id, self.worker.hostname, reply).encode()
         self.worker.app.broadcast(command.reply_to, Envelope(body, CONTENT_TYPE))
 
@@ -111,19 +127,30 @@ class ControlHandlers:
     def stats(self) -> dict[str, Any]:
         worker, counts = self.worker, self.worker.stats
         return {
-            "hostname": worker.hostname, "pid": os.getpid(), "uptime": round(time.time() - self.started, 3),
+            "hostname": worker.hostname,
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self.started, 3),
             "broker": safe_url(worker.app.conf.broker_url),
-            "pool": {"name": worker.pool_name, "concurrency": worker.concurrency,
-                     "max_concurrency": worker.max_concurrency,
-                     "autoscale": None if worker.autoscaler is None
-                     else [worker.autoscaler.maximum, worker.autoscaler.minimum]},
+            "pool": {
+                "name": worker.pool_name,
+                "concurrency": worker.concurrency,
+                "max_concurrency": worker.max_concurrency,
+                "autoscale": None
+                if worker.autoscaler is None
+                else [worker.autoscaler.maximum, worker.autoscaler.minimum],
+            },
             "prefetch_multiplier": worker.prefetch_multiplier,
             "prefetch_limit": worker.max_concurrency * (1 + worker.prefetch_multiplier),
-            "running": worker.running_count, "reserved": worker.reserved_count,
+            "running": worker.running_count,
+            "reserved": worker.reserved_count,
             "rate_limits": worker._throttle.rates() if worker._throttle is not None else {},
-            "total": {"received": counts.received, "succeeded": counts.succeeded,
-                      "failed": counts.failed, "revoked": counts.revoked,
-                      "rejected": counts.rejected},
+            "total": {
+                "received": counts.received,
+                "succeeded": counts.succeeded,
+                "failed": counts.failed,
+                "revoked": counts.revoked,
+                "rejected": counts.rejected,
+            },
             "rejected_by_reason": dict(counts.rejected_by_reason),
         }
 
@@ -134,8 +161,9 @@ class ControlHandlers:
 
     def revoke(self, task_ids: list[str], terminate: bool = False, signal: str = "SIGTERM") -> str:
         """This worker only, and not persisted: ``App.revoke`` reaches every worker."""
-        revoke = Revoke(task_ids if not isinstance(task_ids, str) else [task_ids],
-                        bool(terminate), signal_name(signal))
+        revoke = Revoke(
+            task_ids if not isinstance(task_ids, str) else [task_ids], bool(terminate), signal_name(signal)
+        )
         self.worker._revocations.heard(revoke.encode())
         return f"revoked {', '.join(revoke.task_ids)}"
 
@@ -153,18 +181,15 @@ class ControlHandlers:
         self._later(change)
         return f"rate limit of {task_name} set to {rate or 'none'}"
 
-    def time_limit(self, task_name: str, soft: float | None = None,
-                   hard: float | None = None) -> str:
+    def time_limit(self, task_name: str, soft: float | None = None, hard: float | None = None) -> str:
         """Change a task's time limits for the messages that start from now on."""
         task = self._task(task_name)
         caps = self.worker.pool_spec.capabilities
-        for name, value, able in (("soft", soft, caps.soft_time_limit),
-                                  ("hard", hard, caps.hard_time_limit)):
+        for name, value, able in (("soft", soft, caps.soft_time_limit), ("hard", hard, caps.hard_time_limit)):
             if value is not None and not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be a number of seconds above 0, got {value!r}")
             if value is not None and not able:
-                raise ValueError(f"the {self.worker.pool_name} pool cannot enforce a {name} "
-                                 f"time limit")
+                raise ValueError(f"the {self.worker.pool_name} pool cannot enforce a {name} time limit")
 
         def change() -> None:  # the worker reads these as each job is made
             task._soft_time_limit, task._time_limit = soft, hard
@@ -264,4 +289,3 @@ class ControlHandlers:
     def _queue_name(queue: str) -> None:
         if not isinstance(queue, str) or not queue:
             raise ValueError(f"expected a queue name, got {queue!r}")
-

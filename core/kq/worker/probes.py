@@ -26,6 +26,8 @@ DEPTH_TTL = 5.0
 #: A loop that has not stepped for this long is stuck (a healthy one steps at least every
 #: second or so: each fetch and wait is bounded by the worker's poll interval).
 STUCK_AFTER = 10.0
+
+
 def health(worker: Worker) -> str | None:
     """Why the worker is unhealthy, or ``None`` when it is healthy."""
     if not worker.wait_ready(0):
@@ -78,14 +80,20 @@ class Exposition:
 
     def render(self) -> str:
         worker = self.worker
-        lines = ["# HELP kq_tasks_total Tasks seen by this worker, by task name and state.",
-                 "# TYPE kq_tasks_total counter"]
+        lines = [
+            "# HELP kq_tasks_total Tasks seen by this worker, by task name and state.",
+            "# TYPE kq_tasks_total counter",
+        ]
         for task, counts in sorted(worker.task_metrics.counts().items()):
             name = _label(task)
-            lines.extend(f'kq_tasks_total{{task="{name}",state="{state}"}} {count}'
-                         for state, count in zip(STATES, counts, strict=True))
-        lines += ["# HELP kq_task_runtime_seconds Runtime of tasks that ran (succeeded, failed "
-                  "or retried).", "# TYPE kq_task_runtime_seconds histogram"]
+            lines.extend(
+                f'kq_tasks_total{{task="{name}",state="{state}"}} {count}'
+                for state, count in zip(STATES, counts, strict=True)
+            )
+        lines += [
+            "# HELP kq_task_runtime_seconds Runtime of tasks that ran (succeeded, failed or retried).",
+            "# TYPE kq_task_runtime_seconds histogram",
+        ]
         for task, values in sorted(worker.task_metrics.runtimes().items()):
             name, total = _label(task), 0
             for bound, count in zip((*map(repr, BUCKETS), "+Inf"), values[:-1], strict=True):
@@ -93,20 +101,24 @@ class Exposition:
                 lines.append(f'kq_task_runtime_seconds_bucket{{task="{name}",le="{bound}"}} {total}')
             lines.append(f'kq_task_runtime_seconds_sum{{task="{name}"}} {_number(values[-1])}')
             lines.append(f'kq_task_runtime_seconds_count{{task="{name}"}} {total}')
-        lines += ["# HELP kq_queue_depth Messages ready in each queue this worker consumes.",
-                  "# TYPE kq_queue_depth gauge"]
-        lines.extend(f'kq_queue_depth{{queue="{_label(q)}"}} {depth}'
-                     for q, depth in sorted(self.depths().items()))
+        lines += [
+            "# HELP kq_queue_depth Messages ready in each queue this worker consumes.",
+            "# TYPE kq_queue_depth gauge",
+        ]
+        lines.extend(
+            f'kq_queue_depth{{queue="{_label(q)}"}} {depth}' for q, depth in sorted(self.depths().items())
+        )
         problem = health(worker)
         for name, help_text, value in (
-            ("kq_prefetched", "Messages fetched and waiting for a pool slot.",
-             worker.reserved_count),
+            ("kq_prefetched", "Messages fetched and waiting for a pool slot.", worker.reserved_count),
             ("kq_active", "Tasks running now.", worker.running_count),
             ("kq_pool_size", "Tasks the pool runs at once.", worker.concurrency),
-            ("kq_worker_up", "1 while the worker is healthy (what /healthz answers).",
-             int(problem is None)),
-            ("kq_broker_connected", "1 while the worker's broker connection is up.",
-             int(worker.wait_ready(0) and worker.broker_down_since is None)),
+            ("kq_worker_up", "1 while the worker is healthy (what /healthz answers).", int(problem is None)),
+            (
+                "kq_broker_connected",
+                "1 while the worker's broker connection is up.",
+                int(worker.wait_ready(0) and worker.broker_down_since is None),
+            ),
         ):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
         return "\n".join(lines) + "\n"

@@ -73,12 +73,16 @@ class Watchdog:
             "kq: worker %s: the consumer loop has not stepped for %.0f s "
             "(worker_watchdog_timeout=%g); exiting with code %d so a supervisor restarts it "
             "(unacked tasks will be redelivered by the broker). The loop is stuck here:\n%s",
-            self.worker.hostname, stalled, self.timeout, EXIT_CODE, stack.rstrip())
+            self.worker.hostname,
+            stalled,
+            self.timeout,
+            EXIT_CODE,
+            stack.rstrip(),
+        )
         for handler in logging.getLogger().handlers + log.handlers:
             handler.flush()
         # Stopping the pool may block on what blocks the loop: it gets a few seconds, no more.
-        abandon = threading.Thread(target=self.worker.abandon, name="kq-watchdog-abandon",
-                                   daemon=True)
+        abandon = threading.Thread(target=self.worker.abandon, name="kq-watchdog-abandon", daemon=True)
         abandon.start()
         abandon.join(ABANDON_WITHIN)
         os._exit(EXIT_CODE)

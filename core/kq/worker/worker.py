@@ -91,8 +91,11 @@ class Worker:
         # (AMQP) die with theirs and the broker redelivers them.
         self._leases_survive = app.plugins.transport_for(conf.broker_url).capabilities.visibility_timeout
         self.concurrency = (
-            concurrency or conf.worker_concurrency or self.pool_spec.default_concurrency
-            or os.cpu_count() or 1
+            concurrency
+            or conf.worker_concurrency
+            or self.pool_spec.default_concurrency
+            or os.cpu_count()
+            or 1
         )
         multiplier = conf.worker_prefetch_multiplier
         self.prefetch_multiplier = multiplier if prefetch_multiplier is None else prefetch_multiplier
@@ -107,8 +110,9 @@ class Worker:
         self.stats = WorkerStats()
         self.task_metrics = TaskMetrics()
         #: Task and worker events (``kq worker -E``); ``None`` when off.
-        self.events = (EventDispatcher(app, self.hostname, buffered=True)
-                       if conf.worker_send_task_events else None)
+        self.events = (
+            EventDispatcher(app, self.hostname, buffered=True) if conf.worker_send_task_events else None
+        )
         self.last_step = 0.0  # monotonic time the loop last began a step: liveness
         #: The loop is inside a pool's ``submit``, where a pool may run the job itself (solo):
         #: a long task there is not a stuck loop (see :mod:`.watchdog`).
@@ -143,12 +147,17 @@ class Worker:
     def _check_pool_supports(self, conf: Settings) -> None:
         """Settings the chosen pool cannot honour fail at start, naming pools that can."""
         caps = self.pool_spec.capabilities
-        for setting, capability in (("worker_max_tasks_per_child", "max_tasks_per_child"),
-                                    ("worker_max_memory_per_child", "max_tasks_per_child"),
-                                    ("worker_autoscale", "autoscale")):
+        for setting, capability in (
+            ("worker_max_tasks_per_child", "max_tasks_per_child"),
+            ("worker_max_memory_per_child", "max_tasks_per_child"),
+            ("worker_autoscale", "autoscale"),
+        ):
             if getattr(conf, setting) is not None and not getattr(caps, capability):
-                able = [name for name, p in self.app.plugins.pools.items()
-                        if getattr(p.spec.capabilities, capability)]
+                able = [
+                    name
+                    for name, p in self.app.plugins.pools.items()
+                    if getattr(p.spec.capabilities, capability)
+                ]
                 raise ConfigurationError(
                     f"{setting}: the {self.pool_name} pool cannot do this; pools that can: "
                     f"{', '.join(able) or 'none installed (try kq-prefork)'}"
@@ -205,8 +214,12 @@ class Worker:
         runner = self._runner = Runner(self.app, self.hostname)
         conf = self.app.conf
         context = PoolContext(
-            concurrency=self.concurrency, runner=runner, app_spec=self.app_spec,
-            options=conf.worker_pool_options, lost=runner.lost, hostname=self.hostname,
+            concurrency=self.concurrency,
+            runner=runner,
+            app_spec=self.app_spec,
+            options=conf.worker_pool_options,
+            lost=runner.lost,
+            hostname=self.hostname,
             max_tasks_per_child=conf.worker_max_tasks_per_child,
             max_memory_per_child=conf.worker_max_memory_per_child,
         )
@@ -217,13 +230,21 @@ class Worker:
             self.autoscaler = Autoscaler(self.pool, self.max_concurrency, self.concurrency)
         self.pool.start()
         self._revocations = Revocations(
-            self.app, lambda revoke: self._inbox.put(partial(self._apply_revoke, revoke)))
+            self.app, lambda revoke: self._inbox.put(partial(self._apply_revoke, revoke))
+        )
         self._revoked = self._revocations.ids
         self._revocations.start(also=ControlHandlers(self).handlers)
         # Logged once listening: a client that sees it can send commands at once.
-        log.info("kq: worker %s ready: broker %s, backend %s, pool %s x%d, queues %s, tasks %d",
-                 self.hostname, safe_url(conf.broker_url), safe_url(conf.result_backend),
-                 self.pool_name, self.concurrency, ",".join(self.queues), len(self.app.tasks))
+        log.info(
+            "kq: worker %s ready: broker %s, backend %s, pool %s x%d, queues %s, tasks %d",
+            self.hostname,
+            safe_url(conf.broker_url),
+            safe_url(conf.result_backend),
+            self.pool_name,
+            self.concurrency,
+            ",".join(self.queues),
+            len(self.app.tasks),
+        )
         self.app.plugins.notify("kq_worker_start", worker=self)
         if self.events is not None:
             self.events.worker("worker-online")
@@ -274,8 +295,9 @@ class Worker:
                 timeout = 0.0 if self._reserved or started else wait
                 deliveries = self._broker().ack_and_fetch(acks, self.queues, want, timeout)
                 if self._outage_since is not None:
-                    log.warning("kq: broker connection restored after %.1f s",
-                                time.monotonic() - self._outage_since)
+                    log.warning(
+                        "kq: broker connection restored after %.1f s", time.monotonic() - self._outage_since
+                    )
                     self._outage_since, self._reconnects = None, 0
                 if deliveries:
                     self._receive(deliveries)
@@ -306,8 +328,7 @@ class Worker:
                 envelope = codec.open(delivery.envelope)
                 message = decode_task(envelope, serializers, accept, max_depth)
                 if message.task not in self.app.tasks:
-                    raise MessageRejected("unknown-task",
-                                          f"task {message.task!r} is not registered here")
+                    raise MessageRejected("unknown-task", f"task {message.task!r} is not registered here")
             except MessageRejected as exc:
                 self._reject(delivery, exc)
                 continue
@@ -334,19 +355,25 @@ class Worker:
         hard = task.time_limit if hard is None else hard
         soft = task.soft_time_limit if soft is None else soft
         caps = self.pool_spec.capabilities
-        for name, value, able in (("time_limit", hard, caps.hard_time_limit),
-                                  ("soft_time_limit", soft, caps.soft_time_limit)):
+        for name, value, able in (
+            ("time_limit", hard, caps.hard_time_limit),
+            ("soft_time_limit", soft, caps.soft_time_limit),
+        ):
             if value is not None and not able and name not in self._unenforced:
                 self._unenforced.add(name)
-                log.warning("kq: the %s pool cannot enforce %s (task %s asks for %s s); "
-                            "tasks run without it", self.pool_name, name, message.task, value)
+                log.warning(
+                    "kq: the %s pool cannot enforce %s (task %s asks for %s s); tasks run without it",
+                    self.pool_name,
+                    name,
+                    message.task,
+                    value,
+                )
         return Job(message, delivery.queue, delivery.redelivered, ticket, hard, soft)
 
     def _reject(self, delivery: Delivery, exc: MessageRejected) -> None:
         headers = delivery.envelope.headers
         task_id = headers.get("id") if hasattr(headers, "get") else None
-        log.error("kq: rejected message %s from queue %s: %s", task_id or "(no id)",
-                  delivery.queue, exc)
+        log.error("kq: rejected message %s from queue %s: %s", task_id or "(no id)", delivery.queue, exc)
         self.stats.rejected += 1
         task = headers.get("task") if hasattr(headers, "get") else None
         self.task_metrics.count(task if isinstance(task, str) else "(unknown)", REJECTED)
@@ -438,8 +465,11 @@ class Worker:
 
     def _terminate(self, revoke: Revoke) -> None:
         if not self.pool_spec.capabilities.terminate:
-            log.warning("kq: the %s pool cannot terminate running tasks; %s run on",
-                        self.pool_name, ", ".join(revoke.task_ids))
+            log.warning(
+                "kq: the %s pool cannot terminate running tasks; %s run on",
+                self.pool_name,
+                ", ".join(revoke.task_ids),
+            )
             return
         assert self.pool is not None  # made by run() before the loop
         for task_id in revoke.task_ids:
@@ -554,18 +584,24 @@ class Worker:
         messages are redelivered by the broker, which at-least-once delivery allows.
         """
         unstarted = list(self._reserved) + [job for _, _, job in self._held] + self._unthrottle()
-        log.info("kq: worker %s shutting down: %d running, %d reserved returned to the broker",
-                 self.hostname, len(self._running), len(unstarted))
+        log.info(
+            "kq: worker %s shutting down: %d running, %d reserved returned to the broker",
+            self.hostname,
+            len(self._running),
+            len(unstarted),
+        )
         self._reserved.clear()
         self._held.clear()
         try:
             try:
                 for job in unstarted:
-                    self._broker().reject(self._take_delivery(job.ticket), requeue=True,
-                                          reason="worker shutdown")
+                    self._broker().reject(
+                        self._take_delivery(job.ticket), requeue=True, reason="worker shutdown"
+                    )
             except (BrokerUnavailable, OSError) as exc:
-                log.warning("kq: could not return unstarted messages (%s); the broker will "
-                            "redeliver them", exc)
+                log.warning(
+                    "kq: could not return unstarted messages (%s); the broker will redeliver them", exc
+                )
             if self.pool is not None:
                 self._drain_pool()
             try:
@@ -585,8 +621,13 @@ class Worker:
                     self.transport.close()
                 except (BrokerUnavailable, OSError) as exc:
                     log.warning("kq: could not close the broker connection: %s", exc)
-            log.info("kq: worker %s stopped (%d succeeded, %d failed, %d rejected)",
-                     self.hostname, self.stats.succeeded, self.stats.failed, self.stats.rejected)
+            log.info(
+                "kq: worker %s stopped (%d succeeded, %d failed, %d rejected)",
+                self.hostname,
+                self.stats.succeeded,
+                self.stats.failed,
+                self.stats.rejected,
+            )
 
     def _drain_pool(self) -> None:
         """Let running tasks finish, for at most ``worker_soft_shutdown_timeout`` seconds,
@@ -604,18 +645,22 @@ class Worker:
         if not self._running:
             self.pool.shutdown(wait=True)
             return
-        log.warning("kq: %d tasks still running after %.0f s: abandoning them (acks_late ones "
-                    "go back to their queue)", len(self._running), timeout)
+        log.warning(
+            "kq: %d tasks still running after %.0f s: abandoning them (acks_late ones "
+            "go back to their queue)",
+            len(self._running),
+            timeout,
+        )
         abandoned = [t for t, acks_late in self._running.items() if acks_late]
         self._running.clear()
         self.pool.shutdown(wait=False)
         try:
             for ticket in abandoned:
-                self._broker().reject(self._take_delivery(ticket), requeue=True,
-                                      reason="soft shutdown timeout")
+                self._broker().reject(
+                    self._take_delivery(ticket), requeue=True, reason="soft shutdown timeout"
+                )
         except (BrokerUnavailable, OSError) as exc:
-            log.warning("kq: could not requeue abandoned tasks (%s); the broker will "
-                        "redeliver them", exc)
+            log.warning("kq: could not requeue abandoned tasks (%s); the broker will redeliver them", exc)
 
     def _broker(self) -> Transport:
         """The consumer's transport, reopened if a lost connection left none."""

@@ -27,8 +27,13 @@ def _delete_broadcast_exchanges() -> Iterator[None]:
     yield
     if not reachable("127.0.0.1", 5672):
         return
-    listing = subprocess.run(["rabbitmqctl", "list_exchanges", "-q", "--no-table-headers", "name"],
-                             capture_output=True, text=True, timeout=120, check=True)
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_exchanges", "-q", "--no-table-headers", "name"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     connection = amqp.Connection("127.0.0.1:5672")
     connection.connect()
     try:
@@ -84,13 +89,21 @@ def close_from_server(amqp_url: str) -> Callable[[Any], None]:
 
 def _close_from_server(connection: Any) -> None:
     port = connection.connection.sock.getsockname()[1]
-    listing = subprocess.run(["rabbitmqctl", "list_connections", "-q", "--no-table-headers",
-                              "pid", "peer_port"], capture_output=True, text=True, timeout=120,
-                             check=True)
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "peer_port"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     for line in listing.stdout.splitlines():
         pid, _, peer_port = line.rpartition("\t")
         if peer_port.strip() == str(port):
-            subprocess.run(["rabbitmqctl", "close_connection", pid.strip(), "kq test"],
-                           capture_output=True, timeout=120, check=True)
+            subprocess.run(
+                ["rabbitmqctl", "close_connection", pid.strip(), "kq test"],
+                capture_output=True,
+                timeout=120,
+                check=True,
+            )
             return
     raise AssertionError(f"no RabbitMQ connection from port {port}")

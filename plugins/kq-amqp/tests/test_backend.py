@@ -57,7 +57,8 @@ def test_results_come_back_to_the_client_and_others_are_buffered(
 
 
 def test_the_reply_queue_is_the_clients_alone_and_goes_away_with_it(
-    make: Callable[[], RpcBackend], admin: amqp.Channel,
+    make: Callable[[], RpcBackend],
+    admin: amqp.Channel,
 ) -> None:
     client = make()
     queue = client.reply_queue()
@@ -70,7 +71,8 @@ def test_the_reply_queue_is_the_clients_alone_and_goes_away_with_it(
 
 
 def test_results_without_a_reply_queue_are_dropped_with_one_log_line(
-    make: Callable[[], RpcBackend], caplog: pytest.LogCaptureFixture,
+    make: Callable[[], RpcBackend],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     stray = StoredResult("t-stray", SUCCESS, b"x")
     with caplog.at_level(logging.WARNING, logger="kq.amqp"):
@@ -89,8 +91,9 @@ def test_many_threads_wait_for_their_own_results(make: Callable[[], RpcBackend])
         for task_id in task_ids:
             found[task_id] = client.wait(task_id, timeout=30)
 
-    threads = [threading.Thread(target=wait_for, args=([r.task_id for r in results[i::4]],))
-               for i in range(4)]
+    threads = [
+        threading.Thread(target=wait_for, args=([r.task_id for r in results[i::4]],)) for i in range(4)
+    ]
     for thread in threads:
         thread.start()
     worker.store_many(results[::-1], ttl=60)
@@ -100,7 +103,8 @@ def test_many_threads_wait_for_their_own_results(make: Callable[[], RpcBackend])
 
 
 def test_the_client_reconnects_and_declares_its_queue_again(
-    make: Callable[[], RpcBackend], close_from_server: Callable[[Any], None],
+    make: Callable[[], RpcBackend],
+    close_from_server: Callable[[Any], None],
 ) -> None:
     client, worker = make(), make()
     queue = client.reply_queue()

@@ -35,8 +35,10 @@ def make(amqp_url: str) -> Iterator[Callable[..., AMQPTransport]]:
 
 # -- confirms -------------------------------------------------------------------------------
 
-def test_publish_returns_once_the_queue_holds_the_message(make: Callable[..., AMQPTransport],
-                                                           queue_name: Callable[[], str]) -> None:
+
+def test_publish_returns_once_the_queue_holds_the_message(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str]
+) -> None:
     # Without confirms a passive declare right after publishing often counts fewer messages.
     transport, queue = make(), queue_name()
     for n in range(1, 31):
@@ -44,12 +46,13 @@ def test_publish_returns_once_the_queue_holds_the_message(make: Callable[..., AM
         assert transport.depth(queue) == n
 
 
-def test_a_publish_the_broker_refuses_raises(make: Callable[..., AMQPTransport],
-                                             queue_name: Callable[[], str],
-                                             admin: amqp.Channel) -> None:
+def test_a_publish_the_broker_refuses_raises(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel
+) -> None:
     queue = queue_name()
-    admin.queue_declare(queue, durable=True, auto_delete=False,
-                        arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    admin.queue_declare(
+        queue, durable=True, auto_delete=False, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
+    )
     transport = make()
     transport.publish(queue, envelope(1))
     with pytest.raises(BrokerUnavailable, match="MessageNacked"):
@@ -57,6 +60,7 @@ def test_a_publish_the_broker_refuses_raises(make: Callable[..., AMQPTransport],
 
 
 # -- batches: one wait for the confirms of all -----------------------------------------------
+
 
 def test_pending_confirms_settle_each_number_once_in_any_order() -> None:
     # As RabbitMQ answered a batch of 10 (numbers 1-10) into a reject-publish queue of length 3:
@@ -81,7 +85,8 @@ def test_pending_confirms_settle_each_number_once_in_any_order() -> None:
 
 
 def test_a_batch_of_5000_is_in_the_queue_in_order_when_publish_many_returns(
-    make: Callable[..., AMQPTransport], queue_name: Callable[[], str],
+    make: Callable[..., AMQPTransport],
+    queue_name: Callable[[], str],
 ) -> None:
     publisher, queue = make(), queue_name()
     publisher.publish_many((queue, envelope(n)) for n in range(5000))
@@ -91,7 +96,8 @@ def test_a_batch_of_5000_is_in_the_queue_in_order_when_publish_many_returns(
 
 
 def test_a_batch_over_several_queues_lands_in_each_in_order(
-    make: Callable[..., AMQPTransport], queue_name: Callable[[], str],
+    make: Callable[..., AMQPTransport],
+    queue_name: Callable[[], str],
 ) -> None:
     publisher, queues = make(), [queue_name() for _ in range(3)]
     publisher.publish_many((queues[n % 3], envelope(n)) for n in range(300))
@@ -101,12 +107,13 @@ def test_a_batch_over_several_queues_lands_in_each_in_order(
         assert [body_n(d) for d in drain(consumer, [queue], 100)] == list(range(i, 300, 3))
 
 
-def test_nacks_raise_and_later_publishes_stay_in_step(make: Callable[..., AMQPTransport],
-                                                       queue_name: Callable[[], str],
-                                                       admin: amqp.Channel) -> None:
+def test_nacks_raise_and_later_publishes_stay_in_step(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel
+) -> None:
     queue = queue_name()
-    admin.queue_declare(queue, durable=True, auto_delete=False,
-                        arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
+    admin.queue_declare(
+        queue, durable=True, auto_delete=False, arguments={"x-max-length": 3, "x-overflow": "reject-publish"}
+    )
     transport = make()
     with pytest.raises(BrokerUnavailable, match=rf"refused \(nacked\) 2 of 5 messages published to {queue}"):
         transport.publish_many((queue, envelope(n)) for n in range(5))
@@ -131,7 +138,9 @@ def test_nacks_raise_and_later_publishes_stay_in_step(make: Callable[..., AMQPTr
 
 
 def test_send_many_over_a_broken_connection_publishes_the_whole_batch_again(
-    amqp_url: str, queue_name: Callable[[], str], close_from_server: Callable[[Any], None],
+    amqp_url: str,
+    queue_name: Callable[[], str],
+    close_from_server: Callable[[Any], None],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = App("kq-amqp-test", broker=amqp_url, backend=None, task_default_queue=queue_name())
@@ -154,11 +163,14 @@ def test_send_many_over_a_broken_connection_publishes_the_whole_batch_again(
 
 
 def test_without_confirms_a_batch_is_published_one_by_one(
-    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel,
+    make: Callable[..., AMQPTransport],
+    queue_name: Callable[[], str],
+    admin: amqp.Channel,
 ) -> None:
     queue = queue_name()
-    admin.queue_declare(queue, durable=True, auto_delete=False,
-                        arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
+    admin.queue_declare(
+        queue, durable=True, auto_delete=False, arguments={"x-max-length": 3, "x-overflow": "reject-publish"}
+    )
     transport = make(confirm_publish=False)
     transport.publish_many((queue, envelope(n)) for n in range(5))  # nacks go unnoticed
     assert [body_n(d) for d in drain(transport, [queue], 3)] == [0, 1, 2]
@@ -166,9 +178,10 @@ def test_without_confirms_a_batch_is_published_one_by_one(
 
 # -- queue arguments: priorities, dead letters, existing queues, quorum ---------------------
 
-def test_rejected_message_is_dead_lettered_with_kqs_reason(make: Callable[..., AMQPTransport],
-                                                           queue_name: Callable[[], str],
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+
+def test_rejected_message_is_dead_lettered_with_kqs_reason(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], caplog: pytest.LogCaptureFixture
+) -> None:
     transport, queue = make(), queue_name()
     transport.publish(queue, envelope(1, priority=3))
     [got] = drain(transport, [queue], 1, ack=False)
@@ -185,20 +198,24 @@ def test_rejected_message_is_dead_lettered_with_kqs_reason(make: Callable[..., A
 
 
 def test_what_rabbitmq_dead_letters_itself_still_reaches_the_dead_letter_queue(
-    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel,
+    make: Callable[..., AMQPTransport],
+    queue_name: Callable[[], str],
+    admin: amqp.Channel,
 ) -> None:
     transport, queue = make(), queue_name()
     transport.publish(queue, envelope(1))  # declares the queue with its dead-letter route
     drain(transport, [queue], 1)
-    admin.basic_publish(amqp.Message(b"{}", expiration="1", application_headers={"n": 2}),
-                        exchange="", routing_key=queue)  # a message TTL of 1 ms
+    admin.basic_publish(
+        amqp.Message(b"{}", expiration="1", application_headers={"n": 2}), exchange="", routing_key=queue
+    )  # a message TTL of 1 ms
     [dead] = drain(transport, [f"{queue}.dlq"], 1)
     [death] = dead.envelope.headers["x-death"]
     assert body_n(dead) == 2 and death["reason"] == "expired" and death["queue"] == queue
 
 
-def test_priorities_order_a_backlog(make: Callable[..., AMQPTransport],
-                                    queue_name: Callable[[], str]) -> None:
+def test_priorities_order_a_backlog(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str]
+) -> None:
     transport, queue = make(), queue_name()
     priorities = [n % 10 for n in range(40)]
     transport.publish_many((queue, envelope(n, priority=p)) for n, p in enumerate(priorities))
@@ -210,7 +227,9 @@ def test_priorities_order_a_backlog(make: Callable[..., AMQPTransport],
 
 
 def test_a_queue_declared_with_other_arguments_is_used_as_it_is(
-    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel,
+    make: Callable[..., AMQPTransport],
+    queue_name: Callable[[], str],
+    admin: amqp.Channel,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     queue = queue_name()
@@ -231,7 +250,9 @@ def test_a_queue_declared_with_other_arguments_is_used_as_it_is(
 
 
 def test_without_priority_and_dead_letter_queues_are_declared_like_celerys(
-    make: Callable[..., AMQPTransport], queue_name: Callable[[], str], admin: amqp.Channel,
+    make: Callable[..., AMQPTransport],
+    queue_name: Callable[[], str],
+    admin: amqp.Channel,
 ) -> None:
     queue = queue_name()
     make(max_priority=None, dead_letter=False).publish(queue, envelope(1))
@@ -239,8 +260,9 @@ def test_without_priority_and_dead_letter_queues_are_declared_like_celerys(
     assert ok.message_count == 1
 
 
-def test_quorum_queues_give_back_and_dead_letter_too(make: Callable[..., AMQPTransport],
-                                                      queue_name: Callable[[], str]) -> None:
+def test_quorum_queues_give_back_and_dead_letter_too(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str]
+) -> None:
     first, queue = make(queue_type="quorum"), queue_name()
     first.publish_many((queue, envelope(n)) for n in range(2))
     assert len(drain(first, [queue], 2, ack=False)) == 2
@@ -253,15 +275,18 @@ def test_quorum_queues_give_back_and_dead_letter_too(make: Callable[..., AMQPTra
     assert [body_n(d) for d in drain(second, [f"{queue}.dlq"], 1)] == [body_n(got[1])]
 
 
-@pytest.mark.parametrize("options, name", [
-    ({"queue_type": "stream"}, "queue_type"),
-    ({"queue_type": "quorum", "max_priority": 10}, "max_priority"),
-    ({"max_priority": 0}, "max_priority"),
-    ({"max_priority": True}, "max_priority"),
-    ({"dead_letter": "yes"}, "dead_letter"),
-    ({"heartbeat": -1}, "heartbeat"),
-    ({"heartbeat": "30"}, "heartbeat"),
-])
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"queue_type": "stream"}, "queue_type"),
+        ({"queue_type": "quorum", "max_priority": 10}, "max_priority"),
+        ({"max_priority": 0}, "max_priority"),
+        ({"max_priority": True}, "max_priority"),
+        ({"dead_letter": "yes"}, "dead_letter"),
+        ({"heartbeat": -1}, "heartbeat"),
+        ({"heartbeat": "30"}, "heartbeat"),
+    ],
+)
 def test_invalid_options_name_the_option(amqp_url: str, options: dict[str, Any], name: str) -> None:
     with pytest.raises(ConfigurationError, match=f"broker_transport_options\\['{name}'\\]"):
         AMQPTransport(amqp_url, options)
@@ -269,8 +294,10 @@ def test_invalid_options_name_the_option(amqp_url: str, options: dict[str, Any],
 
 # -- heartbeats -----------------------------------------------------------------------------
 
+
 def test_consuming_connections_have_heartbeats_and_publishing_ones_none(
-        make: Callable[..., AMQPTransport], queue_name: Callable[[], str]) -> None:
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str]
+) -> None:
     """A publisher may idle for longer than two heartbeats with nothing to send them, so only
     a connection opened to consume offers them (the silent-loss test is in tests/chaos)."""
     queue = queue_name()
@@ -285,17 +312,20 @@ def test_consuming_connections_have_heartbeats_and_publishing_ones_none(
 
 # -- delay queues ---------------------------------------------------------------------------
 
+
 def test_delay_bucket_rounds_up_by_less_than_a_128th() -> None:
     assert [delay_bucket(ms) for ms in (1, 255, 256, 257, 1500)] == [1, 255, 256, 258, 1504]
     for ms in (300, 1_000, 60_000, 3_600_000, 86_400_000, 2**31 - 1):
         bucket = delay_bucket(ms)
         assert ms <= bucket < ms + ms / 2 ** (DELAY_PRECISION_BITS - 1)
-        assert (bucket >> max(bucket.bit_length() - DELAY_PRECISION_BITS, 0)).bit_length() \
-            <= DELAY_PRECISION_BITS
+        assert (
+            bucket >> max(bucket.bit_length() - DELAY_PRECISION_BITS, 0)
+        ).bit_length() <= DELAY_PRECISION_BITS
 
 
-def test_delayed_message_waits_in_the_broker_until_due(make: Callable[..., AMQPTransport],
-                                                       queue_name: Callable[[], str]) -> None:
+def test_delayed_message_waits_in_the_broker_until_due(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str]
+) -> None:
     publisher, consumer, queue = make(), make(), queue_name()
     due = utcnow() + timedelta(seconds=1.5)
     publisher.publish(queue, envelope(1, priority=5), eta=due)
@@ -309,8 +339,9 @@ def test_delayed_message_waits_in_the_broker_until_due(make: Callable[..., AMQPT
     assert death["reason"] == "expired" and death["queue"].startswith(f"{queue}.delay.")
 
 
-def test_delays_of_one_bucket_share_a_queue(make: Callable[..., AMQPTransport],
-                                            queue_name: Callable[[], str]) -> None:
+def test_delays_of_one_bucket_share_a_queue(
+    make: Callable[..., AMQPTransport], queue_name: Callable[[], str]
+) -> None:
     transport, queue = make(), queue_name()
     eta = utcnow() + timedelta(seconds=60)
     for n in range(3):
@@ -324,8 +355,10 @@ def test_delays_of_one_bucket_share_a_queue(make: Callable[..., AMQPTransport],
 
 # -- acks -----------------------------------------------------------------------------------
 
+
 def test_a_run_of_the_oldest_deliveries_is_acked_with_one_multiple_ack(
-    make: Callable[..., AMQPTransport], queue_name: Callable[[], str],
+    make: Callable[..., AMQPTransport],
+    queue_name: Callable[[], str],
 ) -> None:
     transport, queue = make(), queue_name()
     transport.publish_many((queue, envelope(n)) for n in range(6))
@@ -350,6 +383,7 @@ def test_a_run_of_the_oldest_deliveries_is_acked_with_one_multiple_ack(
 
 # -- connection loss ------------------------------------------------------------------------
 
+
 def test_every_operation_raises_broker_unavailable_with_the_password_masked() -> None:
     transport = AMQPTransport("amqp://guest:s3cret@127.0.0.1:1//")  # nothing listens on port 1
     calls: list[Callable[[], Any]] = [
@@ -368,7 +402,8 @@ def test_every_operation_raises_broker_unavailable_with_the_password_masked() ->
 
 
 def test_a_connection_the_broker_closes_raises_broker_unavailable_and_old_acks_are_skipped(
-    make: Callable[..., AMQPTransport], queue_name: Callable[[], str],
+    make: Callable[..., AMQPTransport],
+    queue_name: Callable[[], str],
     close_from_server: Callable[[Any], None],
 ) -> None:
     transport, queue = make(), queue_name()
@@ -385,8 +420,9 @@ def test_a_connection_the_broker_closes_raises_broker_unavailable_and_old_acks_a
     assert all(d.redelivered for d in again)
 
 
-def test_subscription_queues_go_away_with_the_connection(make: Callable[..., AMQPTransport],
-                                                         admin: amqp.Channel) -> None:
+def test_subscription_queues_go_away_with_the_connection(
+    make: Callable[..., AMQPTransport], admin: amqp.Channel
+) -> None:
     subscriber = make()
     queue = subscriber.subscribe("kq-amqp-test-bcast")
     with pytest.raises(amqp.exceptions.ResourceLocked):  # exists, and only for its connection
@@ -398,5 +434,6 @@ def test_subscription_queues_go_away_with_the_connection(make: Callable[..., AMQ
 
 
 def test_loading_the_plugin_leaves_kombu_for_the_first_broker_or_backend() -> None:
-    assert imported_on_load("kq_amqp", "kq_amqp.transport", "kq_amqp.backend",
-                            "kq_amqp.confirms") == ["kq_amqp"]
+    assert imported_on_load("kq_amqp", "kq_amqp.transport", "kq_amqp.backend", "kq_amqp.confirms") == [
+        "kq_amqp"
+    ]

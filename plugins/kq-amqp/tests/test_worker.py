@@ -16,8 +16,13 @@ from kq.transport import REJECT_REASON_HEADER, Envelope
 
 @pytest.fixture
 def app(amqp_url: str, queue_name: Callable[[], str]) -> Iterator[App]:
-    app = App("kq-amqp-test", broker=amqp_url, backend="rpc://",
-              result_backend_options={"broker_url": amqp_url}, task_default_queue=queue_name())
+    app = App(
+        "kq-amqp-test",
+        broker=amqp_url,
+        backend="rpc://",
+        result_backend_options={"broker_url": amqp_url},
+        task_default_queue=queue_name(),
+    )
     yield app
     app.close()
 
@@ -44,9 +49,14 @@ def test_a_refused_message_is_dead_lettered_and_the_worker_goes_on(app: App) -> 
     transport = app.new_transport()
     try:
         with worker_thread(app, pool="threads", concurrency=2) as worker:
-            transport.publish(queue, Envelope(body=b"[[], {}, {}]", content_type="application/json",
-                                              headers={"lang": "py", "task": "no.such.task",
-                                                       "id": "unknown-task"}))
+            transport.publish(
+                queue,
+                Envelope(
+                    body=b"[[], {}, {}]",
+                    content_type="application/json",
+                    headers={"lang": "py", "task": "no.such.task", "id": "unknown-task"},
+                ),
+            )
             assert add.delay(2, 3).get(timeout=30) == 5
             assert worker.stats.rejected_by_reason == {"unknown-task": 1}
         [dead] = drain(transport, [f"{queue}.dlq"], 1)

@@ -45,23 +45,36 @@ def new_key(key_type: str) -> Any:
     return ed25519.Ed25519PrivateKey.generate()
 
 
-def write_identity(directory: Path, name: str, key_type: str = "ec", *,
-                   valid_from: timedelta = timedelta(days=-1), valid_for: timedelta = timedelta(days=30),
-                   password: bytes | None = None, key: Any = None) -> Identity:
+def write_identity(
+    directory: Path,
+    name: str,
+    key_type: str = "ec",
+    *,
+    valid_from: timedelta = timedelta(days=-1),
+    valid_for: timedelta = timedelta(days=30),
+    password: bytes | None = None,
+    key: Any = None,
+) -> Identity:
     """A new key (or ``key``) and a CA-less certificate for it, valid from ``now + valid_from``
     for ``valid_for``, written to ``directory/name.key`` and ``directory/name.pem``."""
     key = key or new_key(key_type)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     start = datetime.now(timezone.utc) + valid_from
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(start + valid_for)
-            .sign(key, None if isinstance(key, EDDSA) else hashes.SHA256()))
-    encryption = (serialization.BestAvailableEncryption(password) if password
-                  else serialization.NoEncryption())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + valid_for)
+        .sign(key, None if isinstance(key, EDDSA) else hashes.SHA256())
+    )
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
     identity = Identity(directory / f"{name}.key", directory / f"{name}.pem", key)
-    identity.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8, encryption))
+    identity.key.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    )
     identity.certificate.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return identity
 
@@ -97,8 +110,10 @@ def redis_broker() -> Iterator[dict[str, Any]]:
     keys are deleted afterwards."""
     prefix = f"kqtest-auth-{uuid.uuid4().hex[:12]}:"
     with hold("redis") as (host, port):  # waits while a restart test elsewhere holds it
-        yield {"broker_url": f"redis://{host}:{port}/15",
-               "broker_transport_options": {"global_keyprefix": prefix}}
+        yield {
+            "broker_url": f"redis://{host}:{port}/15",
+            "broker_transport_options": {"global_keyprefix": prefix},
+        }
         delete_redis_keys(prefix, host=host, port=port)
 
 

@@ -31,19 +31,27 @@ class Apps:
 
 
 @pytest.fixture(params=["redis", "amqp"])
-def apps(request: pytest.FixtureRequest, tmp_path: Path, make_identity: Callable[..., Any],
-         make_store: Callable[..., Path]) -> Iterator[Apps]:
+def apps(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    make_identity: Callable[..., Any],
+    make_store: Callable[..., Path],
+) -> Iterator[Apps]:
     broker = request.getfixturevalue(f"{request.param}_broker")
     common = {**broker, "result_backend": f"sqlite:///{tmp_path / 'results.sqlite3'}"}
     ours, theirs = make_identity("client"), make_identity("stranger", "ed25519")
     made = Apps(
-        client=App("auth-client", **common, message_signer="x509",
-                   message_signer_options=ours.signing()),
-        worker=App("auth-worker", **common, message_signer="x509",
-                   message_signer_options={"cert_store": str(make_store(ours))}),
+        client=App("auth-client", **common, message_signer="x509", message_signer_options=ours.signing()),
+        worker=App(
+            "auth-worker",
+            **common,
+            message_signer="x509",
+            message_signer_options={"cert_store": str(make_store(ours))},
+        ),
         plain=App("auth-plain", **common),
-        stranger=App("auth-stranger", **common, message_signer="x509",
-                     message_signer_options=theirs.signing()),
+        stranger=App(
+            "auth-stranger", **common, message_signer="x509", message_signer_options=theirs.signing()
+        ),
     )
     yield made
     for app in attrs.astuple(made, recurse=False):
@@ -55,7 +63,7 @@ def flipped_on_the_broker(app: App, queue: str) -> str:
     message = TaskMessage(id=str(uuid.uuid4()), task="auth.add", args=(1, 1))
     sealed = app.codec.seal(encode_task(message, app.serializers, "json"))
     middle = len(sealed.body) // 2
-    body = sealed.body[:middle] + bytes([sealed.body[middle] ^ 0x01]) + sealed.body[middle + 1:]
+    body = sealed.body[:middle] + bytes([sealed.body[middle] ^ 0x01]) + sealed.body[middle + 1 :]
     transport = app.new_transport()
     try:
         transport.publish(queue, attrs.evolve(sealed, body=body))

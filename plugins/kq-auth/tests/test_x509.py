@@ -37,15 +37,18 @@ def rejection(verifier: Any, envelope: Envelope) -> str:
 # --- options -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("options", "says"), [
-    ({"cert_store": "/x", "keyfile": "/y"}, "unknown message_signer_options keyfile"),
-    ({}, "set 'key' and 'certificate'"),
-    ({"key": "/k"}, "'key' and 'certificate' go together"),
-    ({"certificate": "/c", "cert_store": "/s"}, "'key' and 'certificate' go together"),
-    ({"cert_store": "/x", "digest": "md5"}, "['digest'] must be one of sha256, sha384, sha512"),
-    ({"cert_store": "/no/such/store"}, "['cert_store']: cannot read /no/such/store"),
-    ({"cert_store": 42}, "['cert_store'] must be a file path, got 42"),
-])
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"cert_store": "/x", "keyfile": "/y"}, "unknown message_signer_options keyfile"),
+        ({}, "set 'key' and 'certificate'"),
+        ({"key": "/k"}, "'key' and 'certificate' go together"),
+        ({"certificate": "/c", "cert_store": "/s"}, "'key' and 'certificate' go together"),
+        ({"cert_store": "/x", "digest": "md5"}, "['digest'] must be one of sha256, sha384, sha512"),
+        ({"cert_store": "/no/such/store"}, "['cert_store']: cannot read /no/such/store"),
+        ({"cert_store": 42}, "['cert_store'] must be a file path, got 42"),
+    ],
+)
 def test_bad_options_name_the_option(options: dict[str, Any], says: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         make_signer(options)
@@ -59,8 +62,10 @@ def test_key_problems_are_explained(make_identity: MakeIdentity, tmp_path: Path)
         (locked.signing(), "it is encrypted: set 'key_password'"),
         (locked.signing(key_password="wrong"), "or 'key_password' is wrong"),
         (plain.signing(key_password="s3cret"), "it is not encrypted: drop 'key_password'"),
-        ({**plain.signing(), "certificate": str(locked.certificate)},
-         f"'key' ({plain.key}) is not the private key of 'certificate'"),
+        (
+            {**plain.signing(), "certificate": str(locked.certificate)},
+            f"'key' ({plain.key}) is not the private key of 'certificate'",
+        ),
         ({**plain.signing(), "certificate": str(plain.key)}, "holds no PEM certificate"),
     ]
     for options, says in cases:
@@ -76,8 +81,7 @@ def test_a_store_without_certificates_is_an_error(tmp_path: Path) -> None:
         make_signer({"cert_store": str(tmp_path)})
 
 
-def test_a_store_may_be_one_file_of_several_certificates(make_identity: MakeIdentity,
-                                                         tmp_path: Path) -> None:
+def test_a_store_may_be_one_file_of_several_certificates(make_identity: MakeIdentity, tmp_path: Path) -> None:
     one, two = make_identity("one"), make_identity("two", "ed25519")
     bundle = tmp_path / "trusted.pem"
     bundle.write_bytes(one.certificate.read_bytes() + two.certificate.read_bytes())
@@ -89,8 +93,7 @@ def test_a_store_may_be_one_file_of_several_certificates(make_identity: MakeIden
 # --- who signs, who verifies ---------------------------------------------------------------
 
 
-def test_a_verifying_only_signer_cannot_sign(make_identity: MakeIdentity,
-                                             make_store: MakeStore) -> None:
+def test_a_verifying_only_signer_cannot_sign(make_identity: MakeIdentity, make_store: MakeStore) -> None:
     verifier = make_signer({"cert_store": str(make_store(make_identity("client")))})
     with pytest.raises(ConfigurationError, match=r"has no 'key': this process verifies"):
         verifier.sign(task_envelope())
@@ -109,8 +112,9 @@ def test_the_headers_name_the_certificate_and_carry_the_signature(
     sealed = make_signer(identity.signing()).sign(task_envelope())
     cert = x509.load_pem_x509_certificate(identity.certificate.read_bytes())
     assert sealed.headers[SIGNER_HEADER] == cert.fingerprint(hashes.SHA256()).hex()
-    cert.public_key().verify(base64.b64decode(sealed.headers[SIGNATURE_HEADER]),
-                             canonical(sealed, signed_headers(sealed.headers)))
+    cert.public_key().verify(
+        base64.b64decode(sealed.headers[SIGNATURE_HEADER]), canonical(sealed, signed_headers(sealed.headers))
+    )
     assert sealed.body == task_envelope().body
 
 
@@ -118,23 +122,26 @@ def test_signing_with_a_certificate_outside_its_validity_is_an_error(
     make_identity: MakeIdentity,
 ) -> None:
     for name, starts in (("expired", timedelta(days=-10)), ("future", timedelta(days=1))):
-        signer = make_signer(make_identity(name, valid_from=starts,
-                                           valid_for=timedelta(days=5)).signing())
+        signer = make_signer(make_identity(name, valid_from=starts, valid_for=timedelta(days=5)).signing())
         with pytest.raises(ConfigurationError, match="expired on|is not valid before"):
             signer.sign(task_envelope())
 
 
-@pytest.mark.parametrize(("starts", "says"), [(timedelta(days=-10), "expired on"),
-                                              (timedelta(days=1), "is not valid before")],
-                         ids=["expired", "not-yet-valid"])
+@pytest.mark.parametrize(
+    ("starts", "says"),
+    [(timedelta(days=-10), "expired on"), (timedelta(days=1), "is not valid before")],
+    ids=["expired", "not-yet-valid"],
+)
 def test_a_trusted_certificate_outside_its_validity_is_refused(
-    make_identity: MakeIdentity, make_store: MakeStore, starts: timedelta, says: str,
+    make_identity: MakeIdentity,
+    make_store: MakeStore,
+    starts: timedelta,
+    says: str,
 ) -> None:
     good = make_identity("good")
     sealed = make_signer(good.signing()).sign(task_envelope())
     # The worker trusts another certificate of the same key, whose dates exclude now.
-    dated = make_identity("dated", key=good.private_key, valid_from=starts,
-                          valid_for=timedelta(days=5))
+    dated = make_identity("dated", key=good.private_key, valid_from=starts, valid_for=timedelta(days=5))
     verifier = make_signer({"cert_store": str(make_store(dated))})
     assert "not in cert_store" in rejection(verifier, sealed)
     claimed = with_header(sealed, SIGNER_HEADER, fingerprint(dated.certificate))
@@ -162,8 +169,9 @@ def test_the_digest_must_match(make_identity: MakeIdentity, make_store: MakeStor
     assert "bad signature" in rejection(make_signer({"cert_store": store}), sealed)
 
 
-def test_a_malformed_signature_header_is_untrusted(make_identity: MakeIdentity,
-                                                   make_store: MakeStore) -> None:
+def test_a_malformed_signature_header_is_untrusted(
+    make_identity: MakeIdentity, make_store: MakeStore
+) -> None:
     client = make_identity("client")
     sealed = make_signer(client.signing()).sign(task_envelope())
     verifier = make_signer({"cert_store": str(make_store(client))})
@@ -177,16 +185,44 @@ def test_a_malformed_signature_header_is_untrusted(make_identity: MakeIdentity,
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-@pytest.mark.parametrize("newkey", [["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
-                                    ["-newkey", "ed25519"], ["-newkey", "rsa:3072"]],
-                         ids=["ec", "ed25519", "rsa"])
-def test_keys_made_with_the_documented_openssl_command_work(tmp_path: Path,
-                                                            newkey: list[str]) -> None:
-    subprocess.run(["openssl", "req", "-x509", *newkey, "-days", "365", "-subj",
-                    "/CN=kq-client-2026", "-keyout", "client.key", "-out", "client.pem",
-                    "-passout", "pass:s3cret"], cwd=tmp_path, check=True, capture_output=True)
-    signer = make_signer({"key": str(tmp_path / "client.key"), "key_password": "s3cret",
-                          "certificate": str(tmp_path / "client.pem")})
+@pytest.mark.parametrize(
+    "newkey",
+    [
+        ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        ["-newkey", "ed25519"],
+        ["-newkey", "rsa:3072"],
+    ],
+    ids=["ec", "ed25519", "rsa"],
+)
+def test_keys_made_with_the_documented_openssl_command_work(tmp_path: Path, newkey: list[str]) -> None:
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            *newkey,
+            "-days",
+            "365",
+            "-subj",
+            "/CN=kq-client-2026",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.pem",
+            "-passout",
+            "pass:s3cret",
+        ],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    signer = make_signer(
+        {
+            "key": str(tmp_path / "client.key"),
+            "key_password": "s3cret",
+            "certificate": str(tmp_path / "client.pem"),
+        }
+    )
     verifier = make_signer({"cert_store": str(tmp_path / "client.pem")})
     assert verifier.verify(signer.sign(task_envelope())) == task_envelope()
 
@@ -194,12 +230,16 @@ def test_keys_made_with_the_documented_openssl_command_work(tmp_path: Path,
 # --- the app ---------------------------------------------------------------------------------
 
 
-def test_an_app_without_a_key_says_so_at_the_first_send(tmp_path: Path,
-                                                        make_identity: MakeIdentity,
-                                                        make_store: MakeStore) -> None:
+def test_an_app_without_a_key_says_so_at_the_first_send(
+    tmp_path: Path, make_identity: MakeIdentity, make_store: MakeStore
+) -> None:
     store = str(make_store(make_identity("client")))
-    app = App("verifier", broker=f"sqlite:///{tmp_path / 'kq.sqlite3'}", message_signer="x509",
-              message_signer_options={"cert_store": store})
+    app = App(
+        "verifier",
+        broker=f"sqlite:///{tmp_path / 'kq.sqlite3'}",
+        message_signer="x509",
+        message_signer_options={"cert_store": store},
+    )
     try:
         app.check()  # a worker with a store and no key starts
         with pytest.raises(ConfigurationError, match="has no 'key'"):
@@ -209,8 +249,12 @@ def test_an_app_without_a_key_says_so_at_the_first_send(tmp_path: Path,
 
 
 def test_app_check_fails_on_bad_signer_options(tmp_path: Path) -> None:
-    app = App("bad", broker=f"sqlite:///{tmp_path / 'kq.sqlite3'}", message_signer="x509",
-              message_signer_options={"cert_store": str(tmp_path / "missing")})
+    app = App(
+        "bad",
+        broker=f"sqlite:///{tmp_path / 'kq.sqlite3'}",
+        message_signer="x509",
+        message_signer_options={"cert_store": str(tmp_path / "missing")},
+    )
     try:
         with pytest.raises(ConfigurationError, match=r"\['cert_store'\]: cannot read"):
             app.check()

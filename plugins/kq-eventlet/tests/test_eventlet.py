@@ -13,8 +13,12 @@ from kq_eventlet import CAPABILITIES, DEFAULT_CONCURRENCY, patch
 
 
 def run(script: str) -> str:
-    done = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c",
-                           textwrap.dedent(script)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -62,10 +62,17 @@ LIMITS: dict[str, tuple[dict[str, float], dict[str, Any], str, str]] = {
     # case: (job limits, body kwargs, outcome state, how the outcome's error starts)
     "soft not reached": ({"soft_time_limit": 0.5}, {"sleep": 0.1}, SUCCESS, "finished"),
     "soft caught": (
-        {"soft_time_limit": 0.2}, {"sleep": 0.3, "catch_soft": True}, SUCCESS,
-        "caught SoftTimeLimitExceeded"),
+        {"soft_time_limit": 0.2},
+        {"sleep": 0.3, "catch_soft": True},
+        SUCCESS,
+        "caught SoftTimeLimitExceeded",
+    ),
     "soft uncaught": (
-        {"soft_time_limit": 0.2}, {"sleep": 30}, FAILURE, "SoftTimeLimitExceeded: soft time limit"),
+        {"soft_time_limit": 0.2},
+        {"sleep": 30},
+        FAILURE,
+        "SoftTimeLimitExceeded: soft time limit",
+    ),
     # Not declared (the worker warns): a job's hard limit is left alone.
     "hard not enforced": ({"time_limit": 0.1}, {"sleep": 0.3}, SUCCESS, "finished"),
 }

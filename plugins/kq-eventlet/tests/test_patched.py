@@ -22,9 +22,25 @@ def test_patched_tests_pass_in_a_greened_process() -> None:
     # Without hypothesis's and anyio's pytest plugins: at the end of a run the first loads the
     # "hypothesis" entry points, trio's among them (selenium brings trio), and the second imports
     # trio at start-up (FastAPI brings anyio); trio cannot import under eventlet.
-    done = subprocess.run([sys.executable, "-c", SCRIPT, "-q", "-rs", "-p", "no:cacheprovider",
-                           "-p", "no:hypothesispytest", "-p", "no:anyio", *paths],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            "-p",
+            "no:anyio",
+            *paths,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = done.stdout + done.stderr
     print(report)
     assert done.returncode == 0, report

@@ -37,16 +37,16 @@ def test_loading_plugins_neither_imports_nor_patches() -> None:
         assert socket.socket.__module__ == "socket", socket.socket
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
 
 def test_setup_patches_the_process() -> None:
-    script = ("import kq_gevent, socket, time; kq_gevent.patch(); "
-              "print(socket.socket.__module__, time.sleep.__module__)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+    script = (
+        "import kq_gevent, socket, time; kq_gevent.patch(); "
+        "print(socket.socket.__module__, time.sleep.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["gevent._socket3", "gevent.hub"]
 

@@ -59,8 +59,9 @@ class Lost:
 def pools() -> Iterator[Callable[..., GeventPool]]:
     made: list[GeventPool] = []
 
-    def make(runner: Runner = task, concurrency: int = 2,
-             lost: Callable[..., Outcome] = report_lost) -> GeventPool:
+    def make(
+        runner: Runner = task, concurrency: int = 2, lost: Callable[..., Outcome] = report_lost
+    ) -> GeventPool:
         pool = GeventPool(PoolContext(concurrency=concurrency, runner=runner, lost=lost))
         pool.start()
         made.append(pool)
@@ -71,10 +72,10 @@ def pools() -> Iterator[Callable[..., GeventPool]]:
         pool.shutdown(wait=False)
 
 
-def limited(ticket: int, time_limit: float | None = None, soft_time_limit: float | None = None,
-            **behaviour: object) -> Job:
-    return attrs.evolve(make_job(ticket, **behaviour), time_limit=time_limit,
-                        soft_time_limit=soft_time_limit)
+def limited(
+    ticket: int, time_limit: float | None = None, soft_time_limit: float | None = None, **behaviour: object
+) -> Job:
+    return attrs.evolve(make_job(ticket, **behaviour), time_limit=time_limit, soft_time_limit=soft_time_limit)
 
 
 def test_a_hard_time_limit_stops_the_job_and_the_kernel_decides(pools) -> None:
@@ -141,8 +142,7 @@ def test_a_task_that_carries_on_after_its_soft_limit_meets_the_hard_one(pools) -
     lost = Lost()
     pool = pools(lost=lost)
     recorder = Recorder(pool)
-    job = limited(1, time_limit=0.5, soft_time_limit=0.2, sleep=30, catch_soft=True,
-                  after_soft=30)
+    job = limited(1, time_limit=0.5, soft_time_limit=0.2, sleep=30, catch_soft=True, after_soft=30)
     pool.submit(job, recorder.on_done)
     recorder.wait_for(1)
     [(_, exc, runtime)] = lost.calls

@@ -20,8 +20,7 @@ sys.exit(pytest.main(sys.argv[1:]))
 
 def test_patched_tests_pass_in_a_monkey_patched_process() -> None:
     args = ["-q", "-rs", "-p", "no:cacheprovider", *(str(HERE / name) for name in PATCHED)]
-    done = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=600)
     report = done.stdout + done.stderr
     print(report)
     assert done.returncode == 0, report

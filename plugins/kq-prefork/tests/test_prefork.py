@@ -33,8 +33,9 @@ def prefork(probe: ProcessProbe) -> Iterator[Callable[..., PreforkPool]]:
     made: list[PreforkPool] = []
 
     def make(**context: Any) -> PreforkPool:
-        pool = PreforkPool(PoolContext(**{"concurrency": 2, "runner": probe,
-                                          "lost": LostRecorder(), **context}))
+        pool = PreforkPool(
+            PoolContext(**{"concurrency": 2, "runner": probe, "lost": LostRecorder(), **context})
+        )
         pool.start()
         made.append(pool)
         return pool
@@ -59,8 +60,13 @@ def test_spec_declares_a_process_pool_sized_by_cpus() -> None:
     assert spec.factory.load() is PreforkPool
     assert spec.default_concurrency is None
     assert spec.capabilities == PoolCapabilities(
-        soft_time_limit=True, hard_time_limit=True, max_tasks_per_child=True, autoscale=True,
-        processes=True, terminate=True)
+        soft_time_limit=True,
+        hard_time_limit=True,
+        max_tasks_per_child=True,
+        autoscale=True,
+        processes=True,
+        terminate=True,
+    )
     assert PreforkPool.capabilities == spec.capabilities
 
 
@@ -68,11 +74,14 @@ def test_loading_the_plugin_leaves_billiard_for_the_first_pool() -> None:
     assert imported_on_load("kq_prefork", "kq_prefork.pool", "kq_prefork.child") == ["kq_prefork"]
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"processes": 3}, "no option processes"),
-    ({"start_method": "vfork"}, "start_method must be one of"),
-    ({"lost_worker_timeout": 0}, "lost_worker_timeout must be a positive"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"processes": 3}, "no option processes"),
+        ({"start_method": "vfork"}, "start_method must be one of"),
+        ({"lost_worker_timeout": 0}, "lost_worker_timeout must be a positive"),
+    ],
+)
 def test_bad_options_are_refused_naming_the_setting(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message) as info:
         PreforkPool(PoolContext(concurrency=1, runner=print, options=options))
@@ -80,8 +89,7 @@ def test_bad_options_are_refused_naming_the_setting(options: dict[str, Any], mes
 
 
 def test_spawn_without_an_app_needs_a_runner_it_can_send() -> None:
-    pool = PreforkPool(PoolContext(concurrency=1, runner=lambda job: None,
-                                   options={"start_method": "spawn"}))
+    pool = PreforkPool(PoolContext(concurrency=1, runner=lambda job: None, options={"start_method": "spawn"}))
     with pytest.raises(ConfigurationError, match="-A module:app"):
         pool.start()
 
@@ -108,7 +116,7 @@ def test_an_idle_child_killed_does_not_stall_the_pool(
 
 
 def test_a_child_killed_while_sending_a_result_does_not_stall_the_pool(
-    prefork: Callable[..., PreforkPool]
+    prefork: Callable[..., PreforkPool],
 ) -> None:
     """Children send results up one pipe under one lock shared between processes; in billiard
     a child killed while it holds it (found by tests/chaos: a kill every 2 s hits one now and

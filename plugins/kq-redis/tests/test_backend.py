@@ -33,12 +33,19 @@ def make(redis_url: str, prefix: str) -> Iterator[Make]:
 
 def celery_meta(task_id: str, state: str = "SUCCESS", result: object = 3) -> bytes:
     """A result meta the way Celery's Redis backend writes it (kombu's json, default spacing)."""
-    return json.dumps({"status": state, "result": result, "traceback": None, "children": [],
-                       "date_done": "2025-01-01T00:00:00+00:00", "task_id": task_id}).encode()
+    return json.dumps(
+        {
+            "status": state,
+            "result": result,
+            "traceback": None,
+            "children": [],
+            "date_done": "2025-01-01T00:00:00+00:00",
+            "task_id": task_id,
+        }
+    ).encode()
 
 
-def test_results_live_at_celerys_key_with_native_expiry(make: Make, raw: redis.Redis,
-                                                        prefix: str) -> None:
+def test_results_live_at_celerys_key_with_native_expiry(make: Make, raw: redis.Redis, prefix: str) -> None:
     backend = make()
     task_id = uuid.uuid4().hex
     meta = b'{"status":"SUCCESS","result":3,"task_id":"' + task_id.encode() + b'"}'
@@ -48,8 +55,7 @@ def test_results_live_at_celerys_key_with_native_expiry(make: Make, raw: redis.R
     assert raw.exists(f"{prefix}_kq.state.{task_id}") == 0  # the payload says its state
 
 
-def test_a_payload_that_hides_its_state_gets_a_state_key(make: Make, raw: redis.Redis,
-                                                         prefix: str) -> None:
+def test_a_payload_that_hides_its_state_gets_a_state_key(make: Make, raw: redis.Redis, prefix: str) -> None:
     backend = make()
     task_id = uuid.uuid4().hex
     backend.store(StoredResult(task_id, "STARTED", b"\x93\x01msgpack"), ttl=60)
@@ -62,8 +68,9 @@ def test_a_payload_that_hides_its_state_gets_a_state_key(make: Make, raw: redis.
     assert backend.get(task_id).state == "SUCCESS"
 
 
-def test_counters_are_integer_keys_of_their_own_with_native_expiry(make: Make, raw: redis.Redis,
-                                                                   prefix: str) -> None:
+def test_counters_are_integer_keys_of_their_own_with_native_expiry(
+    make: Make, raw: redis.Redis, prefix: str
+) -> None:
     backend = make()
     name = uuid.uuid4().hex
     assert backend.incr(name, 2, expires=60) == 2
@@ -90,8 +97,7 @@ def test_every_store_is_announced_like_celerys(make: Make, raw: redis.Redis, pre
         listener.close()
 
 
-def test_a_result_celery_wrote_is_read_and_waited_for(make: Make, raw: redis.Redis,
-                                                      prefix: str) -> None:
+def test_a_result_celery_wrote_is_read_and_waited_for(make: Make, raw: redis.Redis, prefix: str) -> None:
     backend = make()
     task_id = uuid.uuid4().hex
     key = f"{prefix}celery-task-meta-{task_id}"
@@ -133,8 +139,11 @@ def test_many_threads_wait_at_once_each_for_its_own_results(make: Make) -> None:
 
 def test_unreachable_backend_raises_backend_unavailable_without_the_password() -> None:
     backend = RedisBackend("redis://:s3cret@127.0.0.1:1/0", {"socket_connect_timeout": 2})
-    for call in (lambda: backend.get("x"), lambda: backend.wait("x", 1.0),
-                 lambda: backend.store(StoredResult("x", "SUCCESS", b"{}"), 60)):
+    for call in (
+        lambda: backend.get("x"),
+        lambda: backend.wait("x", 1.0),
+        lambda: backend.store(StoredResult("x", "SUCCESS", b"{}"), 60),
+    ):
         with pytest.raises(BackendUnavailable) as caught:
             call()
         assert "s3cret" not in str(caught.value) and ":**@127.0.0.1:1" in str(caught.value)
@@ -152,8 +161,9 @@ def test_a_waiter_outlives_its_pooled_connection(make: Make, raw: redis.Redis) -
     assert victims
     for victim in victims:
         raw.client_kill_filter(_id=victim["id"])
-    timer = threading.Timer(0.3, backend.store,
-                            args=(StoredResult(second, "SUCCESS", celery_meta(second)), 60))
+    timer = threading.Timer(
+        0.3, backend.store, args=(StoredResult(second, "SUCCESS", celery_meta(second)), 60)
+    )
     timer.start()
     try:
         found = backend.wait(second, timeout=30)
@@ -165,8 +175,9 @@ def test_a_waiter_outlives_its_pooled_connection(make: Make, raw: redis.Redis) -
 def test_waiting_without_timeout_outlasts_the_socket_timeout(redis_url: str, prefix: str) -> None:
     backend = RedisBackend(redis_url, {"global_keyprefix": prefix, "socket_timeout": 0.5})
     task_id = uuid.uuid4().hex
-    timer = threading.Timer(1.5, backend.store,
-                            args=(StoredResult(task_id, "SUCCESS", celery_meta(task_id)), 60))
+    timer = threading.Timer(
+        1.5, backend.store, args=(StoredResult(task_id, "SUCCESS", celery_meta(task_id)), 60)
+    )
     timer.start()
     try:
         found = backend.wait(task_id, timeout=None)

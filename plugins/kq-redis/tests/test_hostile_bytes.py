@@ -66,8 +66,7 @@ def test_hostile_bytes_are_delivered_and_dead_lettered_with_the_reason(
 
 # --- property tests: any bytes at all --------------------------------------------------------
 
-FUZZ = settings(max_examples=300, deadline=2000, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def parse(raw_bytes: bytes) -> Envelope:
@@ -90,9 +89,17 @@ def test_any_bytes_parse_or_come_back_unreadable(raw_bytes: bytes) -> None:
     parse(raw_bytes)
 
 
-FIELDS = [("properties", "priority"), ("properties", "body_encoding"), ("properties",),
-          ("properties", "delivery_info"), ("properties", "correlation_id"), ("headers",),
-          ("body",), ("content-type",), ("content-encoding",)]
+FIELDS = [
+    ("properties", "priority"),
+    ("properties", "body_encoding"),
+    ("properties",),
+    ("properties", "delivery_info"),
+    ("properties", "correlation_id"),
+    ("headers",),
+    ("body",),
+    ("content-type",),
+    ("content-encoding",),
+]
 
 
 @FUZZ

@@ -20,8 +20,16 @@ from kq.transport import Envelope
 from kq_redis.transport import RedisTransport
 from kq_redis.wire import SEP
 
-HEADERS = {"lang": "py", "task": "proj.add", "id": "7b1e", "retries": 0, "eta": None,
-           "timelimit": [None, None], "argsrepr": "(1, 2)", "text": "żółw ✓"}
+HEADERS = {
+    "lang": "py",
+    "task": "proj.add",
+    "id": "7b1e",
+    "retries": 0,
+    "eta": None,
+    "timelimit": [None, None],
+    "argsrepr": "(1, 2)",
+    "text": "żółw ✓",
+}
 BODY = b'[[1, 2], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]'
 
 
@@ -34,15 +42,27 @@ def kq(redis_url: str, prefix: str) -> Iterator[RedisTransport]:
 
 @pytest.fixture
 def connection(redis_url: str, prefix: str) -> Iterator[kombu.Connection]:
-    with kombu.Connection(redis_url, transport_options={"global_keyprefix": prefix,
-                                                        "visibility_timeout": 1}) as conn:
+    with kombu.Connection(
+        redis_url, transport_options={"global_keyprefix": prefix, "visibility_timeout": 1}
+    ) as conn:
         yield conn
 
 
-def test_kombu_reads_what_kq_publishes(kq: RedisTransport, connection: kombu.Connection,
-                                       raw: redis.Redis, prefix: str) -> None:
-    kq.publish("work", Envelope(BODY, "application/json", "utf-8", HEADERS, priority=9,
-                                correlation_id="7b1e", reply_to="client-replies"))
+def test_kombu_reads_what_kq_publishes(
+    kq: RedisTransport, connection: kombu.Connection, raw: redis.Redis, prefix: str
+) -> None:
+    kq.publish(
+        "work",
+        Envelope(
+            BODY,
+            "application/json",
+            "utf-8",
+            HEADERS,
+            priority=9,
+            correlation_id="7b1e",
+            reply_to="client-replies",
+        ),
+    )
     [stored] = raw.lrange(f"{prefix}work", 0, -1)  # kq's 9 is kombu's 0: the queue's own list
     message = json.loads(stored)
     assert set(message) == {"body", "content-encoding", "content-type", "headers", "properties"}
@@ -50,7 +70,10 @@ def test_kombu_reads_what_kq_publishes(kq: RedisTransport, connection: kombu.Con
     properties = message["properties"]
     assert properties["delivery_info"] == {"exchange": "", "routing_key": "work"}
     assert (properties["priority"], properties["body_encoding"], properties["delivery_mode"]) == (
-        0, "base64", 2)
+        0,
+        "base64",
+        2,
+    )
     queue = connection.SimpleQueue("work")
     try:
         got = queue.get(timeout=5)
@@ -69,10 +92,18 @@ def test_kq_reads_what_kombu_publishes_with_redis_priorities(
 ) -> None:
     producer = connection.Producer()
     for priority in (9, 0, 5):  # on Redis kombu serves 0 first
-        producer.publish(BODY, routing_key="work", exchange="", content_type="application/json",
-                         content_encoding="utf-8", headers={**HEADERS, "id": str(priority)},
-                         correlation_id=str(priority), reply_to="r", priority=priority,
-                         declare=[kombu.Queue("work")])
+        producer.publish(
+            BODY,
+            routing_key="work",
+            exchange="",
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={**HEADERS, "id": str(priority)},
+            correlation_id=str(priority),
+            reply_to="r",
+            priority=priority,
+            declare=[kombu.Queue("work")],
+        )
     assert raw.llen(f"{prefix}work{SEP}9") == raw.llen(f"{prefix}work{SEP}3") == 1
     got = drain(kq, ["work"], 3)
     assert [d.envelope.headers["id"] for d in got] == ["0", "5", "9"]
@@ -83,22 +114,32 @@ def test_kq_reads_what_kombu_publishes_with_redis_priorities(
     assert not got[0].redelivered
 
 
-def test_kq_reads_a_message_pushed_by_hand_in_kombus_layout(kq: RedisTransport,
-                                                             raw: redis.Redis, prefix: str) -> None:
+def test_kq_reads_a_message_pushed_by_hand_in_kombus_layout(
+    kq: RedisTransport, raw: redis.Redis, prefix: str
+) -> None:
     message = {
-        "body": base64.b64encode(BODY).decode(), "content-encoding": "utf-8",
-        "content-type": "application/json", "headers": HEADERS,
-        "properties": {"correlation_id": "7b1e", "reply_to": "r", "delivery_mode": 2,
-                       "delivery_info": {"exchange": "", "routing_key": "work"}, "priority": 0,
-                       "body_encoding": "base64", "delivery_tag": "d0f1b2c3"},
+        "body": base64.b64encode(BODY).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": HEADERS,
+        "properties": {
+            "correlation_id": "7b1e",
+            "reply_to": "r",
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": "work"},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": "d0f1b2c3",
+        },
     }
     raw.lpush(f"{prefix}work", json.dumps(message))
     [got] = kq.fetch(["work"], 10, 1.0)
     assert got.envelope == Envelope(BODY, "application/json", "utf-8", HEADERS, 9, "7b1e", "r")
 
 
-def test_kombu_gives_back_a_lease_kq_abandoned(kq: RedisTransport, connection: kombu.Connection,
-                                               raw: redis.Redis, prefix: str) -> None:
+def test_kombu_gives_back_a_lease_kq_abandoned(
+    kq: RedisTransport, connection: kombu.Connection, raw: redis.Redis, prefix: str
+) -> None:
     kq.publish("work", Envelope(BODY, "application/json", headers=HEADERS))
     [taken] = kq.fetch(["work"], 1, 1.0)
     kq._held.clear()  # as if kq's process had died: nothing is given back on close
@@ -123,8 +164,13 @@ def test_kq_gives_back_a_lease_a_dead_kombu_consumer_left(
         "    print(queue.get(timeout=5).payload['n'], flush=True)\n"
         "    os._exit(0)  # die holding the message\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, redis_url, prefix], capture_output=True,
-                         text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, redis_url, prefix],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == "1"
     [entry] = raw.hvals(f"{prefix}unacked")
     assert json.loads(entry)[1:] == ["work", "work"]
@@ -133,13 +179,13 @@ def test_kq_gives_back_a_lease_a_dead_kombu_consumer_left(
 
 
 def test_a_kombu_consumer_of_a_fanout_exchange_hears_kq_broadcasts(
-        kq: RedisTransport, connection: kombu.Connection) -> None:
+    kq: RedisTransport, connection: kombu.Connection
+) -> None:
     """How Celery's event receivers (``celery events``, Flower) hear kq workers' events: a
     queue bound to a fanout exchange of the channel's name with routing key ``#``. kombu
     subscribes as it first waits for messages, so kq broadcasts until one arrives."""
     exchange = kombu.Exchange("celeryev", type="fanout")
-    queue = kombu.Queue("celeryev.test", exchange, routing_key="#", auto_delete=True,
-                        durable=False)
+    queue = kombu.Queue("celeryev.test", exchange, routing_key="#", auto_delete=True, durable=False)
     received: list[kombu.Message] = []
     with connection.Consumer(queue, callbacks=[lambda body, message: received.append(message)]):
         deadline = time.monotonic() + 10

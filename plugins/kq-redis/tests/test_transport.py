@@ -42,8 +42,9 @@ def make(redis_url: str, prefix: str) -> Iterator[Make]:
         transport.close()
 
 
-def test_one_fetch_claims_a_batch_into_kombus_unacked_structures(make: Make, raw: redis.Redis,
-                                                                 prefix: str) -> None:
+def test_one_fetch_claims_a_batch_into_kombus_unacked_structures(
+    make: Make, raw: redis.Redis, prefix: str
+) -> None:
     transport = make()
     transport.publish_many(("work", envelope(n)) for n in range(50))
     assert raw.llen(f"{prefix}work{LOW}") == 50
@@ -63,8 +64,9 @@ def test_one_fetch_claims_a_batch_into_kombus_unacked_structures(make: Make, raw
     assert raw.hlen(f"{prefix}unacked") == 0 and raw.zcard(f"{prefix}unacked_index") == 0
 
 
-def test_delayed_messages_wait_in_redis_not_in_the_consumer(make: Make, raw: redis.Redis,
-                                                            prefix: str) -> None:
+def test_delayed_messages_wait_in_redis_not_in_the_consumer(
+    make: Make, raw: redis.Redis, prefix: str
+) -> None:
     # A visibility timeout shorter than the delay: the message must still be delivered once.
     consumer, other, producer = make(visibility_timeout=1), make(visibility_timeout=1), make()
     due = utcnow() + timedelta(seconds=2.5)
@@ -86,7 +88,8 @@ def test_delayed_messages_wait_in_redis_not_in_the_consumer(make: Make, raw: red
 
 
 def test_without_native_delay_a_delayed_message_goes_to_its_queue_at_once(
-        make: Make, raw: redis.Redis, prefix: str) -> None:
+    make: Make, raw: redis.Redis, prefix: str
+) -> None:
     """For Celery workers, which read only the queue and hold an early message themselves."""
     transport = make(native_delay=False)
     transport.publish("work", envelope(1), eta=utcnow() + timedelta(hours=1))
@@ -96,8 +99,9 @@ def test_without_native_delay_a_delayed_message_goes_to_its_queue_at_once(
 
 def test_a_consumer_blocked_on_an_empty_queue_wakes_for_a_delayed_message(make: Make) -> None:
     consumer, producer = make(), make()
-    timer = threading.Timer(0.2, producer.publish, args=("work", envelope(4)),
-                            kwargs={"eta": utcnow() + timedelta(seconds=0.5)})
+    timer = threading.Timer(
+        0.2, producer.publish, args=("work", envelope(4)), kwargs={"eta": utcnow() + timedelta(seconds=0.5)}
+    )
     start = time.monotonic()
     timer.start()
     try:
@@ -109,15 +113,18 @@ def test_a_consumer_blocked_on_an_empty_queue_wakes_for_a_delayed_message(make: 
     assert time.monotonic() - start < 10
 
 
-def test_priorities_use_kombus_sub_lists_with_redis_order(make: Make, raw: redis.Redis,
-                                                          prefix: str) -> None:
+def test_priorities_use_kombus_sub_lists_with_redis_order(make: Make, raw: redis.Redis, prefix: str) -> None:
     transport = make()
     for n, priority in enumerate([None, 0, 3, 5, 7, 9]):
         transport.publish("work", envelope(n, priority=priority))
     lists = {key.decode(): raw.llen(key) for key in raw.scan_iter(match=f"{prefix}work*")}
     # kq's 9 is kombu's 0 (the queue's own list); none and 0 are kombu's 9.
-    assert lists == {f"{prefix}work": 2, f"{prefix}work{SEP}3": 1, f"{prefix}work{SEP}6": 1,
-                     f"{prefix}work{SEP}9": 2}
+    assert lists == {
+        f"{prefix}work": 2,
+        f"{prefix}work{SEP}3": 1,
+        f"{prefix}work{SEP}6": 1,
+        f"{prefix}work{SEP}9": 2,
+    }
     got = drain(transport, ["work"], 6)
     # Four levels, as in kombu: 9 and 7 share a list, first in first out.
     assert [body_n(d) for d in got] == [4, 5, 3, 2, 0, 1]
@@ -132,8 +139,7 @@ def test_more_priority_steps(make: Make, raw: redis.Redis, prefix: str) -> None:
     assert [body_n(d) for d in drain(transport, ["work"], 10)] == list(range(9, -1, -1))
 
 
-def test_dead_letter_keeps_the_message_and_the_reason(make: Make, raw: redis.Redis,
-                                                      prefix: str) -> None:
+def test_dead_letter_keeps_the_message_and_the_reason(make: Make, raw: redis.Redis, prefix: str) -> None:
     transport = make()
     transport.publish("work", envelope(6))
     [got] = transport.fetch(["work"], 1, 1.0)
@@ -173,8 +179,13 @@ def test_leases_of_a_dead_consumer_come_back_flagged_as_redelivered(
         "print(len(t.fetch(['work'], 10, 5.0)), flush=True)\n"
         "os._exit(0)  # die holding the leases, without closing\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, redis_url, prefix], capture_output=True,
-                         text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, redis_url, prefix],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == "3"
     assert raw.hlen(f"{prefix}unacked") == 3
     survivor = make(visibility_timeout=1)
@@ -252,13 +263,16 @@ def test_unreachable_broker_raises_broker_unavailable_without_the_password() -> 
     transport.close()
 
 
-@pytest.mark.parametrize("options, word", [
-    ({"visibility_timout": 5}, "unknown redis option"),
-    ({"visibility_timeout": 0}, "visibility_timeout"),
-    ({"priority_steps": [3, 6]}, "priority_steps"),
-    ({"priority_steps": [0, 12]}, "priority_steps"),
-    ({"native_delay": "no"}, "native_delay must be true or false"),
-])
+@pytest.mark.parametrize(
+    "options, word",
+    [
+        ({"visibility_timout": 5}, "unknown redis option"),
+        ({"visibility_timeout": 0}, "visibility_timeout"),
+        ({"priority_steps": [3, 6]}, "priority_steps"),
+        ({"priority_steps": [0, 12]}, "priority_steps"),
+        ({"native_delay": "no"}, "native_delay must be true or false"),
+    ],
+)
 def test_bad_options_fail_at_once(options: dict[str, Any], word: str) -> None:
     with pytest.raises(ConfigurationError, match=word):
         RedisTransport("redis://127.0.0.1:6379/15", options)
@@ -273,5 +287,6 @@ def test_unix_socket_urls() -> None:
 
 
 def test_loading_the_plugin_leaves_redis_py_for_the_first_broker_or_backend() -> None:
-    assert imported_on_load("kq_redis", "kq_redis.transport", "kq_redis.backend",
-                            "kq_redis.connection") == ["kq_redis"]
+    assert imported_on_load("kq_redis", "kq_redis.transport", "kq_redis.backend", "kq_redis.connection") == [
+        "kq_redis"
+    ]

@@ -34,14 +34,14 @@ CONSUMER = (
 
 
 @pytest.fixture
-def stopped_consumer(redis_url: str, raw: redis.Redis, prefix: str
-                     ) -> Iterator[tuple[subprocess.Popen, str]]:
+def stopped_consumer(redis_url: str, raw: redis.Redis, prefix: str) -> Iterator[tuple[subprocess.Popen, str]]:
     """A consumer process blocked in ``fetch`` and stopped (SIGSTOP) there, with its Redis
     client name: what Redis answers it now reaches a socket nobody reads, as after a silent
     cut, and the process can be killed before it reads it."""
     name = f"kqtest-wake-{uuid.uuid4().hex[:8]}"
-    process = subprocess.Popen([sys.executable, "-c", CONSUMER, f"{redis_url}?client_name={name}",
-                                prefix], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CONSUMER, f"{redis_url}?client_name={name}", prefix], stdout=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while not _blocked(raw, name):
@@ -57,8 +57,7 @@ def stopped_consumer(redis_url: str, raw: redis.Redis, prefix: str
 
 def _blocked(raw: redis.Redis, name: str) -> bool:
     """Whether Redis has the client ``name`` blocked in a command."""
-    return any(client.get("name") == name and "b" in client.get("flags", "")
-               for client in raw.client_list())
+    return any(client.get("name") == name and "b" in client.get("flags", "") for client in raw.client_list())
 
 
 def test_a_consumer_killed_after_its_wake_up_leaves_the_message_to_another(

@@ -41,8 +41,9 @@ def url(database: str) -> str:
 @pytest.fixture
 def engine(url: str) -> Iterator[sa.Engine]:
     """A plain engine on the test server, to look at tables behind the backend's back."""
-    engine = sa.create_engine(database_url(url, get_plugins().backend_for(url).factory),
-                              poolclass=sa.NullPool)
+    engine = sa.create_engine(
+        database_url(url, get_plugins().backend_for(url).factory), poolclass=sa.NullPool
+    )
     yield engine
     engine.dispose()
 
@@ -79,8 +80,9 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     children: list[subprocess.Popen[str]] = []
 
     def start(code: str, *args: str) -> subprocess.Popen[str]:
-        child = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         children.append(child)
         return child
 

@@ -144,15 +144,22 @@ def test_an_unreachable_server_raises_backend_unavailable_with_the_password_mask
     url = f"db+{database}://kq:s3cret@127.0.0.1:1/test"
     backend = get_plugins().backend_for(url).factory(url, {"connect_timeout": 2})
     try:
-        for call in (lambda: backend.store(result(), 60), lambda: backend.get("x"),
-                     lambda: backend.wait("x", 1), lambda: backend.forget("x"), backend.cleanup,
-                     lambda: backend.get_many(["x"]), lambda: backend.incr("x"),
-                     lambda: backend.delete_counter("x")):
+        for call in (
+            lambda: backend.store(result(), 60),
+            lambda: backend.get("x"),
+            lambda: backend.wait("x", 1),
+            lambda: backend.forget("x"),
+            backend.cleanup,
+            lambda: backend.get_many(["x"]),
+            lambda: backend.incr("x"),
+            lambda: backend.delete_counter("x"),
+        ):
             with pytest.raises(BackendUnavailable) as caught:
                 call()
             message = str(caught.value)
-            assert message.startswith(f"result backend db+{database}://kq:**@127.0.0.1:1/test is "
-                                      f"unavailable: ")
+            assert message.startswith(
+                f"result backend db+{database}://kq:**@127.0.0.1:1/test is unavailable: "
+            )
             assert "s3cret" not in message
     finally:
         backend.close()

@@ -90,9 +90,15 @@ def test_concurrent_upserts_from_threads_and_processes(url, make, spawn):
     backend.get("create the table before the processes race for it")
     thread_names = [f"t{n}" for n in range(8)]
     process_names = [f"p{n}" for n in range(3)]
-    children = [spawn(WRITER, url, backend.table.name,
-                      json.dumps([[[i, s, p.decode()] for i, s, p in b] for b in plan(name, shared)]))
-                for name in process_names]
+    children = [
+        spawn(
+            WRITER,
+            url,
+            backend.table.name,
+            json.dumps([[[i, s, p.decode()] for i, s, p in b] for b in plan(name, shared)]),
+        )
+        for name in process_names
+    ]
     for child in children:
         assert child.stdout.readline().strip() == "ready"
     errors: list[BaseException] = []

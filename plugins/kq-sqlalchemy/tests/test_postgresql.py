@@ -58,8 +58,12 @@ def database() -> str:
 class Reads:
     """Counts a backend's reads (``get``), which is what a polling wait would multiply."""
 
-    def __init__(self, backend: SQLBackend, monkeypatch: pytest.MonkeyPatch,
-                 after: Callable[[int], None] = lambda n: None) -> None:
+    def __init__(
+        self,
+        backend: SQLBackend,
+        monkeypatch: pytest.MonkeyPatch,
+        after: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self.count = 0
         self._get = backend.get
         self._after = after
@@ -78,8 +82,9 @@ class Reads:
             time.sleep(0.01)
 
 
-def waiting(backend: SQLBackend, task_id: str, timeout: float = 60) -> tuple[threading.Thread,
-                                                                              dict[str, Any]]:
+def waiting(
+    backend: SQLBackend, task_id: str, timeout: float = 60
+) -> tuple[threading.Thread, dict[str, Any]]:
     """Start ``backend.wait(task_id)`` in a thread; the dict gets ``found`` and ``at``."""
     outcome: dict[str, Any] = {}
 
@@ -143,9 +148,12 @@ def test_only_ready_results_wake_waiters(make, monkeypatch):
 
 def listener_pids(engine: sa.Engine, table: str) -> list[int]:
     with engine.connect() as conn:
-        return list(conn.execute(sa.text(
-            "SELECT pid FROM pg_stat_activity WHERE query = :listen"
-        ), {"listen": f'LISTEN "{table}"'}).scalars())
+        return list(
+            conn.execute(
+                sa.text("SELECT pid FROM pg_stat_activity WHERE query = :listen"),
+                {"listen": f'LISTEN "{table}"'},
+            ).scalars()
+        )
 
 
 def test_a_waiter_survives_losing_its_listen_connection(make, engine, table, monkeypatch):
@@ -175,8 +183,12 @@ def pg_cluster(action: str) -> None:
     """Stop (fast: disconnecting every client) or start the local cluster, as .ci/run does."""
     versions = os.listdir("/etc/postgresql")
     extra = ["-m", "fast"] if action == "stop" else []
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[0], "main", action,
-                    *extra], check=True, timeout=120, capture_output=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[0], "main", action, *extra],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
 
 
 def wait_until_accepting(url: str) -> None:
@@ -222,9 +234,14 @@ def test_a_server_restart_during_use(make, url, monkeypatch):
 @needs_cluster
 def test_a_worker_keeps_a_result_finished_during_a_restart(url, table, caplog):
     """The kernel's retry (result_store_timeout) carries the store over the outage."""
-    app = App("restart", broker="memory://", backend=url, result_store_timeout=120,
-              result_backend_options={"table_name": table},
-              task_default_queue=f"kq-sqlalchemy-{uuid.uuid4().hex[:8]}")
+    app = App(
+        "restart",
+        broker="memory://",
+        backend=url,
+        result_store_timeout=120,
+        result_backend_options={"table_name": table},
+        task_default_queue=f"kq-sqlalchemy-{uuid.uuid4().hex[:8]}",
+    )
     started, release = threading.Event(), threading.Event()
 
     @app.task

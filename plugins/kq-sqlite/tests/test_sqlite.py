@@ -75,9 +75,7 @@ def transports() -> Iterator[list[SQLiteTransport]]:
 
 
 def spawn(code: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True
-    )
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
 
 
 # -- URL and options ----------------------------------------------------------------------
@@ -110,8 +108,15 @@ def test_missing_directory_is_named(tmp_path: Path, factory: type) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite://host/kq.db",
-     "sqlite:///kq.db?timeout=5", "redis:///kq.db", "sqlite:kq.db"],
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite://host/kq.db",
+        "sqlite:///kq.db?timeout=5",
+        "redis:///kq.db",
+        "sqlite:kq.db",
+    ],
 )
 def test_bad_urls_are_configuration_errors(bad: str) -> None:
     with pytest.raises(ConfigurationError, match="sqlite"):
@@ -120,8 +125,13 @@ def test_bad_urls_are_configuration_errors(bad: str) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"synchronous": "SOMETIMES"}, {"visibility_timeout": 0}, {"visibility_timeout": "soon"},
-     {"busy_timeout": True}, {"visiblity_timeout": 5}],
+    [
+        {"synchronous": "SOMETIMES"},
+        {"visibility_timeout": 0},
+        {"visibility_timeout": "soon"},
+        {"busy_timeout": True},
+        {"visiblity_timeout": 5},
+    ],
 )
 def test_bad_options_are_configuration_errors(url: str, options: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError, match=next(iter(options))):
@@ -216,9 +226,7 @@ def test_priority_none_is_kept_and_ranks_as_zero(url: str, transports: list) -> 
     transport.publish("q", envelope(1, priority=0))
     transport.publish("q", envelope(2, priority=42))  # out of range: ranks as 9
     got = drain(transport, ["q"], 3)
-    assert [(d.envelope.headers["n"], d.envelope.priority) for d in got] == [
-        (2, 42), (0, None), (1, 0)
-    ]
+    assert [(d.envelope.headers["n"], d.envelope.priority) for d in got] == [(2, 42), (0, None), (1, 0)]
 
 
 def test_a_busy_first_queue_does_not_starve_the_second(url: str, transports: list) -> None:
@@ -254,9 +262,7 @@ def test_a_subscriber_that_died_unclosed_expires(url: str, transports: list) -> 
     assert sender.depth(queue) == 0
 
 
-def test_a_silent_subscriber_is_registered_again_when_it_fetches(
-    url: str, transports: list
-) -> None:
+def test_a_silent_subscriber_is_registered_again_when_it_fetches(url: str, transports: list) -> None:
     subscriber, sender = SQLiteTransport(url, {"visibility_timeout": 1}), SQLiteTransport(url)
     transports += [subscriber, sender]
     queue = subscriber.subscribe("control")
@@ -322,5 +328,6 @@ def _rows(path: Path) -> int:
 
 
 def test_loading_the_plugin_leaves_sqlite3_for_the_first_broker_backend_or_store() -> None:
-    assert imported_on_load("kq_sqlite", "kq_sqlite.transport", "kq_sqlite.backend",
-                            "kq_sqlite.beat_store", "kq_sqlite.db") == ["kq_sqlite"]
+    assert imported_on_load(
+        "kq_sqlite", "kq_sqlite.transport", "kq_sqlite.backend", "kq_sqlite.beat_store", "kq_sqlite.db"
+    ) == ["kq_sqlite"]

@@ -10,8 +10,7 @@ from kq_threads import ThreadPool
 
 
 def pool_threads() -> int:
-    return sum(t.name.startswith("kq-threads-") and t.name[11:].isdigit()
-               for t in threading.enumerate())
+    return sum(t.name.startswith("kq-threads-") and t.name[11:].isdigit() for t in threading.enumerate())
 
 
 def test_shrink_retires_idle_threads_only_and_keeps_one() -> None:

@@ -64,9 +64,7 @@ def limited(ticket: int, soft: float | None, **behaviour: float) -> Job:
     return attrs.evolve(make_job(ticket, **behaviour), soft_time_limit=soft)
 
 
-def test_the_limit_is_raised_inside_a_task_computing_in_python(
-    pool: ThreadPool, script: Script
-) -> None:
+def test_the_limit_is_raised_inside_a_task_computing_in_python(pool: ThreadPool, script: Script) -> None:
     recorder = Recorder(pool)
     pool.submit(limited(1, 0.2, spin=10), recorder.on_done)
     [(_, outcome)] = recorder.wait_for(1)
@@ -74,9 +72,7 @@ def test_the_limit_is_raised_inside_a_task_computing_in_python(
     assert 0.2 <= script.caught[1] < 2.0
 
 
-def test_a_long_c_call_is_interrupted_only_when_it_returns(
-    pool: ThreadPool, script: Script
-) -> None:
+def test_a_long_c_call_is_interrupted_only_when_it_returns(pool: ThreadPool, script: Script) -> None:
     recorder = Recorder(pool)
     pool.submit(limited(1, 0.1, sleep=0.6, spin=0.0), recorder.on_done)
     recorder.wait_for(1)

@@ -39,23 +39,30 @@ def refused(serializers: Serializers, body: bytes) -> MessageRejected:
 
 
 def test_declared_as_kombu_declares_it(spec: SerializerSpec) -> None:
-    assert (spec.content_type, spec.content_encoding, spec.safe) == (
-        "application/x-yaml", "utf-8", True)
+    assert (spec.content_type, spec.content_encoding, spec.safe) == ("application/x-yaml", "utf-8", True)
 
 
 def test_celery_reads_what_kq_writes_and_the_other_way_round(spec: SerializerSpec) -> None:
     content_type, encoding, payload = kombu.serialization.dumps(BODY, serializer="yaml")
     assert (content_type, encoding) == (spec.content_type, spec.content_encoding)
     assert spec.loads(payload.encode() if isinstance(payload, str) else payload) == BODY
-    assert kombu.serialization.loads(spec.dumps(BODY), spec.content_type, "utf-8",
-                                     accept=[spec.content_type]) == BODY
+    assert (
+        kombu.serialization.loads(spec.dumps(BODY), spec.content_type, "utf-8", accept=[spec.content_type])
+        == BODY
+    )
 
 
-@pytest.mark.parametrize("payload", ["!!python/object/apply:os.system ['touch {path}']",
-                                     "!!python/object/apply:subprocess.call [[touch, '{path}']]"],
-                         ids=["os.system", "subprocess"])
-def test_python_tags_are_refused_and_never_run(serializers: Serializers, tmp_path: Path,
-                                               payload: str) -> None:
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "!!python/object/apply:os.system ['touch {path}']",
+        "!!python/object/apply:subprocess.call [[touch, '{path}']]",
+    ],
+    ids=["os.system", "subprocess"],
+)
+def test_python_tags_are_refused_and_never_run(
+    serializers: Serializers, tmp_path: Path, payload: str
+) -> None:
     pwned = tmp_path / "pwned"
     body = f"- {payload.format(path=pwned)}\n- {{}}\n- {{}}\n".encode()
     # The payload is real: PyYAML's unsafe loader runs it.
@@ -79,8 +86,9 @@ def test_aliases_are_refused_so_a_billion_laughs_cannot_be_expanded(serializers:
     assert "aliases" in str(refused(serializers, bomb))
 
 
-@pytest.mark.parametrize("document", [b"&a [*a]", b"base: &b {x: 1}\nuse:\n  <<: *b\n"],
-                         ids=["recursive", "merge-key"])
+@pytest.mark.parametrize(
+    "document", [b"&a [*a]", b"base: &b {x: 1}\nuse:\n  <<: *b\n"], ids=["recursive", "merge-key"]
+)
 def test_every_kind_of_alias_is_refused(serializers: Serializers, document: bytes) -> None:
     assert "aliases" in str(refused(serializers, document))
 
@@ -101,15 +109,22 @@ def test_extra_types(spec: SerializerSpec) -> None:
     # YAML has its own timestamps and sets (as with kombu's yaml); UUIDs and Decimals become
     # the strings kq's json makes of them.
     values = [when, datetime.date(2024, 5, 1), {3}, uuid.UUID(int=7), Decimal("1.10")]
-    assert spec.loads(spec.dumps(values)) == [when, datetime.date(2024, 5, 1), {3},
-                                              str(uuid.UUID(int=7)), "1.10"]
+    assert spec.loads(spec.dumps(values)) == [
+        when,
+        datetime.date(2024, 5, 1),
+        {3},
+        str(uuid.UUID(int=7)),
+        "1.10",
+    ]
     with pytest.raises(TypeError, match="object"):
         spec.dumps([object()])
 
 
 def test_yaml_is_imported_only_when_first_used() -> None:
-    code = ("import sys; from kq.plugins import get_plugins; get_plugins().serializers(); "
-            "print('yaml' in sys.modules)")
+    code = (
+        "import sys; from kq.plugins import get_plugins; get_plugins().serializers(); "
+        "print('yaml' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -28,8 +28,11 @@ from kq.states import FAILURE, PENDING, STARTED, SUCCESS
 from .children import run_in_children
 
 
-def result(state: str = SUCCESS, payload: bytes = b'{"status":"SUCCESS"}', task_id: str = "",
-           ) -> StoredResult:
+def result(
+    state: str = SUCCESS,
+    payload: bytes = b'{"status":"SUCCESS"}',
+    task_id: str = "",
+) -> StoredResult:
     return StoredResult(task_id=task_id or uuid.uuid4().hex, state=state, payload=payload)
 
 
@@ -39,8 +42,15 @@ def counting(capabilities: BackendCapabilities) -> None:
         pytest.skip("backend does not declare counters")
 
 
-def _increment_in_child(factory: Callable[[str, Mapping[str, Any]], ResultBackend], url: str,
-                        options: dict[str, Any], key: str, times: int, ready: Any, out: Any) -> None:
+def _increment_in_child(
+    factory: Callable[[str, Mapping[str, Any]], ResultBackend],
+    url: str,
+    options: dict[str, Any],
+    key: str,
+    times: int,
+    ready: Any,
+    out: Any,
+) -> None:
     """A child process of :meth:`BackendContract.test_incr_is_atomic_across_processes`: open a
     backend of its own, wait until every child has, then increment and report the values."""
     try:
@@ -61,8 +71,15 @@ def claiming(capabilities: BackendCapabilities) -> None:
         pytest.skip("backend does not declare claims")
 
 
-def _claim_in_child(factory: Callable[[str, Mapping[str, Any]], ResultBackend], url: str,
-                    options: dict[str, Any], key: str, value: str, ready: Any, out: Any) -> None:
+def _claim_in_child(
+    factory: Callable[[str, Mapping[str, Any]], ResultBackend],
+    url: str,
+    options: dict[str, Any],
+    key: str,
+    value: str,
+    ready: Any,
+    out: Any,
+) -> None:
     """A child process of :meth:`BackendContract.test_claim_is_atomic_across_processes`."""
     try:
         backend = factory(url, options)
@@ -162,8 +179,9 @@ class BackendContract:
         assert backend.get(stored.task_id) is None
         assert backend.get_many([stored.task_id]) == [None]
 
-    def test_visible_to_another_instance(self, backend_spec: BackendSpec,
-                                         make_backend: Callable[[], ResultBackend]) -> None:
+    def test_visible_to_another_instance(
+        self, backend_spec: BackendSpec, make_backend: Callable[[], ResultBackend]
+    ) -> None:
         writer, reader = make_backend(), make_backend()
         stored = result(FAILURE, b"boom")
         writer.store(stored, ttl=60)
@@ -237,8 +255,7 @@ class BackendContract:
 
     # -- counters ---------------------------------------------------------------------------
 
-    def test_without_counters_incr_says_so(self, backend_spec: BackendSpec,
-                                           backend: ResultBackend) -> None:
+    def test_without_counters_incr_says_so(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
         if backend_spec.capabilities.counters:
             pytest.skip("backend declares counters")
         for call in (lambda: backend.incr("chord"), lambda: backend.delete_counter("chord")):
@@ -280,8 +297,9 @@ class BackendContract:
         assert backend.get(key) == stored
         assert backend.incr(other) == 2
 
-    def test_counter_names_are_compared_exactly(self, backend_spec: BackendSpec,
-                                                backend: ResultBackend) -> None:
+    def test_counter_names_are_compared_exactly(
+        self, backend_spec: BackendSpec, backend: ResultBackend
+    ) -> None:
         counting(backend_spec.capabilities)
         base = uuid.uuid4().hex
         names = [f"chord:{base}", f"Chord:{base}", f"chord:{base} ", f"chord:{base}:ünï"]
@@ -297,8 +315,9 @@ class BackendContract:
         assert backend.incr(key) == 1
         backend.delete_counter(uuid.uuid4().hex)  # and so is deleting one that never was
 
-    def test_a_counter_is_shared_by_instances(self, backend_spec: BackendSpec,
-                                              make_backend: Callable[[], ResultBackend]) -> None:
+    def test_a_counter_is_shared_by_instances(
+        self, backend_spec: BackendSpec, make_backend: Callable[[], ResultBackend]
+    ) -> None:
         counting(backend_spec.capabilities)
         first, second = make_backend(), make_backend()
         key = uuid.uuid4().hex
@@ -306,8 +325,9 @@ class BackendContract:
         assert second.incr(key) == 2
         assert first.incr(key) == 3
 
-    def test_incr_is_atomic_across_threads(self, backend_spec: BackendSpec,
-                                           make_backend: Callable[[], ResultBackend]) -> None:
+    def test_incr_is_atomic_across_threads(
+        self, backend_spec: BackendSpec, make_backend: Callable[[], ResultBackend]
+    ) -> None:
         """8 threads, each with its own backend, 200 increments each: every value from 1 to 1600
         comes back exactly once."""
         counting(backend_spec.capabilities)
@@ -342,8 +362,10 @@ class BackendContract:
         if not backend_spec.capabilities.shared:
             pytest.skip("backend is not shared between processes")
         key = uuid.uuid4().hex
-        reports = run_in_children(_increment_in_child, [
-            (backend_spec.factory, backend_url, backend_options, key, 200) for _ in range(4)])
+        reports = run_in_children(
+            _increment_in_child,
+            [(backend_spec.factory, backend_url, backend_options, key, 200) for _ in range(4)],
+        )
         assert sorted(v for chunk in reports for v in chunk) == list(range(1, 801))
 
     def test_counter_expiry(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
@@ -366,12 +388,13 @@ class BackendContract:
 
     # -- claims -----------------------------------------------------------------------------
 
-    def test_without_claims_claim_says_so(self, backend_spec: BackendSpec,
-                                          backend: ResultBackend) -> None:
+    def test_without_claims_claim_says_so(self, backend_spec: BackendSpec, backend: ResultBackend) -> None:
         if backend_spec.capabilities.claims:
             pytest.skip("backend declares claims")
-        calls: tuple[Callable[[], object], ...] = (lambda: backend.claim("k", "v", 1),
-                                                   lambda: backend.release("k", "v"))
+        calls: tuple[Callable[[], object], ...] = (
+            lambda: backend.claim("k", "v", 1),
+            lambda: backend.release("k", "v"),
+        )
         for call in calls:
             with pytest.raises(NotImplementedError, match="claims"):
                 call()
@@ -396,8 +419,9 @@ class BackendContract:
             assert backend.incr(key) == 1
             assert backend.claim(key, "other", 60) == "holder"
 
-    def test_release_frees_only_for_its_holder(self, backend_spec: BackendSpec,
-                                               backend: ResultBackend) -> None:
+    def test_release_frees_only_for_its_holder(
+        self, backend_spec: BackendSpec, backend: ResultBackend
+    ) -> None:
         claiming(backend_spec.capabilities)
         key = uuid.uuid4().hex
         assert backend.claim(key, "first", 60) is None
@@ -422,16 +446,18 @@ class BackendContract:
         backend.cleanup()
         assert backend.claim(cleaned, "new", 60) is None
 
-    def test_claim_is_shared_by_instances(self, backend_spec: BackendSpec,
-                                          make_backend: Callable[[], ResultBackend]) -> None:
+    def test_claim_is_shared_by_instances(
+        self, backend_spec: BackendSpec, make_backend: Callable[[], ResultBackend]
+    ) -> None:
         claiming(backend_spec.capabilities)
         first, second = make_backend(), make_backend()
         key = uuid.uuid4().hex
         assert first.claim(key, "one", 60) is None
         assert second.claim(key, "two", 60) == "one"
 
-    def test_claim_is_atomic_across_threads(self, backend_spec: BackendSpec,
-                                            make_backend: Callable[[], ResultBackend]) -> None:
+    def test_claim_is_atomic_across_threads(
+        self, backend_spec: BackendSpec, make_backend: Callable[[], ResultBackend]
+    ) -> None:
         """16 threads, each with its own backend, claim one key at once, 20 rounds: each round
         exactly one wins and every other is told the winner."""
         claiming(backend_spec.capabilities)
@@ -442,9 +468,14 @@ class BackendContract:
             answers: dict[str, str | None] = {}
             errors: list[BaseException] = []
 
-            def claim(backend: ResultBackend, value: str, key: str = key,
-                      start: threading.Barrier = start, answers: dict[str, str | None] = answers,
-                      errors: list[BaseException] = errors) -> None:
+            def claim(
+                backend: ResultBackend,
+                value: str,
+                key: str = key,
+                start: threading.Barrier = start,
+                answers: dict[str, str | None] = answers,
+                errors: list[BaseException] = errors,
+            ) -> None:
                 try:
                     start.wait(60)
                     answers[value] = backend.claim(key, value, 60)
@@ -469,8 +500,10 @@ class BackendContract:
         if not backend_spec.capabilities.shared:
             pytest.skip("backend is not shared between processes")
         key = uuid.uuid4().hex
-        reports = run_in_children(_claim_in_child, [
-            (backend_spec.factory, backend_url, backend_options, key, f"p{i}") for i in range(4)])
+        reports = run_in_children(
+            _claim_in_child,
+            [(backend_spec.factory, backend_url, backend_options, key, f"p{i}") for i in range(4)],
+        )
         winners = [value for value, holder in reports if holder is None]
         assert len(winners) == 1
         assert {holder for _, holder in reports if holder is not None} <= set(winners)

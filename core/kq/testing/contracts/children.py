@@ -14,8 +14,7 @@ def run_in_children(target: Callable[..., None], per_child: Sequence[tuple[Any, 
     ``ready``; return what each put on ``out``, failing on any error a child reported as text."""
     context = multiprocessing.get_context("spawn")
     ready, out = context.Barrier(len(per_child)), context.Queue()
-    processes = [context.Process(target=target, daemon=True, args=(*args, ready, out))
-                 for args in per_child]
+    processes = [context.Process(target=target, daemon=True, args=(*args, ready, out)) for args in per_child]
     for process in processes:
         process.start()
     try:

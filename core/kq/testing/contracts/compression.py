@@ -31,24 +31,24 @@ class CompressionContract:
 
     @pytest.fixture
     def codec(self) -> Codec:
-        return Codec((p.spec for _, p in get_plugins().compressions.items()),
-                     limits=Limits(max_size=LIMIT))
+        return Codec((p.spec for _, p in get_plugins().compressions.items()), limits=Limits(max_size=LIMIT))
 
     @pytest.fixture
     def spec(self, codec: Codec, compression_name: str) -> CompressionSpec:
         return codec.compression(compression_name)
 
-    def test_found_by_name_alias_and_content_type(self, codec: Codec,
-                                                  spec: CompressionSpec) -> None:
+    def test_found_by_name_alias_and_content_type(self, codec: Codec, spec: CompressionSpec) -> None:
         assert codec.compression(spec.content_type) is spec
         for alias in spec.aliases:
             assert codec.compression(alias) is spec
         assert "/" in spec.content_type
 
-    @pytest.mark.parametrize("body", [b"", b"x", b'[[1, 2], {}, {}]' * 100, os.urandom(4096)],
-                             ids=["empty", "one-byte", "repetitive", "random"])
-    def test_round_trip_through_the_header(self, codec: Codec, spec: CompressionSpec,
-                                           body: bytes) -> None:
+    @pytest.mark.parametrize(
+        "body",
+        [b"", b"x", b"[[1, 2], {}, {}]" * 100, os.urandom(4096)],
+        ids=["empty", "one-byte", "repetitive", "random"],
+    )
+    def test_round_trip_through_the_header(self, codec: Codec, spec: CompressionSpec, body: bytes) -> None:
         sealed = codec.seal(Envelope(body, "application/json"), spec.name)
         assert sealed.headers["compression"] == spec.content_type
         opened = codec.open(sealed)

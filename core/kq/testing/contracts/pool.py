@@ -75,8 +75,16 @@ from kq.protocol import TaskMessage
 from kq.states import FAILURE, SUCCESS
 
 __all__ = [
-    "Feeder", "LostRecorder", "PoolContract", "Probe", "ProcessProbe", "Recorder",
-    "assert_refuses_work", "behave", "make_job", "wait_until",
+    "Feeder",
+    "LostRecorder",
+    "PoolContract",
+    "Probe",
+    "ProcessProbe",
+    "Recorder",
+    "assert_refuses_work",
+    "behave",
+    "make_job",
+    "wait_until",
 ]
 
 #: Longest any single wait in the suite lasts; only reached when a pool is broken.
@@ -108,8 +116,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
     return True
 
 
-def behave(kwargs: Mapping[str, Any], hold: Callable[[], bool],
-           meet: Callable[[int | None], bool]) -> str | None:
+def behave(
+    kwargs: Mapping[str, Any], hold: Callable[[], bool], meet: Callable[[int | None], bool]
+) -> str | None:
     """Do what a probe job's kwargs ask; return why it went wrong, or ``None``.
 
     ``sleep=seconds``; ``hold=True`` (``hold()`` waits until released); ``barrier=True`` or
@@ -246,8 +255,7 @@ class ProcessProbe:
     def __call__(self, job: Job) -> Outcome:
         begin = time.perf_counter()
         key = job.message.id
-        self._record(f"start-{key}",
-                     (job.ticket, os.getpid(), threading.get_ident(), time.monotonic()))
+        self._record(f"start-{key}", (job.ticket, os.getpid(), threading.get_ident(), time.monotonic()))
         outcome = None
         try:
             error = behave(job.message.kwargs, self._hold, self._meet)
@@ -274,8 +282,9 @@ class ProcessProbe:
         arrival = 0
         while True:  # take the first free arrival number, atomically across processes
             try:
-                os.close(os.open(self.directory / f"meet-{size}-{arrival}",
-                                 os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                os.close(
+                    os.open(self.directory / f"meet-{size}-{arrival}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                )
                 break
             except FileExistsError:
                 arrival += 1
@@ -450,9 +459,7 @@ class PoolContract:
         return get_plugins().pools.get(pool_name)
 
     @pytest.fixture
-    def probe(
-        self, pool_spec: PoolSpec, concurrency: int, tmp_path: Path
-    ) -> Iterator[Probe | ProcessProbe]:
+    def probe(self, pool_spec: PoolSpec, concurrency: int, tmp_path: Path) -> Iterator[Probe | ProcessProbe]:
         """:class:`ProcessProbe` for pools that declare ``processes``, else :class:`Probe`."""
         if pool_spec.capabilities.processes:
             probe: Probe | ProcessProbe = ProcessProbe(concurrency, tmp_path / "probe")
@@ -467,8 +474,12 @@ class PoolContract:
 
     @pytest.fixture
     def make_pool(
-        self, pool_spec: PoolSpec, concurrency: int, pool_options: dict[str, Any],
-        probe: Probe | ProcessProbe, lost: LostRecorder,
+        self,
+        pool_spec: PoolSpec,
+        concurrency: int,
+        pool_options: dict[str, Any],
+        probe: Probe | ProcessProbe,
+        lost: LostRecorder,
     ) -> Iterator[Callable[..., Pool]]:
         """``make_pool(**context)``: a started pool running the probe, its context changed by
         ``context``; every pool made is shut down (after releasing the probe) at the end."""
@@ -496,9 +507,7 @@ class PoolContract:
         return Recorder(pool)
 
     @pytest.fixture
-    def feeder(
-        self, pool: Pool, recorder: Recorder, probe: Probe | ProcessProbe
-    ) -> Iterator[Feeder]:
+    def feeder(self, pool: Pool, recorder: Recorder, probe: Probe | ProcessProbe) -> Iterator[Feeder]:
         feeder = Feeder(pool, recorder)
         yield feeder
         probe.release()
@@ -513,9 +522,7 @@ class PoolContract:
         default = pool_spec.default_concurrency
         assert default is None or (isinstance(default, int) and default >= 1)
 
-    def test_pool_agrees_with_its_spec(
-        self, pool: Pool, pool_spec: PoolSpec, concurrency: int
-    ) -> None:
+    def test_pool_agrees_with_its_spec(self, pool: Pool, pool_spec: PoolSpec, concurrency: int) -> None:
         assert isinstance(pool, Pool)
         assert pool.capabilities == pool_spec.capabilities, "the class and the spec disagree"
         assert pool.concurrency == concurrency
@@ -591,7 +598,11 @@ class PoolContract:
     # -- shutdown -------------------------------------------------------------------------
 
     def test_shutdown_with_wait_lets_running_jobs_finish(
-        self, pool: Pool, feeder: Feeder, recorder: Recorder, probe: Probe | ProcessProbe,
+        self,
+        pool: Pool,
+        feeder: Feeder,
+        recorder: Recorder,
+        probe: Probe | ProcessProbe,
         concurrency: int,
     ) -> None:
         recorder.delay = 0.05
@@ -609,7 +620,11 @@ class PoolContract:
         assert_refuses_work(pool)
 
     def test_shutdown_without_wait_returns_promptly(
-        self, pool: Pool, feeder: Feeder, recorder: Recorder, probe: Probe | ProcessProbe,
+        self,
+        pool: Pool,
+        feeder: Feeder,
+        recorder: Recorder,
+        probe: Probe | ProcessProbe,
         abandons_running_jobs: bool,
     ) -> None:
         feeder.submit(make_job(1, hold=True))
@@ -645,8 +660,13 @@ class PoolContract:
     # -- time limits (capabilities soft_time_limit, hard_time_limit) -------------------------
 
     def test_soft_time_limit_is_raised_in_the_task_which_may_still_succeed(
-        self, pool_spec: PoolSpec, pool: Pool, feeder: Feeder, probe: Probe | ProcessProbe,
-        lost: LostRecorder, concurrency: int,
+        self,
+        pool_spec: PoolSpec,
+        pool: Pool,
+        feeder: Feeder,
+        probe: Probe | ProcessProbe,
+        lost: LostRecorder,
+        concurrency: int,
     ) -> None:
         """The task sees kq's own SoftTimeLimitExceeded (``except`` in task code must work),
         catches it and returns normally; nothing is lost."""
@@ -659,8 +679,13 @@ class PoolContract:
         assert wait_until(lambda: pool.free_slots() == concurrency)
 
     def test_hard_time_limit_stops_the_job_reports_it_lost_and_frees_its_slot(
-        self, pool_spec: PoolSpec, pool: Pool, feeder: Feeder, probe: Probe | ProcessProbe,
-        lost: LostRecorder, concurrency: int,
+        self,
+        pool_spec: PoolSpec,
+        pool: Pool,
+        feeder: Feeder,
+        probe: Probe | ProcessProbe,
+        lost: LostRecorder,
+        concurrency: int,
     ) -> None:
         """A job computing without end is stopped; the pool reports what ``lost(job,
         TimeLimitExceeded(...), runtime)`` returned, once, and every slot works again."""
@@ -680,8 +705,13 @@ class PoolContract:
     # -- terminate (capability terminate) ---------------------------------------------------
 
     def test_terminate_stops_a_running_job_and_reports_it_revoked(
-        self, pool_spec: PoolSpec, pool: Pool, feeder: Feeder, probe: Probe | ProcessProbe,
-        lost: LostRecorder, concurrency: int,
+        self,
+        pool_spec: PoolSpec,
+        pool: Pool,
+        feeder: Feeder,
+        probe: Probe | ProcessProbe,
+        lost: LostRecorder,
+        concurrency: int,
     ) -> None:
         """``terminate(task_id, "SIGTERM")`` of a job computing without end stops it: the pool
         reports what ``lost(job, TaskRevoked(...))`` returned, once, and every slot works again.
@@ -711,7 +741,11 @@ class PoolContract:
     # -- child processes (capabilities processes, max_tasks_per_child) -----------------------
 
     def test_a_job_whose_process_dies_is_reported_lost_and_the_pool_goes_on(
-        self, pool_spec: PoolSpec, pool: Pool, feeder: Feeder, lost: LostRecorder,
+        self,
+        pool_spec: PoolSpec,
+        pool: Pool,
+        feeder: Feeder,
+        lost: LostRecorder,
         concurrency: int,
     ) -> None:
         """SIGKILL (the OOM killer, ``kill -9``) of the process running a job: the pool
@@ -728,8 +762,11 @@ class PoolContract:
         assert wait_until(lambda: pool.free_slots() == concurrency)
 
     def test_max_tasks_per_child_replaces_children(
-        self, pool_spec: PoolSpec, make_pool: Callable[..., Pool],
-        probe: Probe | ProcessProbe, concurrency: int,
+        self,
+        pool_spec: PoolSpec,
+        make_pool: Callable[..., Pool],
+        probe: Probe | ProcessProbe,
+        concurrency: int,
     ) -> None:
         """No child runs more than ``max_tasks_per_child`` jobs; new ones take over."""
         _require(pool_spec, "max_tasks_per_child")
@@ -781,7 +818,11 @@ class PoolContract:
         assert [outcome.error for _, outcome in feeder.wait_done(4)[2:]] == [None, None]
 
     def test_shrink_spares_running_jobs(
-        self, pool_spec: PoolSpec, pool: Pool, feeder: Feeder, probe: Probe | ProcessProbe,
+        self,
+        pool_spec: PoolSpec,
+        pool: Pool,
+        feeder: Feeder,
+        probe: Probe | ProcessProbe,
         concurrency: int,
     ) -> None:
         """A busy slot is not idle: ``shrink`` leaves it, and its job ends normally."""

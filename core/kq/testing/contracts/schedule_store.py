@@ -35,9 +35,15 @@ EXPIRED = LEASE + 0.3
 T0 = datetime(2026, 3, 29, 0, 59, 59, 999_999, tzinfo=timezone.utc)
 
 
-def _call_in_child(factory: Callable[[str, Mapping[str, Any]], ScheduleStore], url: str,
-                   options: dict[str, Any], method: str, args: Sequence[Any], ready: Any,
-                   out: Any) -> None:
+def _call_in_child(
+    factory: Callable[[str, Mapping[str, Any]], ScheduleStore],
+    url: str,
+    options: dict[str, Any],
+    method: str,
+    args: Sequence[Any],
+    ready: Any,
+    out: Any,
+) -> None:
     """A child process of the races below: open a store of its own, wait until every child
     has, then call ``method(*args)`` once and report ``(args, answer)``."""
     try:
@@ -73,14 +79,17 @@ class ScheduleStoreContract:
         return f"kqtest-{uuid.uuid4().hex[:12]}"
 
     @pytest.fixture
-    def store_options(self, schedule_store_options: dict[str, Any],
-                      schedule_store_namespace: str) -> dict[str, Any]:
+    def store_options(
+        self, schedule_store_options: dict[str, Any], schedule_store_namespace: str
+    ) -> dict[str, Any]:
         """The options beat passes to the factory: the user's plus the app's namespace."""
         return {**schedule_store_options, "namespace": schedule_store_namespace}
 
     @pytest.fixture
     def make_store(
-        self, schedule_store_url: str, store_options: dict[str, Any],
+        self,
+        schedule_store_url: str,
+        store_options: dict[str, Any],
         schedule_store_spec: ScheduleStoreSpec,
     ) -> Iterator[Callable[..., ScheduleStore]]:
         """``make_store()`` opens another store on the test's namespace, ``make_store(ns)`` one
@@ -128,9 +137,7 @@ class ScheduleStoreContract:
         assert first.acquire("a", LEASE) is False
         assert watcher.leader() == "b"
 
-    def test_renewal_by_the_holder_extends_the_lease(
-        self, make_store: Callable[..., ScheduleStore]
-    ) -> None:
+    def test_renewal_by_the_holder_extends_the_lease(self, make_store: Callable[..., ScheduleStore]) -> None:
         """The lease counts from the last acquire: renewed halfway, it outlives the first one."""
         holder, other = make_store(), make_store()
         assert holder.acquire("a", 2 * LEASE) is True
@@ -237,8 +244,9 @@ class ScheduleStoreContract:
         assert reader.advance("a", "Report", later, T0)
         assert dict(writer.last_runs()) == {"report": later, "Report": T0}
 
-    def test_namespaces_are_apart(self, make_store: Callable[..., ScheduleStore],
-                                  schedule_store_namespace: str) -> None:
+    def test_namespaces_are_apart(
+        self, make_store: Callable[..., ScheduleStore], schedule_store_namespace: str
+    ) -> None:
         mine, theirs = make_store(), make_store(f"{schedule_store_namespace}-other")
         assert mine.acquire("a", 60)
         assert theirs.leader() is None
@@ -253,7 +261,9 @@ class ScheduleStoreContract:
         assert theirs.leader() == "b"
 
     def test_unknown_options_are_rejected(
-        self, schedule_store_spec: ScheduleStoreSpec, schedule_store_url: str,
+        self,
+        schedule_store_spec: ScheduleStoreSpec,
+        schedule_store_url: str,
         store_options: dict[str, Any],
     ) -> None:
         with pytest.raises(ConfigurationError, match="no_such_option"):
@@ -262,21 +272,31 @@ class ScheduleStoreContract:
     # -- across processes -------------------------------------------------------------------
 
     def test_acquire_is_atomic_across_processes(
-        self, schedule_store_spec: ScheduleStoreSpec, schedule_store_url: str,
-        store_options: dict[str, Any], store: ScheduleStore,
+        self,
+        schedule_store_spec: ScheduleStoreSpec,
+        schedule_store_url: str,
+        store_options: dict[str, Any],
+        store: ScheduleStore,
     ) -> None:
         """4 spawned processes, each opening the store from its URL, acquire at once: exactly
         one holds the lock, and it is the one the store names."""
-        reports = run_in_children(_call_in_child, [
-            (schedule_store_spec.factory, schedule_store_url, store_options, "acquire", (f"p{i}", 60))
-            for i in range(4)])
+        reports = run_in_children(
+            _call_in_child,
+            [
+                (schedule_store_spec.factory, schedule_store_url, store_options, "acquire", (f"p{i}", 60))
+                for i in range(4)
+            ],
+        )
         winners = [holder for (holder, _), took in reports if took]
         assert len(winners) == 1
         assert store.leader() == winners[0]
 
     def test_advance_is_atomic_across_processes(
-        self, schedule_store_spec: ScheduleStoreSpec, schedule_store_url: str,
-        store_options: dict[str, Any], store: ScheduleStore,
+        self,
+        schedule_store_spec: ScheduleStoreSpec,
+        schedule_store_url: str,
+        store_options: dict[str, Any],
+        store: ScheduleStore,
     ) -> None:
         """4 spawned processes, as the one leader, advance the same entry from the same expected
         slot to slots of their own: exactly one write lands, first from no record, then from
@@ -285,9 +305,19 @@ class ScheduleStoreContract:
         expected = None
         for first in (1, 11):
             slots = [T0 + timedelta(seconds=n, microseconds=n) for n in range(first, first + 4)]
-            reports = run_in_children(_call_in_child, [
-                (schedule_store_spec.factory, schedule_store_url, store_options, "advance",
-                 ("leader", "report", expected, slot)) for slot in slots])
+            reports = run_in_children(
+                _call_in_child,
+                [
+                    (
+                        schedule_store_spec.factory,
+                        schedule_store_url,
+                        store_options,
+                        "advance",
+                        ("leader", "report", expected, slot),
+                    )
+                    for slot in slots
+                ],
+            )
             landed = [args[3] for args, done in reports if done]
             assert len(landed) == 1
             assert dict(store.last_runs()) == {"report": landed[0]}

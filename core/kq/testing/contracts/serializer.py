@@ -32,8 +32,20 @@ from .transport import drain
 
 #: Values every serializer must carry unchanged: what JSON can express.
 ROUND_TRIP_VALUES = [
-    None, True, False, 0, -1, 2**53, 1.5, "", "text", "żółw ✓ \u0000 \n",
-    [], [1, "a", None], {}, {"a": 1, "nested": {"list": [1, 2, {"b": None}]}},
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**53,
+    1.5,
+    "",
+    "text",
+    "żółw ✓ \u0000 \n",
+    [],
+    [1, "a", None],
+    {},
+    {"a": 1, "nested": {"list": [1, 2, {"b": None}]}},
     [[[], {}], {"k": ["v"]}],
 ]
 
@@ -57,8 +69,7 @@ class SerializerContract:
     def spec(self, serializers: Serializers, serializer_name: str) -> SerializerSpec:
         return serializers.get(serializer_name)
 
-    def test_found_by_name_and_by_content_type(self, serializers: Serializers,
-                                               spec: SerializerSpec) -> None:
+    def test_found_by_name_and_by_content_type(self, serializers: Serializers, spec: SerializerSpec) -> None:
         assert serializers.get(spec.content_type) is spec
         assert "/" in spec.content_type
         assert spec.content_encoding in ("utf-8", "binary")
@@ -70,13 +81,13 @@ class SerializerContract:
         assert spec.loads(data) == value
 
     def test_task_body_round_trip(self, spec: SerializerSpec) -> None:
-        body = [[1, 2], {"x": "y"}, {"callbacks": None, "errbacks": None, "chain": None,
-                                     "chord": None}]
+        body = [[1, 2], {"x": "y"}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
         assert spec.loads(spec.dumps(body)) == body
 
     @pytest.mark.parametrize("garbage", [b"", b"\xff\xfe\x00garbage", b"{[", b"\x80"])
-    def test_garbage_is_rejected_not_returned(self, serializers: Serializers,
-                                              spec: SerializerSpec, garbage: bytes) -> None:
+    def test_garbage_is_rejected_not_returned(
+        self, serializers: Serializers, spec: SerializerSpec, garbage: bytes
+    ) -> None:
         accept = frozenset({spec.content_type})
         try:
             value = serializers.loads(garbage, spec.content_type, accept)
@@ -85,21 +96,20 @@ class SerializerContract:
         else:  # a few formats give a meaning to some of these bytes; it must be a plain value
             assert value is None or isinstance(value, (int, float, str, bytes, list, dict))
 
-    def test_not_decoded_unless_accepted(self, serializers: Serializers,
-                                         spec: SerializerSpec) -> None:
+    def test_not_decoded_unless_accepted(self, serializers: Serializers, spec: SerializerSpec) -> None:
         with pytest.raises(ContentDisallowed):
             serializers.loads(spec.dumps([1]), spec.content_type, frozenset({"text/x-other"}))
 
-    def test_a_worker_runs_tasks_sent_in_it_when_accepted(self, kq_app: App,
-                                                           spec: SerializerSpec) -> None:
+    def test_a_worker_runs_tasks_sent_in_it_when_accepted(self, kq_app: App, spec: SerializerSpec) -> None:
         kq_app.configure(accept_content=sorted({"json", spec.name}))
         task = kq_app.task(echo, name="kq.contract.echo")
         value = [1, "żółw", {"k": [None, True, 2.5]}]
         with worker_thread(kq_app, pool="threads", concurrency=2):
             assert task.apply_async((value,), serializer=spec.name).get(timeout=30) == value
 
-    def test_a_worker_rejects_them_when_not_accepted(self, kq_app: App, spec: SerializerSpec,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+    def test_a_worker_rejects_them_when_not_accepted(
+        self, kq_app: App, spec: SerializerSpec, caplog: pytest.LogCaptureFixture
+    ) -> None:
         other = "json" if spec.name != "json" else "pickle"
         kq_app.configure(accept_content=[other])
         task = kq_app.task(echo, name="kq.contract.echo")

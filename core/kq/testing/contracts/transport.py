@@ -49,8 +49,9 @@ def body_n(delivery: Delivery) -> int:
     return int(delivery.envelope.headers["n"])
 
 
-def drain(transport: Transport, queues: list[str], expected: int, timeout: float = 10.0,
-          ack: bool = True) -> list[Delivery]:
+def drain(
+    transport: Transport, queues: list[str], expected: int, timeout: float = 10.0, ack: bool = True
+) -> list[Delivery]:
     """Fetch until ``expected`` messages arrived or ``timeout`` passed."""
     got: list[Delivery] = []
     deadline = time.monotonic() + timeout
@@ -140,12 +141,14 @@ class TransportContract:
         [got] = drain(transport, [queue], 1)
         assert type(got.envelope.body) is bytes and got.envelope.body == sent.body
 
-    def test_a_compressed_body_comes_back_compressed(self, transport: Transport,
-                                                     queue: str) -> None:
+    def test_a_compressed_body_comes_back_compressed(self, transport: Transport, queue: str) -> None:
         # kombu inflates bodies with a compression header it knows; kq inflates them itself,
         # after checking signatures and with a size limit.
-        sent = Envelope(body=zlib.compress(b"[[], {}, {}]" * 100), content_type="application/json",
-                        headers={"compression": "application/x-gzip"})
+        sent = Envelope(
+            body=zlib.compress(b"[[], {}, {}]" * 100),
+            content_type="application/json",
+            headers={"compression": "application/x-gzip"},
+        )
         transport.publish(queue, sent)
         [got] = drain(transport, [queue], 1)
         assert got.envelope.body == sent.body
@@ -171,9 +174,7 @@ class TransportContract:
         assert env.correlation_id == "abc"
         assert env.reply_to == "replies"
 
-    def test_fetch_on_empty_queue_returns_empty_after_timeout(
-        self, transport: Transport, queue: str
-    ) -> None:
+    def test_fetch_on_empty_queue_returns_empty_after_timeout(self, transport: Transport, queue: str) -> None:
         start = time.monotonic()
         assert transport.fetch([queue], 10, 0.3) == []
         elapsed = time.monotonic() - start
@@ -206,9 +207,7 @@ class TransportContract:
         rest = drain(transport, [queue], 50 - len(first))
         assert sorted(body_n(d) for d in first + rest) == list(range(50))
 
-    def test_depth_counts_ready_messages_and_purge_empties(
-        self, transport: Transport, queue: str
-    ) -> None:
+    def test_depth_counts_ready_messages_and_purge_empties(self, transport: Transport, queue: str) -> None:
         assert transport.depth(queue) == 0
         transport.publish_many((queue, envelope(n)) for n in range(5))
         assert transport.depth(queue) == 5
@@ -216,9 +215,7 @@ class TransportContract:
         assert transport.depth(queue) == 0
         assert transport.fetch([queue], 10, 0.2) == []
 
-    def test_several_queues_are_all_served(
-        self, transport: Transport, queue: str, other_queue: str
-    ) -> None:
+    def test_several_queues_are_all_served(self, transport: Transport, queue: str, other_queue: str) -> None:
         transport.publish(queue, envelope(1))
         transport.publish(other_queue, envelope(2))
         got = drain(transport, [queue, other_queue], 2)
@@ -272,18 +269,14 @@ class TransportContract:
         assert second.fetch([queue], 10, 0.5) == []
         first.ack(got)
 
-    def test_reject_with_requeue_gives_the_message_back(
-        self, transport: Transport, queue: str
-    ) -> None:
+    def test_reject_with_requeue_gives_the_message_back(self, transport: Transport, queue: str) -> None:
         transport.publish(queue, envelope(3))
         [got] = drain(transport, [queue], 1, ack=False)
         transport.reject(got, requeue=True, reason="test")
         again = drain(transport, [queue], 1)
         assert [body_n(d) for d in again] == [3]
 
-    def test_reject_without_requeue_removes_the_message(
-        self, transport: Transport, queue: str
-    ) -> None:
+    def test_reject_without_requeue_removes_the_message(self, transport: Transport, queue: str) -> None:
         transport.publish(queue, envelope(4))
         [got] = drain(transport, [queue], 1, ack=False)
         transport.reject(got, requeue=False, reason="malformed: test")
@@ -318,8 +311,7 @@ class TransportContract:
 
     # -- optional capabilities: each is tested when declared ------------------------------
 
-    def test_priorities(self, transport_spec: TransportSpec, transport: Transport,
-                        queue: str) -> None:
+    def test_priorities(self, transport_spec: TransportSpec, transport: Transport, queue: str) -> None:
         if not transport_spec.capabilities.priorities:
             pytest.skip("transport does not declare priorities")
         for n, priority in enumerate([0, 9, 5, 9, 1]):
@@ -341,8 +333,11 @@ class TransportContract:
         assert [body_n(d) for d in got] == [1]
 
     def test_visibility_timeout_returns_unacked_message(
-        self, transport_spec: TransportSpec, make_transport: Callable[..., Transport],
-        queue: str, request: pytest.FixtureRequest,
+        self,
+        transport_spec: TransportSpec,
+        make_transport: Callable[..., Transport],
+        queue: str,
+        request: pytest.FixtureRequest,
     ) -> None:
         if not transport_spec.capabilities.visibility_timeout:
             pytest.skip("transport does not declare visibility_timeout")
@@ -356,12 +351,13 @@ class TransportContract:
         assert got[0].redelivered
 
     def test_disconnect_keeps_leases_for_a_new_instance_to_ack(
-        self, transport_spec: TransportSpec, make_transport: Callable[..., Transport],
+        self,
+        transport_spec: TransportSpec,
+        make_transport: Callable[..., Transport],
         queue: str,
     ) -> None:
         if not transport_spec.capabilities.visibility_timeout:
-            pytest.skip("deliveries of transports without visibility_timeout die with their "
-                        "connection")
+            pytest.skip("deliveries of transports without visibility_timeout die with their connection")
         first = make_transport()
         first.publish(queue, envelope(11))
         got = drain(first, [queue], 1, ack=False)
@@ -387,7 +383,10 @@ class TransportContract:
             assert dead.queue == dlq
             env = dead.envelope
             assert (env.body, env.content_type, env.content_encoding) == (
-                sent.body, sent.content_type, sent.content_encoding)
+                sent.body,
+                sent.content_type,
+                sent.content_encoding,
+            )
             assert (env.correlation_id, env.reply_to) == (sent.correlation_id, sent.reply_to)
             extra = {REJECT_REASON_HEADER: "unknown-task: contract", ORIGINAL_QUEUE_HEADER: queue}
             headers = dict(env.headers)

@@ -15,8 +15,9 @@ from kq.transport import TransportCapabilities, TransportSpec
 
 __version__ = "0.1.0"
 
-TRANSPORT_CAPABILITIES = TransportCapabilities(priorities=True, native_delay=True, fanout=True,
-                                               dead_letter=True)
+TRANSPORT_CAPABILITIES = TransportCapabilities(
+    priorities=True, native_delay=True, fanout=True, dead_letter=True
+)
 RPC_SCHEMES = ("rpc", "rpc+amqp", "rpc+amqps", "rpc+pyamqp")
 #: Each client reads its results from a reply queue of its own, so they are not shared.
 RPC_CAPABILITIES = BackendCapabilities(push=True, shared=False, reply_to=True)
@@ -30,7 +31,7 @@ def kq_transports() -> list[TransportSpec]:
             factory=lazy("kq_amqp.transport:AMQPTransport"),
             capabilities=TRANSPORT_CAPABILITIES,
             description="RabbitMQ via py-amqp: confirmed publishes, priorities, dead letters, "
-                        "delay queues, fan-out",
+            "delay queues, fan-out",
         )
     ]
 

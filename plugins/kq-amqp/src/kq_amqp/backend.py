@@ -63,7 +63,7 @@ def broker_url_of(url: str, options: Mapping[str, Any]) -> str:
     own broker URL (a ``result_backend_options`` entry wins)."""
     scheme, _, rest = url.partition("://")
     if scheme != "rpc":
-        return url[len("rpc+"):]
+        return url[len("rpc+") :]
     if rest.strip("/"):
         raise ConfigurationError(
             f"result_backend {safe_url(url)!r}: rpc:// takes no address; "
@@ -91,9 +91,7 @@ class RpcBackend(ResultBackend):
         super().__init__(url, options)
         self.broker_url = broker_url_of(url, self.options)
         self._transport_options = {"confirm_publish": True}
-        self._transport_options.update(
-            (k, v) for k, v in self.options.items() if k != "broker_url"
-        )
+        self._transport_options.update((k, v) for k, v in self.options.items() if k != "broker_url")
         self._sender = _Sender(self.broker_url, self._transport_options)
         self._reply_name = f"kq.reply.{uuid.uuid4().hex}"
         # The client side. One thread at a time uses the connection (it holds "the turn",
@@ -113,8 +111,11 @@ class RpcBackend(ResultBackend):
         routed = [result for result in results if result.reply_to]
         if len(routed) < len(results):
             dropped = [result.task_id for result in results if not result.reply_to]
-            log.warning("kq: rpc backend dropped the result of %s: the task message named no "
-                        "reply queue to send it to", ", ".join(dropped))
+            log.warning(
+                "kq: rpc backend dropped the result of %s: the task message named no "
+                "reply queue to send it to",
+                ", ".join(dropped),
+            )
         if routed:
             self._sender.send(routed, ttl)
 
@@ -151,8 +152,9 @@ class RpcBackend(ResultBackend):
                     continue
                 self._busy = True
             try:
-                self._io(partial(self._read, DRAIN_SLICE if remaining is None
-                                 else min(remaining, DRAIN_SLICE)))
+                self._io(
+                    partial(self._read, DRAIN_SLICE if remaining is None else min(remaining, DRAIN_SLICE))
+                )
             finally:
                 self._release()
 
@@ -164,8 +166,9 @@ class RpcBackend(ResultBackend):
     def cleanup(self) -> int:
         now = time.monotonic()
         with self._changed:
-            expired = [k for k, (_, expires) in self._results.items()
-                       if expires is not None and expires <= now]
+            expired = [
+                k for k, (_, expires) in self._results.items() if expires is not None and expires <= now
+            ]
             for task_id in expired:
                 del self._results[task_id]
         return len(expired)
@@ -250,7 +253,10 @@ class RpcBackend(ResultBackend):
         if self._consumer is None:
             assert self._producer is not None
             self._consumer = kombu.Consumer(
-                self._producer.channel, [self._reply_entity()], no_ack=True, auto_declare=False,
+                self._producer.channel,
+                [self._reply_entity()],
+                no_ack=True,
+                auto_declare=False,
                 on_message=self._received,
             )
             self._consumer.consume()
@@ -262,8 +268,9 @@ class RpcBackend(ResultBackend):
 
         def until_marked() -> None:
             assert self._producer is not None
-            self._producer.publish(b"", exchange="", routing_key=self._reply_name,
-                                   headers={MARK_HEADER: mark}, delivery_mode=1)
+            self._producer.publish(
+                b"", exchange="", routing_key=self._reply_name, headers={MARK_HEADER: mark}, delivery_mode=1
+            )
             deadline = time.monotonic() + SYNC_TIMEOUT
             while mark not in self._marks:
                 remaining = deadline - time.monotonic()
@@ -290,8 +297,9 @@ class RpcBackend(ResultBackend):
                 body = body.encode("utf-8")
             state = headers.get(STATE_HEADER) or _status(body)
             if not task_id or not state:
-                log.warning("kq: ignored a message on reply queue %s that is not a kq result",
-                            self._reply_name)
+                log.warning(
+                    "kq: ignored a message on reply queue %s that is not a kq result", self._reply_name
+                )
                 return
             now = time.monotonic()
             expiration = message.properties.get("expiration")
@@ -359,10 +367,15 @@ class _Sender:
                     for result in results:
                         content_type, encoding = _content_type(result.payload)
                         self._producer.publish(
-                            result.payload, exchange="", routing_key=result.reply_to,
-                            content_type=content_type, content_encoding=encoding,
-                            correlation_id=result.task_id, headers={STATE_HEADER: result.state},
-                            expiration=ttl, delivery_mode=1,
+                            result.payload,
+                            exchange="",
+                            routing_key=result.reply_to,
+                            content_type=content_type,
+                            content_encoding=encoding,
+                            correlation_id=result.task_id,
+                            headers={STATE_HEADER: result.state},
+                            expiration=ttl,
+                            delivery_mode=1,
                         )
             except BackendUnavailable:
                 self._close()  # the next store connects again

@@ -58,8 +58,9 @@ class PendingConfirms:
             self.nacked += nack
 
 
-def publish_confirmed(connection: Any, channel: amqp.Channel, first: int,
-                      messages: Sequence[tuple[amqp.Message, str]]) -> int:
+def publish_confirmed(
+    connection: Any, channel: amqp.Channel, first: int, messages: Sequence[tuple[amqp.Message, str]]
+) -> int:
     """Publish ``messages`` (message, queue) to the default exchange on ``channel``, whose next
     publish sequence number is ``first``, then read ``connection`` (kombu's) until RabbitMQ has
     answered each. Return how many it nacked.

@@ -82,10 +82,14 @@ class AMQPTransport(KombuTransport):
 
     capabilities: ClassVar[TransportCapabilities] = TRANSPORT_CAPABILITIES
     transport_defaults: ClassVar[Mapping[str, Any]] = {
-        "confirm_publish": True, "read_timeout": IO_TIMEOUT, "write_timeout": IO_TIMEOUT,
+        "confirm_publish": True,
+        "read_timeout": IO_TIMEOUT,
+        "write_timeout": IO_TIMEOUT,
     }
     adapter_options: ClassVar[frozenset[str]] = KombuTransport.adapter_options | {
-        "queue_type", "max_priority", "dead_letter",
+        "queue_type",
+        "max_priority",
+        "dead_letter",
     }
     default_heartbeat: ClassVar[float] = HEARTBEAT
 
@@ -132,15 +136,16 @@ class AMQPTransport(KombuTransport):
 
         def declare(channel: Any) -> None:
             for queue, queue_arguments in declarations:
-                channel.queue_declare(queue, durable=True, auto_delete=False,
-                                      arguments=queue_arguments)
+                channel.queue_declare(queue, durable=True, auto_delete=False, arguments=queue_arguments)
 
         try:
             self._aside(declare)
         except PreconditionFailed as exc:
             log.warning(
                 "kq: queue %s exists with other arguments than kq's, so kq uses it as it is "
-                "(its own priorities and dead-lettering, if any): %s", name, exc.reply_text,
+                "(its own priorities and dead-lettering, if any): %s",
+                name,
+                exc.reply_text,
             )
 
     def _dead_letters(self) -> bool:
@@ -164,8 +169,11 @@ class AMQPTransport(KombuTransport):
                 "x-dead-letter-routing-key": queue,
             }
             try:
-                self._aside(lambda channel: channel.queue_declare(
-                    name, durable=True, auto_delete=False, arguments=arguments))
+                self._aside(
+                    lambda channel: channel.queue_declare(
+                        name, durable=True, auto_delete=False, arguments=arguments
+                    )
+                )
             except PreconditionFailed as exc:
                 raise PluginError(f"cannot use delay queue {name}: {exc.reply_text}") from exc
             self._delay_declared[name] = now
@@ -233,6 +241,4 @@ class AMQPTransport(KombuTransport):
 
 
 def _invalid(option: str, value: Any, allowed: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"broker_transport_options[{option!r}] must be {allowed}, got {value!r}"
-    )
+    return ConfigurationError(f"broker_transport_options[{option!r}] must be {allowed}, got {value!r}")

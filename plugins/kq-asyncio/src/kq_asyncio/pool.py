@@ -44,8 +44,9 @@ OnDone = Callable[[Job, Outcome], None]
 class AsyncioPool(Pool):
     """Runs jobs on one event loop in a thread of its own, at most ``concurrency`` at once."""
 
-    capabilities = PoolCapabilities(soft_time_limit=True, hard_time_limit=True, autoscale=True,
-                                    async_tasks=True)
+    capabilities = PoolCapabilities(
+        soft_time_limit=True, hard_time_limit=True, autoscale=True, async_tasks=True
+    )
 
     def __init__(self, context: PoolContext) -> None:
         super().__init__(context)
@@ -137,8 +138,9 @@ class AsyncioPool(Pool):
     def _start_job(self, job: Job, on_done: OnDone) -> None:
         if self._abandoned:
             return
-        task = self._loop.create_task(self._run(job, on_done),
-                                      name=f"kq {job.message.task}[{job.message.id}]")
+        task = self._loop.create_task(
+            self._run(job, on_done), name=f"kq {job.message.task}[{job.message.id}]"
+        )
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
 
@@ -168,8 +170,9 @@ class AsyncioPool(Pool):
             # cancelled. It could not end; a CancelledError must not reach the client's
             # get(), where it would look like its own cancellation.
             stopped = RuntimeError(f"the task was cancelled before it ended ({exc!r})")
-            return await self._loop.run_in_executor(self._io, self.context.lost, job, stopped,
-                                                    time.perf_counter() - begin)
+            return await self._loop.run_in_executor(
+                self._io, self.context.lost, job, stopped, time.perf_counter() - begin
+            )
         except Exception as exc:  # a bug in kq or a plugin: report it, never lose the slot
             log.exception("kq: internal error running task %s", job.message.id)
             return Outcome.failed(job, exc, time.perf_counter() - begin)
@@ -185,8 +188,9 @@ class AsyncioPool(Pool):
         try:
             done = await limited(body, job.soft_time_limit, job.time_limit)
         except TimeLimitExceeded as exc:
-            return await loop.run_in_executor(self._io, self.context.lost, job, exc,
-                                              time.perf_counter() - begin)
+            return await loop.run_in_executor(
+                self._io, self.context.lost, job, exc, time.perf_counter() - begin
+            )
         return await loop.run_in_executor(self._io, runner.finish, prepared, done)
 
 
@@ -194,5 +198,6 @@ def _is_async(runner: Runner, job: Job) -> bool:
     """Whether the job's task is ``async def`` (its function, or a Task subclass's run).
     An unregistered task is not: the runner reports it, in a thread like sync tasks."""
     task: Any = runner.app.tasks.get(job.message.task)
-    return task is not None and (inspect.iscoroutinefunction(task.fun)
-                                 or inspect.iscoroutinefunction(task.run))
+    return task is not None and (
+        inspect.iscoroutinefunction(task.fun) or inspect.iscoroutinefunction(task.run)
+    )

@@ -67,8 +67,9 @@ class _SyncJob:
     the runner runs, and one fired as it returned is cleared before the thread goes on.
     """
 
-    def __init__(self, job: Job, runner: Callable[[Job], Outcome], lost: Lost,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, job: Job, runner: Callable[[Job], Outcome], lost: Lost, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.job = job
         self._runner = runner
         self._lost = lost
@@ -77,8 +78,7 @@ class _SyncJob:
         self._lock = threading.Lock()
         self._running = False
         self._fired = False
-        self._thread = threading.Thread(target=self._run, name=f"kq-asyncio-sync-{job.ticket}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"kq-asyncio-sync-{job.ticket}", daemon=True)
         self._thread.start()
 
     def interrupt(self, exc: type[BaseException]) -> None:
@@ -101,8 +101,11 @@ class _SyncJob:
         except Stopped:
             if outcome is None:  # else it ended just as the limit passed: it did end
                 limit = self.job.time_limit
-                outcome = self._lost(self.job, TimeLimitExceeded(
-                    f"hard time limit ({limit} s) exceeded"), time.perf_counter() - begin)
+                outcome = self._lost(
+                    self.job,
+                    TimeLimitExceeded(f"hard time limit ({limit} s) exceeded"),
+                    time.perf_counter() - begin,
+                )
         except BaseException as exc:  # incl. SystemExit, and a limit arriving outside the runner
             if outcome is None:
                 outcome = Outcome.failed(self.job, exc, time.perf_counter() - begin)

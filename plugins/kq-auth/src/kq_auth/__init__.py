@@ -22,6 +22,6 @@ def kq_message_signers() -> list[SignerSpec]:
             name="x509",
             factory=lazy("kq_auth.signer:make_signer"),
             description="X.509 keys and certificates (RSA-PSS, ECDSA, Ed25519); workers trust "
-                        "the certificates in cert_store",
+            "the certificates in cert_store",
         )
     ]

@@ -28,7 +28,9 @@ log = logging.getLogger("kq.auth")
 
 OPTIONS = ("key", "key_password", "certificate", "cert_store", "digest")
 DIGESTS: Mapping[str, Callable[[], hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
 }
 #: Files of a ``cert_store`` directory that are read; others (a README, keys) are left alone.
 CERT_SUFFIXES = (".pem", ".crt", ".cer")
@@ -80,25 +82,32 @@ def read_options(options: Mapping[str, Any]) -> Options:
     reject_unknown_options(PREFIX, options, OPTIONS)
     digest_name = options.get("digest", "sha256")
     if not isinstance(digest_name, str) or digest_name not in DIGESTS:
-        raise ConfigurationError(f"{PREFIX}['digest'] must be one of {', '.join(DIGESTS)}, got "
-                                 f"{digest_name!r} (and the same on clients and workers)")
+        raise ConfigurationError(
+            f"{PREFIX}['digest'] must be one of {', '.join(DIGESTS)}, got "
+            f"{digest_name!r} (and the same on clients and workers)"
+        )
     digest = DIGESTS[digest_name]()
-    key_path, cert_path, store_path = (options.get(name) for name in
-                                       ("key", "certificate", "cert_store"))
+    key_path, cert_path, store_path = (options.get(name) for name in ("key", "certificate", "cert_store"))
     if (key_path is None) != (cert_path is None):
-        raise ConfigurationError(f"{PREFIX}: 'key' and 'certificate' go together (the private "
-                                 "key signs, its certificate tells workers who signed); set both "
-                                 "to send messages, or neither in a process that only verifies")
+        raise ConfigurationError(
+            f"{PREFIX}: 'key' and 'certificate' go together (the private "
+            "key signs, its certificate tells workers who signed); set both "
+            "to send messages, or neither in a process that only verifies"
+        )
     if key_path is None and store_path is None:
-        raise ConfigurationError(f"{PREFIX}: set 'key' and 'certificate' (to sign what this app "
-                                 "sends) and/or 'cert_store' (to verify what its workers receive)")
+        raise ConfigurationError(
+            f"{PREFIX}: set 'key' and 'certificate' (to sign what this app "
+            "sends) and/or 'cert_store' (to verify what its workers receive)"
+        )
     sign = identity = trusted = None
     if key_path is not None:
         key = _private_key(key_path, options.get("key_password"))
         identity = _identities(_path("certificate", cert_path), digest)[0]
         if _public_bytes(key.public_key()) != _public_bytes(identity.public_key):
-            raise ConfigurationError(f"{PREFIX}: 'key' ({key_path}) is not the private key of "
-                                     f"'certificate' ({cert_path}); give the pair made together")
+            raise ConfigurationError(
+                f"{PREFIX}: 'key' ({key_path}) is not the private key of "
+                f"'certificate' ({cert_path}); give the pair made together"
+            )
         sign = _signer(key, digest)
     if store_path is not None:
         trusted = _store(_path("cert_store", store_path), digest)
@@ -115,35 +124,36 @@ def _read(option: str, path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ConfigurationError(f"{PREFIX}['{option}']: cannot read {path}: "
-                                 f"{exc.strerror or exc}") from None
+        raise ConfigurationError(f"{PREFIX}['{option}']: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _private_key(value: Any, password: Any) -> Any:
     path = _path("key", value)
     if password is not None and not isinstance(password, (str, bytes)):
-        raise ConfigurationError(f"{PREFIX}['key_password'] must be a string, got "
-                                 f"{type(password).__name__}")
+        raise ConfigurationError(f"{PREFIX}['key_password'] must be a string, got {type(password).__name__}")
     secret = password.encode() if isinstance(password, str) else password
     try:
         return serialization.load_pem_private_key(_read("key", path), secret)
     except TypeError as exc:  # cryptography's way of saying "encrypted" or "not encrypted"
-        hint = ("it is encrypted: set 'key_password'" if password is None
-                else "it is not encrypted: drop 'key_password'")
+        hint = (
+            "it is encrypted: set 'key_password'"
+            if password is None
+            else "it is not encrypted: drop 'key_password'"
+        )
         raise ConfigurationError(f"{PREFIX}['key']: {path}: {hint} ({exc})") from None
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise ConfigurationError(f"{PREFIX}['key']: {path} is not a PEM private key kq-auth can "
-                                 f"use, or 'key_password' is wrong ({exc})") from None
+        raise ConfigurationError(
+            f"{PREFIX}['key']: {path} is not a PEM private key kq-auth can "
+            f"use, or 'key_password' is wrong ({exc})"
+        ) from None
 
 
-def _identities(path: Path, digest: hashes.HashAlgorithm, option: str = "certificate"
-                ) -> list[Identity]:
+def _identities(path: Path, digest: hashes.HashAlgorithm, option: str = "certificate") -> list[Identity]:
     """Every certificate in a PEM file."""
     try:
         certs = x509.load_pem_x509_certificates(_read(option, path))
     except ValueError as exc:
-        raise ConfigurationError(f"{PREFIX}['{option}']: {path} holds no PEM certificate "
-                                 f"({exc})") from None
+        raise ConfigurationError(f"{PREFIX}['{option}']: {path} holds no PEM certificate ({exc})") from None
     identities = []
     for cert in certs:
         public_key = cert.public_key()
@@ -151,15 +161,17 @@ def _identities(path: Path, digest: hashes.HashAlgorithm, option: str = "certifi
             verify = _verifier(public_key, digest)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{PREFIX}['{option}']: {path}: {exc}") from None
-        identities.append(Identity(
-            fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
-            subject=cert.subject.rfc4514_string(),
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            public_key=public_key,
-            verify=verify,
-            source=str(path),
-        ))
+        identities.append(
+            Identity(
+                fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
+                subject=cert.subject.rfc4514_string(),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                public_key=public_key,
+                verify=verify,
+                source=str(path),
+            )
+        )
     return identities
 
 
@@ -168,8 +180,9 @@ def _store(path: Path, digest: hashes.HashAlgorithm) -> dict[str, Identity]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in CERT_SUFFIXES and p.is_file())
         if not files:
-            raise ConfigurationError(f"{PREFIX}['cert_store']: {path} has no certificate files "
-                                     f"({', '.join(CERT_SUFFIXES)})")
+            raise ConfigurationError(
+                f"{PREFIX}['cert_store']: {path} has no certificate files ({', '.join(CERT_SUFFIXES)})"
+            )
     else:
         files = [path]
     trusted = {}
@@ -178,15 +191,17 @@ def _store(path: Path, digest: hashes.HashAlgorithm) -> dict[str, Identity]:
         for identity in _identities(file, digest, "cert_store"):
             problem = identity.validity_problem(now)
             if problem:
-                log.warning("kq-auth: trusted %s %s; messages it signs are rejected",
-                            identity.describe(), problem)
+                log.warning(
+                    "kq-auth: trusted %s %s; messages it signs are rejected", identity.describe(), problem
+                )
             trusted[identity.fingerprint] = identity
     return trusted
 
 
 def _public_bytes(public_key: Any) -> bytes:
-    der: bytes = public_key.public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    der: bytes = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return der
 
 
@@ -206,8 +221,9 @@ def _signer(key: Any, digest: hashes.HashAlgorithm) -> Sign:
         return lambda data: key.sign(data, ecdsa)
     if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
         return key.sign
-    raise ConfigurationError(f"{PREFIX}['key']: a {type(key).__name__} cannot sign here; use "
-                             "an RSA, EC or Ed25519 key")
+    raise ConfigurationError(
+        f"{PREFIX}['key']: a {type(key).__name__} cannot sign here; use an RSA, EC or Ed25519 key"
+    )
 
 
 def _verifier(public_key: Any, digest: hashes.HashAlgorithm) -> Verify:
@@ -219,5 +235,6 @@ def _verifier(public_key: Any, digest: hashes.HashAlgorithm) -> Verify:
         return lambda signature, data: public_key.verify(signature, data, ecdsa)
     if isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
         return public_key.verify
-    raise ConfigurationError(f"its {type(public_key).__name__} cannot be used; use RSA, EC or "
-                             "Ed25519 certificates")
+    raise ConfigurationError(
+        f"its {type(public_key).__name__} cannot be used; use RSA, EC or Ed25519 certificates"
+    )

@@ -35,24 +35,43 @@ SIGNER_HEADER = "x-kq-signer"
 #: Headers left out of the signature: its own, RabbitMQ's dead-lettering (``x-death``,
 #: ``x-first-death-*``, ``x-last-death-*``, which delay queues add too) and redelivery count
 #: (quorum queues), and kq's dead-letter headers, which ``kq dlq replay`` removes again.
-UNSIGNED_PREFIXES = (SIGNATURE_HEADER, SIGNER_HEADER, "x-death", "x-first-death",
-                     "x-last-death", "x-delivery-count", *DEAD_LETTER_HEADERS)
+UNSIGNED_PREFIXES = (
+    SIGNATURE_HEADER,
+    SIGNER_HEADER,
+    "x-death",
+    "x-first-death",
+    "x-last-death",
+    "x-delivery-count",
+    *DEAD_LETTER_HEADERS,
+)
 #: Starts the signed bytes, so a kq-auth signature means nothing anywhere else and a future
 #: format cannot be confused with this one.
 DOMAIN = b"kq-auth/x509/1\n"
 
 
 def signed_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in headers.items()
-            if not (isinstance(key, str) and key.startswith(UNSIGNED_PREFIXES))}
+    return {
+        key: value
+        for key, value in headers.items()
+        if not (isinstance(key, str) and key.startswith(UNSIGNED_PREFIXES))
+    }
 
 
 def canonical(envelope: Envelope, headers: Mapping[str, Any]) -> bytes:
     """The bytes a signature covers. The metadata's length comes first, so no byte can move
     between metadata and body. Raises TypeError or ValueError for headers JSON cannot hold."""
-    meta = json.dumps([envelope.content_type, envelope.content_encoding,
-                       envelope.correlation_id, envelope.reply_to, headers],
-                      sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    meta = json.dumps(
+        [
+            envelope.content_type,
+            envelope.content_encoding,
+            envelope.correlation_id,
+            envelope.reply_to,
+            headers,
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+    ).encode()
     return b"".join((DOMAIN, len(meta).to_bytes(8, "big"), meta, envelope.body))
 
 
@@ -73,38 +92,44 @@ class X509Signer(Signer):
             raise ConfigurationError(
                 f"{PREFIX} has no 'key': this process verifies messages but cannot send any. "
                 "Set 'key' (a PEM private key) and 'certificate' (its certificate, trusted by "
-                "the workers) where tasks are sent, workers that retry or start workflows included")
+                "the workers) where tasks are sent, workers that retry or start workflows included"
+            )
         problem = self.identity.validity_problem(datetime.now(timezone.utc))
         if problem:
-            raise ConfigurationError(f"{PREFIX}['certificate']: {self.identity.describe()} "
-                                     f"{problem}, so workers would reject every message; make a "
-                                     "new key (docs/security.md, key rotation)")
+            raise ConfigurationError(
+                f"{PREFIX}['certificate']: {self.identity.describe()} "
+                f"{problem}, so workers would reject every message; make a "
+                "new key (docs/security.md, key rotation)"
+            )
         headers = signed_headers(envelope.headers)
         try:
             data = canonical(envelope, headers)
         except (TypeError, ValueError) as exc:
-            raise EncodeError(f"message headers cannot be signed (they must be JSON values): "
-                              f"{exc}") from None
+            raise EncodeError(f"message headers cannot be signed (they must be JSON values): {exc}") from None
         signature = base64.b64encode(self._sign(data)).decode("ascii")
-        return attrs.evolve(envelope, headers={
-            **headers, SIGNATURE_HEADER: signature, SIGNER_HEADER: self.identity.fingerprint})
+        return attrs.evolve(
+            envelope,
+            headers={**headers, SIGNATURE_HEADER: signature, SIGNER_HEADER: self.identity.fingerprint},
+        )
 
     def verify(self, envelope: Envelope) -> Envelope:
         if self._trusted is None:
             raise ConfigurationError(
                 f"{PREFIX} has no 'cert_store': this process signs messages but cannot verify "
-                "any. Set 'cert_store' (the trusted certificates) wherever a worker runs")
+                "any. Set 'cert_store' (the trusted certificates) wherever a worker runs"
+            )
         headers = envelope.headers
         if not isinstance(headers, Mapping):
             raise untrusted("unsigned message (it has no headers)")
         signature, fingerprint = headers.get(SIGNATURE_HEADER), headers.get(SIGNER_HEADER)
         if signature is None or fingerprint is None:
-            raise untrusted(f"unsigned message (no {SIGNATURE_HEADER} and {SIGNER_HEADER} "
-                            "headers): only signed messages are accepted")
+            raise untrusted(
+                f"unsigned message (no {SIGNATURE_HEADER} and {SIGNER_HEADER} "
+                "headers): only signed messages are accepted"
+            )
         identity = self._trusted.get(fingerprint) if isinstance(fingerprint, str) else None
         if identity is None:
-            raise untrusted(f"signed by certificate {str(fingerprint)[:64]!r}, which is not in "
-                            "cert_store")
+            raise untrusted(f"signed by certificate {str(fingerprint)[:64]!r}, which is not in cert_store")
         problem = identity.validity_problem(datetime.now(timezone.utc))
         if problem:
             raise untrusted(f"signed by trusted {identity.describe()}, which {problem}")
@@ -113,8 +138,10 @@ class X509Signer(Signer):
             content = signed_headers(headers)
             identity.verify(raw, canonical(envelope, content))
         except (TypeError, ValueError, InvalidSignature):  # bad base64 or JSON too
-            raise untrusted(f"bad signature for {identity.describe()}: the message was changed "
-                            "after it was signed, or not signed with that certificate's key") from None
+            raise untrusted(
+                f"bad signature for {identity.describe()}: the message was changed "
+                "after it was signed, or not signed with that certificate's key"
+            ) from None
         return attrs.evolve(envelope, headers=content)
 
 

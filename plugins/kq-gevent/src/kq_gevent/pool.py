@@ -115,8 +115,9 @@ class GeventPool(Pool):
         soft one raises :class:`SoftTimeLimitExceeded`, which the task may catch. The hub
         raises them where the task yields, the watchdog where it computes."""
         hard = Timeout(job.time_limit)
-        soft = Timeout(job.soft_time_limit,
-                       SoftTimeLimitExceeded(f"soft time limit ({job.soft_time_limit} s) exceeded"))
+        soft = Timeout(
+            job.soft_time_limit, SoftTimeLimitExceeded(f"soft time limit ({job.soft_time_limit} s) exceeded")
+        )
         try:
             with hard, soft, WATCHDOG.watching(hard, soft):
                 return self.context.runner(job)

@@ -75,8 +75,11 @@ class Watchdog:
             if self._usable:
                 signal.signal(signal.SIGVTALRM, self._check)
             else:
-                log.warning("kq: SIGVTALRM is handled by %r: time limits of the gevent pool "
-                            "stop a task only when it yields, not while it computes", current)
+                log.warning(
+                    "kq: SIGVTALRM is handled by %r: time limits of the gevent pool "
+                    "stop a task only when it yields, not while it computes",
+                    current,
+                )
         return self._usable
 
     def _check(self, signum: int, frame: FrameType | None) -> None:

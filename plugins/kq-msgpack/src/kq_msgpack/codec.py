@@ -40,6 +40,13 @@ def loads(data: bytes) -> Any:
     """
     size = len(data)
     return msgpack.unpackb(
-        data, raw=False, strict_map_key=True, timestamp=3, max_str_len=size, max_bin_len=size,
-        max_array_len=size, max_map_len=size // 2, max_ext_len=size,
+        data,
+        raw=False,
+        strict_map_key=True,
+        timestamp=3,
+        max_str_len=size,
+        max_bin_len=size,
+        max_array_len=size,
+        max_map_len=size // 2,
+        max_ext_len=size,
     )

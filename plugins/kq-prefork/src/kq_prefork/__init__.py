@@ -12,8 +12,14 @@ from kq.specs import lazy
 
 __all__ = ["CAPABILITIES", "kq_pools"]
 
-CAPABILITIES = PoolCapabilities(soft_time_limit=True, hard_time_limit=True, max_tasks_per_child=True,
-                                autoscale=True, processes=True, terminate=True)
+CAPABILITIES = PoolCapabilities(
+    soft_time_limit=True,
+    hard_time_limit=True,
+    max_tasks_per_child=True,
+    autoscale=True,
+    processes=True,
+    terminate=True,
+)
 
 
 @hookimpl
@@ -25,6 +31,6 @@ def kq_pools() -> list[PoolSpec]:
             capabilities=CAPABILITIES,
             default_concurrency=None,  # one process per CPU
             description="child processes (billiard) with time limits and child recycling; "
-                        "for CPU-bound tasks",
+            "for CPU-bound tasks",
         )
     ]

@@ -154,12 +154,13 @@ def _soft_time_limit(signum: int, frame: FrameType | None) -> None:
     job = _current
     if job is not None:
         raise SoftTimeLimitExceeded(
-            f"task {job.message.task}[{job.message.id}] passed its soft time limit "
-            f"of {job.soft_time_limit} s")
+            f"task {job.message.task}[{job.message.id}] passed its soft time limit of {job.soft_time_limit} s"
+        )
 
 
-def _terminate_handler(between_jobs: Callable[[int, FrameType | None], Any]
-                       ) -> Callable[[int, FrameType | None], Any]:
+def _terminate_handler(
+    between_jobs: Callable[[int, FrameType | None], Any],
+) -> Callable[[int, FrameType | None], Any]:
     def terminate(signum: int, frame: FrameType | None) -> Any:
         if _current is None:
             return between_jobs(signum, frame)

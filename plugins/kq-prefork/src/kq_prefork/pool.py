@@ -47,8 +47,7 @@ class PreforkOptions:
 
     #: ``fork`` (default where the OS has it): children inherit the worker's app and runner and
     #: start in milliseconds. ``spawn`` / ``forkserver``: children import the app from ``-A``.
-    start_method: str = attrs.field(
-        default="fork" if "fork" in billiard.get_all_start_methods() else "spawn")
+    start_method: str = attrs.field(default="fork" if "fork" in billiard.get_all_start_methods() else "spawn")
     #: After a child dies, how long to wait for a result it may have sent just before dying,
     #: before the job is reported lost (seconds).
     lost_worker_timeout: float = attrs.field(default=1.0)
@@ -57,22 +56,27 @@ class PreforkOptions:
     def _known_method(self, attribute: attrs.Attribute[str], value: str) -> None:
         methods = billiard.get_all_start_methods()
         if value not in methods:
-            raise ConfigurationError(f"worker_pool_options: start_method must be one of "
-                                     f"{', '.join(methods)}, got {value!r}")
+            raise ConfigurationError(
+                f"worker_pool_options: start_method must be one of {', '.join(methods)}, got {value!r}"
+            )
 
     @lost_worker_timeout.validator
     def _positive(self, attribute: attrs.Attribute[float], value: float) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigurationError(f"worker_pool_options: lost_worker_timeout must be a "
-                                     f"positive number of seconds, got {value!r}")
+            raise ConfigurationError(
+                f"worker_pool_options: lost_worker_timeout must be a "
+                f"positive number of seconds, got {value!r}"
+            )
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> PreforkOptions:
         known = {field.name for field in attrs.fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ConfigurationError(f"worker_pool_options: the prefork pool has no option "
-                                     f"{', '.join(unknown)}; it knows {', '.join(sorted(known))}")
+            raise ConfigurationError(
+                f"worker_pool_options: the prefork pool has no option "
+                f"{', '.join(unknown)}; it knows {', '.join(sorted(known))}"
+            )
         return cls(**options)
 
 
@@ -102,8 +106,7 @@ class PreforkPool(Pool):
         self._stopped = False
         self._processes: Processes | None = None
         self._lost: queue.SimpleQueue[tuple[Running, BaseException] | None] = queue.SimpleQueue()
-        self._reporter = threading.Thread(target=self._report_lost, name="kq-prefork-lost",
-                                          daemon=True)
+        self._reporter = threading.Thread(target=self._report_lost, name="kq-prefork-lost", daemon=True)
 
     @property
     def concurrency(self) -> int:
@@ -113,7 +116,9 @@ class PreforkPool(Pool):
         initializer, initargs = self._initializer()
         context = self.context
         self._processes = Processes(
-            processes=self._concurrency, initializer=initializer, initargs=initargs,
+            processes=self._concurrency,
+            initializer=initializer,
+            initargs=initargs,
             maxtasksperchild=context.max_tasks_per_child,
             max_memory_per_child=context.max_memory_per_child,
             lost_worker_timeout=self.options.lost_worker_timeout,
@@ -134,11 +139,15 @@ class PreforkPool(Pool):
                 raise ConfigurationError(
                     f"the prefork pool's start_method {self.options.start_method!r} rebuilds "
                     f"the app in each child: start the worker with -A module:app, or use fork "
-                    f"({exc})") from None
+                    f"({exc})"
+                ) from None
             return use_runner, (context.runner,)
         app = getattr(context.runner, "app", None)
-        overrides = {} if app is None else {"broker_url": app.conf.broker_url,
-                                            "result_backend": app.conf.result_backend}
+        overrides = (
+            {}
+            if app is None
+            else {"broker_url": app.conf.broker_url, "result_backend": app.conf.result_backend}
+        )
         return build_runner, (context.app_spec, context.hostname, overrides)
 
     def submit(self, job: Job, on_done: OnDone) -> None:
@@ -151,8 +160,12 @@ class PreforkPool(Pool):
         running = Running(self, job, on_done)
         assert self._processes is not None  # made by start(), before any job
         handle = self._processes.apply_async(
-            run_job, (job,), callback=running.ended, error_callback=running.failed,
-            accept_callback=running.accepted, soft_timeout=job.soft_time_limit,
+            run_job,
+            (job,),
+            callback=running.ended,
+            error_callback=running.failed,
+            accept_callback=running.accepted,
+            soft_timeout=job.soft_time_limit,
             timeout=job.time_limit,
         )
         if handle is None:  # billiard stopped on its own (children failing to start)
@@ -238,8 +251,9 @@ class PreforkPool(Pool):
         if in_background:
             # billiard's terminate waits for its threads and children to exit (a second or
             # more); the caller wants to leave now, and the busy children are ending already.
-            threading.Thread(target=self._processes.terminate, name="kq-prefork-terminate",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._processes.terminate, name="kq-prefork-terminate", daemon=True
+            ).start()
         else:
             self._processes.terminate()
             self._reporter.join()
@@ -310,10 +324,13 @@ class Running:
         elif isinstance(exc, billiard.exceptions.TimeLimitExceeded):
             lost = TimeLimitExceeded(
                 f"task {job.message.task}[{job.message.id}] ran past its time limit of "
-                f"{job.time_limit} s and its process was stopped")
+                f"{job.time_limit} s and its process was stopped"
+            )
         elif isinstance(exc, billiard.exceptions.WorkerLostError):
-            lost = WorkerLostError(f"the process running task {job.message.task}"
-                                   f"[{job.message.id}] ended before the task did: {exc}")
+            lost = WorkerLostError(
+                f"the process running task {job.message.task}"
+                f"[{job.message.id}] ended before the task did: {exc}"
+            )
         else:  # the Outcome could not be sent back (MaybeEncodingError): the job did run
             self.pool._report(self, Outcome.failed(job, exc))
             return

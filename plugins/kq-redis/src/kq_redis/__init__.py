@@ -17,10 +17,12 @@ __version__ = "0.1.0"
 
 #: The broker and the backend serve the same URLs.
 TRANSPORT_SCHEMES = BACKEND_SCHEMES = ("redis", "rediss", "redis+socket")
-TRANSPORT_CAPABILITIES = TransportCapabilities(priorities=True, native_delay=True,
-                                               visibility_timeout=True, fanout=True, dead_letter=True)
-BACKEND_CAPABILITIES = BackendCapabilities(push=True, native_expiry=True, shared=True, counters=True,
-                                           claims=True)
+TRANSPORT_CAPABILITIES = TransportCapabilities(
+    priorities=True, native_delay=True, visibility_timeout=True, fanout=True, dead_letter=True
+)
+BACKEND_CAPABILITIES = BackendCapabilities(
+    push=True, native_expiry=True, shared=True, counters=True, claims=True
+)
 
 
 @hookimpl

@@ -146,19 +146,24 @@ class RedisBackend(ResultBackend):
 
     def get(self, task_id: str) -> StoredResult | None:
         with self._io():
-            [(payload, state)] = run_pooled(self._pool, ("MGET", self._meta_key(task_id),
-                                                         self._state_key(task_id)))
+            [(payload, state)] = run_pooled(
+                self._pool, ("MGET", self._meta_key(task_id), self._state_key(task_id))
+            )
         return _stored(task_id, payload, state)
 
     def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
         """One round trip: a pipeline of MGETs, each of a chunk's meta and state keys."""
         if not task_ids:
             return []
-        chunks = [task_ids[i:i + GET_MANY_CHUNK] for i in range(0, len(task_ids), GET_MANY_CHUNK)]
+        chunks = [task_ids[i : i + GET_MANY_CHUNK] for i in range(0, len(task_ids), GET_MANY_CHUNK)]
         with self._io():
-            replies = run_pooled(self._pool, *(
-                ("MGET", *(key for t in chunk for key in (self._meta_key(t), self._state_key(t))))
-                for chunk in chunks))
+            replies = run_pooled(
+                self._pool,
+                *(
+                    ("MGET", *(key for t in chunk for key in (self._meta_key(t), self._state_key(t))))
+                    for chunk in chunks
+                ),
+            )
         values = [value for reply in replies for value in reply]
         return [_stored(t, values[2 * i], values[2 * i + 1]) for i, t in enumerate(task_ids)]
 
@@ -173,8 +178,17 @@ class RedisBackend(ResultBackend):
             woke = None
             if remaining > 0:
                 with self._io():
-                    [woke] = run_pooled(self._pool, ("BLMOVE", ready, ready, "RIGHT", "LEFT",
-                                                     max(0.001, round(min(block, remaining), 3))))
+                    [woke] = run_pooled(
+                        self._pool,
+                        (
+                            "BLMOVE",
+                            ready,
+                            ready,
+                            "RIGHT",
+                            "LEFT",
+                            max(0.001, round(min(block, remaining), 3)),
+                        ),
+                    )
                 if woke:
                     state = _status(woke)
                     if state in READY_STATES:
@@ -186,8 +200,7 @@ class RedisBackend(ResultBackend):
 
     def forget(self, task_id: str) -> None:
         with self._io():
-            self._redis.delete(self._meta_key(task_id), self._state_key(task_id),
-                               self._ready_key(task_id))
+            self._redis.delete(self._meta_key(task_id), self._state_key(task_id), self._ready_key(task_id))
 
     def incr(self, key: str, amount: int = 1, expires: float | None = None) -> int:
         """INCRBY, then PEXPIRE (or PERSIST without ``expires``), in one MULTI."""
@@ -203,8 +216,9 @@ class RedisBackend(ResultBackend):
 
     def claim(self, key: str, value: str, expires: float) -> str | None:
         with self._io():
-            holder = self._claim(keys=[f"{self._prefix}{CLAIM_PREFIX}{key}"],
-                                 args=[value, max(1, round(expires * 1000))])
+            holder = self._claim(
+                keys=[f"{self._prefix}{CLAIM_PREFIX}{key}"], args=[value, max(1, round(expires * 1000))]
+            )
         return None if holder is None else holder.decode()
 
     def release(self, key: str, value: str) -> None:

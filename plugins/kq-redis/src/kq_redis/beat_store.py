@@ -81,8 +81,7 @@ class RedisScheduleStore(ScheduleStore):
 
     def acquire(self, holder: str, lease: float) -> bool:
         with self._io():
-            return bool(self._acquire(keys=[self._lock_key],
-                                      args=[holder, max(1, round(lease * 1000))]))
+            return bool(self._acquire(keys=[self._lock_key], args=[holder, max(1, round(lease * 1000))]))
 
     def release(self, holder: str) -> None:
         with self._io():

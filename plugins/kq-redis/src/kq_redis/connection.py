@@ -63,8 +63,14 @@ class Options:
 
 
 TRANSPORT_OPTIONS = (
-    "visibility_timeout", "priority_steps", "global_keyprefix", "unacked_key",
-    "unacked_index_key", "socket_timeout", "socket_connect_timeout", "native_delay",
+    "visibility_timeout",
+    "priority_steps",
+    "global_keyprefix",
+    "unacked_key",
+    "unacked_index_key",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "native_delay",
 )
 BACKEND_OPTIONS = ("global_keyprefix", "socket_timeout", "socket_connect_timeout")
 
@@ -85,8 +91,7 @@ def parse_options(options: Mapping[str, Any], accepted: Collection[str]) -> Opti
             values[name] = value
         elif name == "native_delay":
             if not isinstance(value, bool):
-                raise ConfigurationError(f"redis option native_delay must be true or false, "
-                                         f"got {value!r}")
+                raise ConfigurationError(f"redis option native_delay must be true or false, got {value!r}")
             values[name] = value
         else:
             values[name] = _positive_number(name, value)
@@ -99,7 +104,9 @@ def _priority_steps(value: Any) -> tuple[int, ...]:
     except (TypeError, ValueError):
         steps = ()
     if (
-        not steps or steps[0] != 0 or any(s not in PRIORITY_DIGITS for s in steps)
+        not steps
+        or steps[0] != 0
+        or any(s not in PRIORITY_DIGITS for s in steps)
         or list(steps) != sorted(set(steps))
     ):
         raise ConfigurationError(
@@ -138,8 +145,10 @@ def connection_pool(url: str, options: Options, schemes: Collection[str]) -> red
         try:
             return redis.ConnectionPool.from_url(url, socket_keepalive=True, **common)
         except ValueError as exc:
-            raise ConfigurationError(f"invalid Redis URL {safe_url(url)}: {scrub(str(exc), url)} "
-                                     f"(percent-encode any / ? # @ in the password)") from None
+            raise ConfigurationError(
+                f"invalid Redis URL {safe_url(url)}: {scrub(str(exc), url)} "
+                f"(percent-encode any / ? # @ in the password)"
+            ) from None
     if parts.hostname or not parts.path or parts.path == "/":
         raise ConfigurationError(
             f"{safe_url(url)}: a redis+socket URL names a socket file and no host, like "
@@ -148,9 +157,7 @@ def connection_pool(url: str, options: Options, schemes: Collection[str]) -> red
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     database = query.pop("virtual_host", query.pop("db", "0")).lstrip("/") or "0"
     if query or not database.isdigit():
-        raise ConfigurationError(
-            f"{safe_url(url)}: a redis+socket URL takes only ?virtual_host=<db number>"
-        )
+        raise ConfigurationError(f"{safe_url(url)}: a redis+socket URL takes only ?virtual_host=<db number>")
     return redis.ConnectionPool(
         connection_class=redis.UnixDomainSocketConnection,
         path=parts.path,

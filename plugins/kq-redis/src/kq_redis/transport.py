@@ -105,9 +105,12 @@ class RedisTransport(Transport):
         opts = parse_options(self.options, TRANSPORT_OPTIONS)
         self._pool = connection_pool(url, opts, TRANSPORT_SCHEMES)
         self._redis = redis.Redis(connection_pool=self._pool)
-        self._keys = wire.Keys(opts.global_keyprefix, opts.priority_steps,
-                               opts.global_keyprefix + opts.unacked_key,
-                               opts.global_keyprefix + opts.unacked_index_key)
+        self._keys = wire.Keys(
+            opts.global_keyprefix,
+            opts.priority_steps,
+            opts.global_keyprefix + opts.unacked_key,
+            opts.global_keyprefix + opts.unacked_index_key,
+        )
         self._visibility = opts.visibility_timeout
         self._native_delay = opts.native_delay
         self._max_block = opts.socket_timeout / 2  # a blocked read must not look like a dead link
@@ -145,12 +148,14 @@ class RedisTransport(Transport):
         due = None if eta is None or not self._native_delay else as_utc(eta).timestamp()
         with self._io():
             if due is None or due <= time.time():
-                self._link.run(self._push_script.command(
-                    [self._keys.bucket(queue, priority), self._keys.bell(queue)], [raw, BELL_TTL]))
+                self._link.run(
+                    self._push_script.command(
+                        [self._keys.bucket(queue, priority), self._keys.bell(queue)], [raw, BELL_TTL]
+                    )
+                )
             else:
                 member = str(priority).encode() + raw
-                self._link.run(("ZADD", self._keys.delayed(queue), f"{due:.6f}", member),
-                               *self._ring(queue))
+                self._link.run(("ZADD", self._keys.delayed(queue), f"{due:.6f}", member), *self._ring(queue))
 
     def _ring(self, queue: str) -> list[tuple[Any, ...]]:
         """The commands that ring ``queue``'s bell, to send after the message is in Redis: a
@@ -175,8 +180,11 @@ class RedisTransport(Transport):
             queues[queue] = None
         if not lists:
             return
-        pushes = [("LPUSH", key, *messages[start : start + _MAX_ARGS])
-                  for key, messages in lists.items() for start in range(0, len(messages), _MAX_ARGS)]
+        pushes = [
+            ("LPUSH", key, *messages[start : start + _MAX_ARGS])
+            for key, messages in lists.items()
+            for start in range(0, len(messages), _MAX_ARGS)
+        ]
         rings = [command for queue in queues for command in self._ring(queue)]
         with self._io():
             self._link.run(("MULTI",), *pushes, *rings, ("EXEC",))
@@ -186,8 +194,9 @@ class RedisTransport(Transport):
     def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
         return self.ack_and_fetch((), queues, limit, timeout)
 
-    def ack_and_fetch(self, acks: Sequence[Delivery], queues: Sequence[str], limit: int,
-                      timeout: float) -> list[Delivery]:
+    def ack_and_fetch(
+        self, acks: Sequence[Delivery], queues: Sequence[str], limit: int, timeout: float
+    ) -> list[Delivery]:
         """The acks (one MULTI) and the first claim go out in one write."""
         if not queues:
             raise ValueError("fetch needs at least one queue")
@@ -221,18 +230,21 @@ class RedisTransport(Transport):
                 keys += [self._keys.delayed(queue), *self._keys.buckets(queue)]
             bells = tuple(self._keys.bell(queue) for queue in order)
             plan = self._plans[order] = _Plan(
-                order, (*keys, *bells), tuple(json.dumps(q) for q in order), bells,
+                order,
+                (*keys, *bells),
+                tuple(json.dumps(q) for q in order),
+                bells,
             )
         return plan
 
-    def _claim(self, plan: _Plan, limit: int, acks: Sequence[str] = ()
-               ) -> tuple[list[Delivery], float | None]:
+    def _claim(
+        self, plan: _Plan, limit: int, acks: Sequence[str] = ()
+    ) -> tuple[list[Delivery], float | None]:
         """Ack ``acks`` and run the claim script; return the deliveries and seconds until the
         next due message."""
         claim = self._claim_script.command(
             plan.keys,
-            [limit, self._visibility, self._tag_prefix, self._counter, self._steps, BELL_TTL,
-             *plan.names],
+            [limit, self._visibility, self._tag_prefix, self._counter, self._steps, BELL_TTL, *plan.names],
         )
         *_, (stamp, due_in, claimed, expired) = self._link.run(*self._ack_commands(acks), claim)
         self._counter += len(claimed) // 3
@@ -276,8 +288,10 @@ class RedisTransport(Transport):
             tag, score, value = expired[position : position + 3]
             entry = wire.unacked_entry(value) if value else None
             if entry is None:
-                log.error("kq: dropping unacked entry %s: not kombu's [message, exchange, "
-                          "routing_key] layout", tag.decode(errors="replace"))
+                log.error(
+                    "kq: dropping unacked entry %s: not kombu's [message, exchange, routing_key] layout",
+                    tag.decode(errors="replace"),
+                )
                 targets: list[str] = []
                 raw = b""
             else:
@@ -285,13 +299,19 @@ class RedisTransport(Transport):
                 targets = [self._keys.bucket(q, entry.wire_priority) for q in queues]
                 raw = entry.raw
                 rings += queues
-            self._give_back_script(keys=[self._keys.unacked, self._keys.unacked_index, *targets],
-                                   args=[tag, score, raw, "R"], client=pipe)
+            self._give_back_script(
+                keys=[self._keys.unacked, self._keys.unacked_index, *targets],
+                args=[tag, score, raw, "R"],
+                client=pipe,
+            )
         self._ring_on(pipe, rings)
         restored = sum(pipe.execute()[: len(expired) // 3])
         if restored:
-            log.warning("kq: gave back %d message(s) leased longer than visibility_timeout=%gs",
-                        restored, self._visibility)
+            log.warning(
+                "kq: gave back %d message(s) leased longer than visibility_timeout=%gs",
+                restored,
+                self._visibility,
+            )
 
     def _route(self, exchange: str, routing_key: str) -> list[str]:
         """The queues a kombu entry belongs to: its routing key on the default exchange, else
@@ -342,7 +362,8 @@ class RedisTransport(Transport):
             pipe = self._redis.pipeline(transaction=False)
             self._give_back_script(
                 keys=[self._keys.unacked, self._keys.unacked_index, self._keys.bucket(target, priority)],
-                args=[lease.tag, lease.stamp, raw, end], client=pipe,
+                args=[lease.tag, lease.stamp, raw, end],
+                client=pipe,
             )
             self._ring_on(pipe, [target])
             pipe.execute()
@@ -352,14 +373,16 @@ class RedisTransport(Transport):
 
     def purge(self, queue: str) -> int:
         with self._io():
-            purged: int = self._ready_script(keys=[self._keys.delayed(queue),
-                                                   *self._keys.buckets(queue)], args=["PURGE"])
+            purged: int = self._ready_script(
+                keys=[self._keys.delayed(queue), *self._keys.buckets(queue)], args=["PURGE"]
+            )
             return purged
 
     def depth(self, queue: str) -> int:
         with self._io():
-            depth: int = self._ready_script(keys=[self._keys.delayed(queue),
-                                                  *self._keys.buckets(queue)], args=["COUNT"])
+            depth: int = self._ready_script(
+                keys=[self._keys.delayed(queue), *self._keys.buckets(queue)], args=["COUNT"]
+            )
             return depth
 
     # -- fan-out --------------------------------------------------------------------------
@@ -374,8 +397,14 @@ class RedisTransport(Transport):
             pipe = self._redis.pipeline(transaction=False)
             self._broadcast_script(
                 keys=[self._keys.subscribers(channel)],
-                args=[raw, self._keys.prefix, suffix, self._keys.bell(""), BELL_TTL,
-                      *(self._keys.suffix(step) for step in self._keys.steps)],
+                args=[
+                    raw,
+                    self._keys.prefix,
+                    suffix,
+                    self._keys.bell(""),
+                    BELL_TTL,
+                    *(self._keys.suffix(step) for step in self._keys.steps),
+                ],
                 client=pipe,
             )
             pipe.publish(self._keys.topic(channel, self._pool.connection_kwargs.get("db", 0)), raw)

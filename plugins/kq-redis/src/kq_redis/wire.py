@@ -186,8 +186,7 @@ def dead_letter_copy(raw: bytes, queue: str, reason: str) -> bytes:
         headers = dead_letter_headers(envelope.headers, queue, reason)
         return encode(attrs.evolve(envelope, headers=headers), target)
     carried = message.get("headers")
-    message["headers"] = dead_letter_headers(carried if isinstance(carried, Mapping) else {},
-                                             queue, reason)
+    message["headers"] = dead_letter_headers(carried if isinstance(carried, Mapping) else {}, queue, reason)
     properties = message.get("properties")
     if isinstance(properties, dict):
         properties["delivery_info"] = {"exchange": "", "routing_key": target}
@@ -211,8 +210,11 @@ def unacked_entry(value: bytes) -> Unacked | None:
     except (ValueError, RecursionError):
         return None
     if (
-        not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], dict)
-        or not isinstance(entry[1], str) or not isinstance(entry[2], str)
+        not isinstance(entry, list)
+        or len(entry) != 3
+        or not isinstance(entry[0], dict)
+        or not isinstance(entry[1], str)
+        or not isinstance(entry[2], str)
     ):
         return None
     message, exchange, routing_key = entry
@@ -261,8 +263,11 @@ def _body(message: dict[str, Any]) -> bytes | None:
     properties = message.get("properties")
     body = message.get("body")
     try:
-        if isinstance(properties, dict) and properties.get("body_encoding") == "base64" \
-                and isinstance(body, str):
+        if (
+            isinstance(properties, dict)
+            and properties.get("body_encoding") == "base64"
+            and isinstance(body, str)
+        ):
             return base64.b64decode(body, validate=True)
         if isinstance(body, str):
             return body.encode("utf-8")
@@ -277,8 +282,7 @@ def _unreadable(raw: bytes) -> Envelope:
 
 def _finite(value: Any) -> TypeGuard[int | float]:
     """A number ``int()`` takes: JSON from other clients may say ``NaN`` or ``Infinity``."""
-    return (not isinstance(value, bool) and isinstance(value, (int, float))
-            and math.isfinite(value))
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _text(value: Any) -> str | None:

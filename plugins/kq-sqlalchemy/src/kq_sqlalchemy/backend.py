@@ -38,8 +38,7 @@ def reason(exc: BaseException) -> str:
 
 def unavailable(url: str, exc: BaseException) -> BackendUnavailable:
     """The error the kernel retries on; it names the URL with the password masked."""
-    return BackendUnavailable(f"result backend {safe_url(url)} is unavailable: "
-                              f"{scrub(reason(exc), url)}")
+    return BackendUnavailable(f"result backend {safe_url(url)} is unavailable: {scrub(reason(exc), url)}")
 
 
 def is_unavailable(exc: DBAPIError) -> bool:
@@ -89,13 +88,20 @@ class SQLBackend(ResultBackend):
         self._cleanup_counters = sa.delete(self.counters).where(counter.expires_at <= sa.bindparam("now"))
         self.claims = claims_table(self.table.name)
         claim = self.claims.c
-        self._claim_row = sa.select(claim.holder, claim.expires_at).where(
-            claim.name == sa.bindparam("name")).with_for_update()
-        self._take_claim = sa.update(self.claims).where(claim.name == sa.bindparam("b_name")).values(
-            holder=sa.bindparam("holder"), expires_at=sa.bindparam("expires_at"))
+        self._claim_row = (
+            sa.select(claim.holder, claim.expires_at)
+            .where(claim.name == sa.bindparam("name"))
+            .with_for_update()
+        )
+        self._take_claim = (
+            sa.update(self.claims)
+            .where(claim.name == sa.bindparam("b_name"))
+            .values(holder=sa.bindparam("holder"), expires_at=sa.bindparam("expires_at"))
+        )
         self._new_claim = sa.insert(self.claims)
-        self._release = sa.delete(self.claims).where(claim.name == sa.bindparam("name"),
-                                                     claim.holder == sa.bindparam("holder"))
+        self._release = sa.delete(self.claims).where(
+            claim.name == sa.bindparam("name"), claim.holder == sa.bindparam("holder")
+        )
         self._cleanup_claims = sa.delete(self.claims).where(claim.expires_at <= sa.bindparam("now"))
         self._lock = threading.Lock()
         self._engine: sa.Engine | None = None
@@ -111,8 +117,12 @@ class SQLBackend(ResultBackend):
     def replacements(new: Any) -> dict[str, Any]:
         """The SET part of :meth:`upsert`: the columns a later store replaces, where ``new`` is the
         dialect's name for the row being inserted (``excluded`` / ``inserted``)."""
-        return {"state": new.state, "payload": new.payload, "expires_at": new.expires_at,
-                "date_done": sa.func.current_timestamp()}
+        return {
+            "state": new.state,
+            "payload": new.payload,
+            "expires_at": new.expires_at,
+            "date_done": sa.func.current_timestamp(),
+        }
 
     @staticmethod
     @abc.abstractmethod
@@ -128,8 +138,10 @@ class SQLBackend(ResultBackend):
         counter starts again from the new amount."""
         stored = table.c
         expired = stored.expires_at <= sa.bindparam("now")
-        return [("value", sa.case((expired, new.value), else_=stored.value + new.value)),
-                ("expires_at", new.expires_at)]
+        return [
+            ("value", sa.case((expired, new.value), else_=stored.value + new.value)),
+            ("expires_at", new.expires_at),
+        ]
 
     # -- ResultBackend --------------------------------------------------------------------
 
@@ -163,10 +175,11 @@ class SQLBackend(ResultBackend):
             now = time.time()
             with self._transaction() as conn:
                 for start in range(0, len(task_ids), GET_MANY_CHUNK):
-                    chunk = list(task_ids[start:start + GET_MANY_CHUNK])
+                    chunk = list(task_ids[start : start + GET_MANY_CHUNK])
                     rows = conn.execute(self._get_many, {"task_ids": chunk, "now": now})
-                    found.update((r.task_id, StoredResult(r.task_id, r.state, bytes(r.payload)))
-                                 for r in rows)
+                    found.update(
+                        (r.task_id, StoredResult(r.task_id, r.state, bytes(r.payload))) for r in rows
+                    )
         return [found.get(task_id) for task_id in task_ids]
 
     def forget(self, task_id: str) -> None:
@@ -178,8 +191,12 @@ class SQLBackend(ResultBackend):
         until commit, keeps every other writer out in between (MySQL has no RETURNING)."""
         now = time.time()
         name = key.encode()
-        row = {"name": name, "value": amount, "now": now,
-               "expires_at": None if expires is None else now + expires}
+        row = {
+            "name": name,
+            "value": amount,
+            "now": now,
+            "expires_at": None if expires is None else now + expires,
+        }
         with self._transaction(self.counters) as conn:
             conn.execute(self._incr, row)
             return int(conn.execute(self._counter_value, {"name": name}).scalar_one())
@@ -217,9 +234,11 @@ class SQLBackend(ResultBackend):
     def cleanup(self) -> int:
         now = {"now": time.time()}
         with self._transaction(self.table, self.counters, self.claims) as conn:
-            return (conn.execute(self._cleanup, now).rowcount
-                    + conn.execute(self._cleanup_counters, now).rowcount
-                    + conn.execute(self._cleanup_claims, now).rowcount)
+            return (
+                conn.execute(self._cleanup, now).rowcount
+                + conn.execute(self._cleanup_counters, now).rowcount
+                + conn.execute(self._cleanup_claims, now).rowcount
+            )
 
     def close(self) -> None:
         with self._lock:

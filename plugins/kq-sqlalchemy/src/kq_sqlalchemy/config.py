@@ -53,7 +53,7 @@ def database_url(url: str, flavour: Flavour) -> sa.URL:
             f"{', '.join(s + '://...' for s in flavour.schemes)}"
         )
     try:
-        parsed = sa.make_url(url[len(PREFIX):])
+        parsed = sa.make_url(url[len(PREFIX) :])
     except (ArgumentError, ValueError):  # their messages say less than this one
         raise ConfigurationError(
             f"{shown} is not a valid database URL; expected e.g. "
@@ -79,8 +79,7 @@ def parse_options(options: Mapping[str, Any]) -> Options:
 
     Unknown names are an error, so a misspelt option cannot silently leave a default in place.
     """
-    reject_unknown_options("kq-sqlalchemy option(s)", options,
-                           Options.__dataclass_fields__)
+    reject_unknown_options("kq-sqlalchemy option(s)", options, Options.__dataclass_fields__)
     values: dict[str, Any] = {}
     for name, value in options.items():
         if name == "table_name":

@@ -46,8 +46,7 @@ POSTGRESQL = Flavour(
     dialects=("postgresql",),
     driver="psycopg",
     # wait() is woken by LISTEN/NOTIFY.
-    capabilities=BackendCapabilities(push=True, native_expiry=False, shared=True, counters=True,
-                                     claims=True),
+    capabilities=BackendCapabilities(push=True, native_expiry=False, shared=True, counters=True, claims=True),
     backend="kq_sqlalchemy.postgresql:PostgreSQLBackend",
 )
 
@@ -55,7 +54,8 @@ MYSQL = Flavour(
     dialects=("mysql", "mariadb"),
     driver="pymysql",
     # MySQL has no notifications: wait() polls with the base class's growing interval.
-    capabilities=BackendCapabilities(push=False, native_expiry=False, shared=True, counters=True,
-                                     claims=True),
+    capabilities=BackendCapabilities(
+        push=False, native_expiry=False, shared=True, counters=True, claims=True
+    ),
     backend="kq_sqlalchemy.mysql:MySQLBackend",
 )

@@ -87,8 +87,7 @@ class Listener:
             if self._closed:
                 raise RuntimeError("this result backend is closed")
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="kq-sqlalchemy-listener",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, name="kq-sqlalchemy-listener", daemon=True)
                 self._thread.start()
             if self._listening:
                 return
@@ -121,8 +120,9 @@ class Listener:
             except (psycopg.Error, OSError) as exc:
                 lost = not self._closed
                 if lost:
-                    log.warning("kq: lost the LISTEN connection to %s (%s); reconnecting",
-                                self._label, reason(exc))
+                    log.warning(
+                        "kq: lost the LISTEN connection to %s (%s); reconnecting", self._label, reason(exc)
+                    )
             finally:
                 with self._state:
                     self._listening = False

@@ -28,13 +28,10 @@ from .notify import Listener
 #: TCP keepalives on the LISTEN connection, which may sit idle for hours: a peer that vanished
 #: without closing (a crashed host, a NAT or load balancer that dropped the flow) is noticed
 #: within about a minute, and the traffic keeps such middle boxes from dropping it at all.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-              "keepalives_count": 3}
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 # One round trip however many results were stored.
-_NOTIFY = sa.text(
-    "SELECT pg_notify(:channel, task_id) FROM unnest(CAST(:task_ids AS text[])) AS task_id"
-)
+_NOTIFY = sa.text("SELECT pg_notify(:channel, task_id) FROM unnest(CAST(:task_ids AS text[])) AS task_id")
 
 
 class PostgreSQLBackend(SQLBackend):
@@ -98,8 +95,7 @@ class PostgreSQLBackend(SQLBackend):
     def _listening(self) -> Listener:
         with self._listener_lock:
             if self._listener is None:
-                self._listener = Listener(self._listen_connection, self.table.name,
-                                          safe_url(self.url))
+                self._listener = Listener(self._listen_connection, self.table.name, safe_url(self.url))
             return self._listener
 
     def _listen_connection(self) -> psycopg.Connection:

@@ -26,8 +26,12 @@ def results_table(name: str) -> sa.Table:
         sa.Column("payload", PAYLOAD, nullable=False),
         sa.Column("expires_at", sa.Double(), index=True),
         # For people reading the table; the payload carries the date kq reads.
-        sa.Column("date_done", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.current_timestamp()),
+        sa.Column(
+            "date_done",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.func.current_timestamp(),
+        ),
         mysql_engine="InnoDB",
     )
 

@@ -16,10 +16,12 @@ from kq.transport import TransportCapabilities, TransportSpec
 
 __version__ = "0.1.0"
 
-TRANSPORT_CAPABILITIES = TransportCapabilities(priorities=True, native_delay=True,
-                                               visibility_timeout=True, fanout=True, dead_letter=True)
-BACKEND_CAPABILITIES = BackendCapabilities(push=False, native_expiry=False, shared=True, counters=True,
-                                           claims=True)
+TRANSPORT_CAPABILITIES = TransportCapabilities(
+    priorities=True, native_delay=True, visibility_timeout=True, fanout=True, dead_letter=True
+)
+BACKEND_CAPABILITIES = BackendCapabilities(
+    push=False, native_expiry=False, shared=True, counters=True, claims=True
+)
 
 
 @hookimpl

@@ -43,10 +43,7 @@ CREATE TABLE IF NOT EXISTS kq_claims (
 """
 
 _STORE = "INSERT OR REPLACE INTO kq_results (task_id, state, payload, expires_at) VALUES (?, ?, ?, ?)"
-_GET = (
-    "SELECT state, payload FROM kq_results "
-    "WHERE task_id = ? AND (expires_at IS NULL OR expires_at > ?)"
-)
+_GET = "SELECT state, payload FROM kq_results WHERE task_id = ? AND (expires_at IS NULL OR expires_at > ?)"
 #: Task ids per SELECT in :meth:`SQLiteBackend.get_many`, well within the parameters SQLite
 #: allows in one statement (32,766; 999 in builds that lower it to the old default).
 GET_MANY_CHUNK = 500
@@ -69,10 +66,21 @@ RETURNING holder, expires_at = :expires_at
 """
 
 
-@unavailable_on_error(BackendUnavailable, (
-    "__init__", "store_many", "get", "get_many", "forget", "incr", "delete_counter", "claim",
-    "release", "cleanup",
-))
+@unavailable_on_error(
+    BackendUnavailable,
+    (
+        "__init__",
+        "store_many",
+        "get",
+        "get_many",
+        "forget",
+        "incr",
+        "delete_counter",
+        "claim",
+        "release",
+        "cleanup",
+    ),
+)
 class SQLiteBackend(ResultBackend):
     """Results in one SQLite file, readable by every process on this machine.
 
@@ -106,7 +114,7 @@ class SQLiteBackend(ResultBackend):
         found: dict[str, StoredResult] = {}
         with self._lock:
             for start in range(0, len(task_ids), GET_MANY_CHUNK):
-                chunk = list(task_ids[start:start + GET_MANY_CHUNK])
+                chunk = list(task_ids[start : start + GET_MANY_CHUNK])
                 rows = self._conn.execute(
                     f"SELECT task_id, state, payload FROM kq_results WHERE task_id IN "
                     f"({', '.join('?' * len(chunk))}) AND (expires_at IS NULL OR expires_at > ?)",
@@ -123,8 +131,12 @@ class SQLiteBackend(ResultBackend):
         """One upsert ... RETURNING, in ``BEGIN IMMEDIATE`` so that it waits for the write lock
         (busy timeout) rather than fail when another process wrote since it started reading."""
         now = time.time()
-        params = {"name": key, "amount": amount, "now": now,
-                  "expires_at": None if expires is None else now + expires}
+        params = {
+            "name": key,
+            "amount": amount,
+            "now": now,
+            "expires_at": None if expires is None else now + expires,
+        }
         with self._lock, immediate(self._conn) as conn:
             (value,) = conn.execute(_INCR, params).fetchone()
         return int(value)

@@ -47,9 +47,17 @@ RETURNING holder
 _HOLDS = "SELECT 1 FROM kq_beat_locks WHERE namespace = ? AND holder = ? AND expires_at > ?"
 
 
-@unavailable_on_error(ConnectionError, (
-    "__init__", "acquire", "release", "leader", "last_runs", "advance",
-))
+@unavailable_on_error(
+    ConnectionError,
+    (
+        "__init__",
+        "acquire",
+        "release",
+        "leader",
+        "last_runs",
+        "advance",
+    ),
+)
 class SQLiteScheduleStore(ScheduleStore):
     """Options (``beat_store_options``): ``synchronous``, ``busy_timeout``, as for the backend.
 
@@ -66,27 +74,29 @@ class SQLiteScheduleStore(ScheduleStore):
 
     def acquire(self, holder: str, lease: float) -> bool:
         now = time.time()
-        params = {"namespace": self.namespace, "holder": holder, "now": now,
-                  "expires_at": now + lease}
+        params = {"namespace": self.namespace, "holder": holder, "now": now, "expires_at": now + lease}
         with self._lock, immediate(self._conn) as conn:
             return conn.execute(_ACQUIRE, params).fetchone() is not None
 
     def release(self, holder: str) -> None:
         with self._lock:
-            self._conn.execute("DELETE FROM kq_beat_locks WHERE namespace = ? AND holder = ?",
-                               (self.namespace, holder))
+            self._conn.execute(
+                "DELETE FROM kq_beat_locks WHERE namespace = ? AND holder = ?", (self.namespace, holder)
+            )
 
     def leader(self) -> str | None:
         with self._lock:
             row = self._conn.execute(
                 "SELECT holder FROM kq_beat_locks WHERE namespace = ? AND expires_at > ?",
-                (self.namespace, time.time())).fetchone()
+                (self.namespace, time.time()),
+            ).fetchone()
         return None if row is None else row[0]
 
     def last_runs(self) -> Mapping[str, datetime]:
         with self._lock:
-            rows = self._conn.execute("SELECT entry, slot FROM kq_beat_runs WHERE namespace = ?",
-                                      (self.namespace,)).fetchall()
+            rows = self._conn.execute(
+                "SELECT entry, slot FROM kq_beat_runs WHERE namespace = ?", (self.namespace,)
+            ).fetchall()
         return {entry: datetime.fromisoformat(slot) for entry, slot in rows}
 
     def advance(self, holder: str, entry: str, expected: datetime | None, slot: datetime) -> bool:
@@ -98,11 +108,14 @@ class SQLiteScheduleStore(ScheduleStore):
             if expected is None:
                 written = conn.execute(
                     "INSERT INTO kq_beat_runs (namespace, entry, slot) VALUES (?, ?, ?) "
-                    "ON CONFLICT DO NOTHING", (*key, slot.isoformat()))
+                    "ON CONFLICT DO NOTHING",
+                    (*key, slot.isoformat()),
+                )
             else:
                 written = conn.execute(
                     "UPDATE kq_beat_runs SET slot = ? WHERE namespace = ? AND entry = ? AND slot = ?",
-                    (slot.isoformat(), *key, expected.isoformat()))
+                    (slot.isoformat(), *key, expected.isoformat()),
+                )
             return written.rowcount == 1
 
     def close(self) -> None:

@@ -91,8 +91,7 @@ def parse_options(options: Mapping[str, Any], accepted: Collection[str]) -> Opti
             level = str(value).upper()
             if level not in SYNCHRONOUS_LEVELS:
                 raise ConfigurationError(
-                    f"sqlite option synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, "
-                    f"got {value!r}"
+                    f"sqlite option synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, got {value!r}"
                 )
             values[name] = level
         else:

@@ -106,10 +106,22 @@ _PROBE = (
 _EXPIRED_SUBSCRIBERS = "FROM kq_broadcast_subscribers WHERE channel = ? AND expires_at < ?"
 
 
-@unavailable_on_error(BrokerUnavailable, (
-    "__init__", "publish", "publish_many", "fetch", "ack", "reject", "purge", "depth",
-    "broadcast", "subscribe", "unsubscribe",
-))
+@unavailable_on_error(
+    BrokerUnavailable,
+    (
+        "__init__",
+        "publish",
+        "publish_many",
+        "fetch",
+        "ack",
+        "reject",
+        "purge",
+        "depth",
+        "broadcast",
+        "subscribe",
+        "unsubscribe",
+    ),
+)
 class SQLiteTransport(Transport):
     """A broker in one SQLite file, shared by any number of processes on this machine.
 
@@ -209,10 +221,10 @@ class SQLiteTransport(Transport):
             if requeue:
                 self._conn.execute(_REQUEUE, (delivery.tag, self._token))
             else:
-                headers = _dumps(dead_letter_headers(delivery.envelope.headers, delivery.queue,
-                                                     reason))
-                self._conn.execute(_DEAD_LETTER, (dead_letter_queue(delivery.queue), headers,
-                                                  delivery.tag, self._token))
+                headers = _dumps(dead_letter_headers(delivery.envelope.headers, delivery.queue, reason))
+                self._conn.execute(
+                    _DEAD_LETTER, (dead_letter_queue(delivery.queue), headers, delivery.tag, self._token)
+                )
             self._held.discard(delivery.tag)
 
     # -- inspection -----------------------------------------------------------------------
@@ -220,9 +232,7 @@ class SQLiteTransport(Transport):
     def purge(self, queue: str) -> int:
         with self._lock, immediate(self._conn) as conn:
             conn.execute(_PROMOTE, (time.time(),))
-            return conn.execute(
-                "DELETE FROM kq_messages WHERE queue = ? AND ready = 1", (queue,)
-            ).rowcount
+            return conn.execute("DELETE FROM kq_messages WHERE queue = ? AND ready = 1", (queue,)).rowcount
 
     def depth(self, queue: str) -> int:
         with self._lock:
@@ -250,8 +260,7 @@ class SQLiteTransport(Transport):
             with immediate(self._conn) as conn:
                 _drop_expired_subscribers(conn, channel, now)
                 conn.execute(
-                    "INSERT INTO kq_broadcast_subscribers (queue, channel, expires_at) "
-                    "VALUES (?, ?, ?)",
+                    "INSERT INTO kq_broadcast_subscribers (queue, channel, expires_at) VALUES (?, ?, ?)",
                     (queue, channel, now + self._options.visibility_timeout),
                 )
             self._subscriptions[queue] = channel
@@ -313,8 +322,15 @@ def _fields(envelope: Envelope, now: float, eta: datetime | None = None) -> tupl
     priority = envelope.priority
     rank = 0 if priority is None else min(max(int(priority), 0), 9)
     return (
-        rank, int(due <= now), due, envelope.body, envelope.content_type,
-        envelope.content_encoding, _dumps(envelope.headers), priority, envelope.correlation_id,
+        rank,
+        int(due <= now),
+        due,
+        envelope.body,
+        envelope.content_type,
+        envelope.content_encoding,
+        _dumps(envelope.headers),
+        priority,
+        envelope.correlation_id,
         envelope.reply_to,
     )
 

@@ -18,6 +18,6 @@ def kq_pools() -> list[PoolSpec]:
             factory=ThreadPool,
             default_concurrency=DEFAULT_CONCURRENCY,
             description="threads in the worker's process; for I/O-bound tasks; soft time limits, "
-                        "terminate, autoscale",
+            "terminate, autoscale",
         )
     ]

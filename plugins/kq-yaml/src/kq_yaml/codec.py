@@ -27,8 +27,9 @@ class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mis
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         if node in self.constructed_objects or node in self.recursive_objects:
-            raise ConstructorError(None, None, "YAML aliases (*name) are not accepted in kq "
-                                   "messages", node.start_mark)
+            raise ConstructorError(
+                None, None, "YAML aliases (*name) are not accepted in kq messages", node.start_mark
+            )
         return super().construct_object(node, deep)
 
 
