@@ -73,6 +73,10 @@ class TransportCapabilities:
     #: ``reject(requeue=False)`` moves the message, body and headers intact, to its queue's
     #: :func:`dead_letter_queue` instead of dropping it, adding :func:`dead_letter_headers`.
     dead_letter: bool = False
+    #: :meth:`Transport.depth` is the exact number of ready messages. A broker that has no way to
+    #: count them (Google Pub/Sub) declares False; its ``depth`` returns an estimate, or ``-1`` when
+    #: it has none, and ``kq queues`` and the probes show it as unknown.
+    exact_depth: bool = True
 
 
 #: A queue's dead-letter queue is named after it with this suffix: ``celery`` -> ``celery.dlq``.

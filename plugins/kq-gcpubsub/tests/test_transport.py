@@ -30,10 +30,11 @@ def test_a_malformed_url_is_a_configuration_error(url: str) -> None:
         get_plugins().transport_for(url).factory(url, {})
 
 
-def test_the_spec_declares_no_optional_capability() -> None:
+def test_the_spec_declares_no_optional_capability_and_inexact_depth() -> None:
     spec = get_plugins().transport_for("gcpubsub://projects/p")
     assert spec.schemes == ("gcpubsub",)
-    assert spec.capabilities == TransportCapabilities() == PubSubTransport.capabilities
+    expected = TransportCapabilities(exact_depth=False)
+    assert spec.capabilities == expected == PubSubTransport.capabilities
 
 
 def test_loading_the_plugin_does_not_import_kombu_pubsub_or_grpc() -> None:

@@ -207,12 +207,20 @@ class TransportContract:
         rest = drain(transport, [queue], 50 - len(first))
         assert sorted(body_n(d) for d in first + rest) == list(range(50))
 
-    def test_depth_counts_ready_messages_and_purge_empties(self, transport: Transport, queue: str) -> None:
-        assert transport.depth(queue) == 0
+    def test_depth_counts_ready_messages_and_purge_empties(
+        self, transport_spec: TransportSpec, transport: Transport, queue: str
+    ) -> None:
+        exact = transport_spec.capabilities.exact_depth
+        assert transport.depth(queue) == 0 if exact else transport.depth(queue) >= -1
         transport.publish_many((queue, envelope(n)) for n in range(5))
-        assert transport.depth(queue) == 5
-        assert transport.purge(queue) == 5
-        assert transport.depth(queue) == 0
+        if exact:
+            assert transport.depth(queue) == 5
+            assert transport.purge(queue) == 5
+            assert transport.depth(queue) == 0
+        else:  # a broker that cannot count: purge still empties the queue
+            # of what was published before it by the broker's clock (Pub/Sub seeks to "now")
+            time.sleep(0.2)
+            transport.purge(queue)
         assert transport.fetch([queue], 10, 0.2) == []
 
     def test_several_queues_are_all_served(self, transport: Transport, queue: str, other_queue: str) -> None:
@@ -276,12 +284,15 @@ class TransportContract:
         again = drain(transport, [queue], 1)
         assert [body_n(d) for d in again] == [3]
 
-    def test_reject_without_requeue_removes_the_message(self, transport: Transport, queue: str) -> None:
+    def test_reject_without_requeue_removes_the_message(
+        self, transport_spec: TransportSpec, transport: Transport, queue: str
+    ) -> None:
         transport.publish(queue, envelope(4))
         [got] = drain(transport, [queue], 1, ack=False)
         transport.reject(got, requeue=False, reason="malformed: test")
         assert transport.fetch([queue], 10, 0.5) == []
-        assert transport.depth(queue) == 0
+        if transport_spec.capabilities.exact_depth:
+            assert transport.depth(queue) == 0
 
     def test_concurrent_consumers_get_each_message_exactly_once(
         self, make_transport: Callable[..., Transport], queue: str

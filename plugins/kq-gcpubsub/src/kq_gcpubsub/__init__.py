@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 #: Pub/Sub has no priorities and no delayed delivery; kombu keeps extending the ack deadline of
 #: every message a consumer holds (so a slow task is not redelivered), which is why there is no
 #: visibility timeout either: a message comes back when its consumer gives it back or goes away.
-TRANSPORT_CAPABILITIES = TransportCapabilities()
+# Pub/Sub has no API for the number of messages waiting (see docs/brokers/gcpubsub.md).
+TRANSPORT_CAPABILITIES = TransportCapabilities(exact_depth=False)
 
 
 @hookimpl
