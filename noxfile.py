@@ -109,8 +109,10 @@ def tests(session: nox.Session) -> None:
         return
     # Two test processes (pytest-xdist) for everything but the tests marked `serial`, which stop
     # a shared server or measure the machine and so run afterwards, alone.
-    session.run("pytest", "-n", "2", "-m", "not serial")
-    session.run("pytest", "-m", "serial")
+    try:
+        session.run("pytest", "-n", "2", "-m", "not serial")
+    finally:  # the serial tests run (and report) even when the parallel ones failed
+        session.run("pytest", "-m", "serial")
 
 
 #: Stubs of libraries that ship no type hints of their own: python-dateutil (kq.beat), PyYAML
