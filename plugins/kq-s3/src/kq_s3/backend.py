@@ -19,8 +19,7 @@ instead, and unique tasks need a backend with claims (Redis, SQLite, a database,
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -30,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from kq.backend import BackendCapabilities, StoredResult
+from kq.backend import BackendCapabilities
 from kq.config import reject_unknown_options, safe_url
 from kq.exceptions import BackendUnavailable, ConfigurationError
 from kq.keyvalue import KeyValueBackend, Record, metadata_expiry
@@ -94,6 +93,8 @@ class S3Backend(KeyValueBackend):
     """
 
     capabilities: ClassVar[BackendCapabilities] = CAPABILITIES
+    #: S3 has no batch write: a group's results are PUT several at a time (KeyValueBackend).
+    write_concurrency: ClassVar[int] = 16
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(url, options)
@@ -190,18 +191,6 @@ class S3Backend(KeyValueBackend):
 
     def delete_record(self, key: str) -> None:
         self._call("delete_object", Key=key)
-
-    def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
-        """One PUT per result (S3 has no batch write), several at a time."""
-        if self.read_concurrency <= 1 or len(results) < 2:
-            return super().store_many(results, ttl)
-        expires_at = None if ttl is None else time.time() + ttl
-
-        def put(result: StoredResult) -> None:
-            self.put_record(self.key(result.task_id), Record(result.state, result.payload, expires_at))
-
-        with ThreadPoolExecutor(min(self.read_concurrency, len(results))) as threads:
-            list(threads.map(put, results))  # list(): the first error is raised here
 
     def scan_records(self) -> Iterable[tuple[str, float | None]]:
         """Every result object under the prefix with its expiry: a listing, then a HEAD per
