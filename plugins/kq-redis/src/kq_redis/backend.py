@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import redis
@@ -35,7 +34,7 @@ from kq.exceptions import BackendUnavailable
 from kq.states import PENDING, READY_STATES
 
 from . import BACKEND_CAPABILITIES, BACKEND_SCHEMES
-from .connection import BACKEND_OPTIONS, connection_pool, parse_options, unavailable_as
+from .connection import BACKEND_OPTIONS, Unavailable, connection_pool, parse_options
 from .link import run_pooled
 
 META_PREFIX = "celery-task-meta-"
@@ -100,6 +99,7 @@ class RedisBackend(ResultBackend):
         self._max_block = opts.socket_timeout / 2
         self._claim = self._redis.register_script(CLAIM)
         self._release = self._redis.register_script(RELEASE)
+        self._io = Unavailable(BackendUnavailable, "Redis result backend", url)
 
     def _meta_key(self, task_id: str) -> str:
         return f"{self._prefix}{META_PREFIX}{task_id}"
@@ -112,11 +112,6 @@ class RedisBackend(ResultBackend):
 
     def _counter_key(self, key: str) -> str:
         return f"{self._prefix}{COUNTER_PREFIX}{key}"
-
-    @contextmanager
-    def _io(self) -> Iterator[None]:
-        with unavailable_as(BackendUnavailable, "Redis result backend", self.url):
-            yield
 
     def store_many(self, results: Sequence[StoredResult], ttl: float | None) -> None:
         """One MULTI: each payload, its state key when the payload does not carry the state
@@ -141,11 +136,11 @@ class RedisBackend(ResultBackend):
                 commands += [("DEL", ready), ("RPUSH", ready, result.payload if inline else b"")]
                 if expiry:
                     commands.append(("PEXPIRE", ready, expiry[1]))
-        with self._io():
+        with self._io:
             run_pooled(self._pool, *commands, ("EXEC",))
 
     def get(self, task_id: str) -> StoredResult | None:
-        with self._io():
+        with self._io:
             [(payload, state)] = run_pooled(
                 self._pool, ("MGET", self._meta_key(task_id), self._state_key(task_id))
             )
@@ -156,7 +151,7 @@ class RedisBackend(ResultBackend):
         if not task_ids:
             return []
         chunks = [task_ids[i : i + GET_MANY_CHUNK] for i in range(0, len(task_ids), GET_MANY_CHUNK)]
-        with self._io():
+        with self._io:
             replies = run_pooled(
                 self._pool,
                 *(
@@ -177,7 +172,7 @@ class RedisBackend(ResultBackend):
             remaining = self._max_block if deadline is None else deadline - time.monotonic()
             woke = None
             if remaining > 0:
-                with self._io():
+                with self._io:
                     [woke] = run_pooled(
                         self._pool,
                         (
@@ -199,30 +194,30 @@ class RedisBackend(ResultBackend):
             block = min(block * 2, FOREIGN_POLL_MAX)
 
     def forget(self, task_id: str) -> None:
-        with self._io():
+        with self._io:
             self._redis.delete(self._meta_key(task_id), self._state_key(task_id), self._ready_key(task_id))
 
     def incr(self, key: str, amount: int = 1, expires: float | None = None) -> int:
         """INCRBY, then PEXPIRE (or PERSIST without ``expires``), in one MULTI."""
         name = self._counter_key(key)
         keep = ("PERSIST", name) if expires is None else ("PEXPIRE", name, max(1, round(expires * 1000)))
-        with self._io():
+        with self._io:
             *_, (value, _) = run_pooled(self._pool, ("MULTI",), ("INCRBY", name, amount), keep, ("EXEC",))
         return int(value)
 
     def delete_counter(self, key: str) -> None:
-        with self._io():
+        with self._io:
             self._redis.delete(self._counter_key(key))
 
     def claim(self, key: str, value: str, expires: float) -> str | None:
-        with self._io():
+        with self._io:
             holder = self._claim(
                 keys=[f"{self._prefix}{CLAIM_PREFIX}{key}"], args=[value, max(1, round(expires * 1000))]
             )
         return None if holder is None else holder.decode()
 
     def release(self, key: str, value: str) -> None:
-        with self._io():
+        with self._io:
             self._release(keys=[f"{self._prefix}{CLAIM_PREFIX}{key}"], args=[value])
 
     def close(self) -> None:

@@ -11,8 +11,7 @@ advancing an entry only while the lock is ours and the entry still holds the exp
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
@@ -21,7 +20,7 @@ import redis
 from kq.beat import ScheduleStore
 
 from . import BACKEND_SCHEMES
-from .connection import BACKEND_OPTIONS, connection_pool, parse_options, unavailable_as
+from .connection import BACKEND_OPTIONS, Unavailable, connection_pool, parse_options
 
 #: The backend's options: the key prefix and the socket timeouts.
 OPTIONS = BACKEND_OPTIONS
@@ -73,33 +72,29 @@ class RedisScheduleStore(ScheduleStore):
         self._acquire = self._redis.register_script(ACQUIRE)
         self._release = self._redis.register_script(RELEASE)
         self._advance = self._redis.register_script(ADVANCE)
-
-    @contextmanager
-    def _io(self) -> Iterator[None]:
-        with unavailable_as(ConnectionError, "Redis schedule store", self.url):
-            yield
+        self._io = Unavailable(ConnectionError, "Redis schedule store", url)
 
     def acquire(self, holder: str, lease: float) -> bool:
-        with self._io():
+        with self._io:
             return bool(self._acquire(keys=[self._lock_key], args=[holder, max(1, round(lease * 1000))]))
 
     def release(self, holder: str) -> None:
-        with self._io():
+        with self._io:
             self._release(keys=[self._lock_key], args=[holder])
 
     def leader(self) -> str | None:
-        with self._io():
+        with self._io:
             holder = cast("bytes | None", self._redis.get(self._lock_key))  # replies are not decoded
         return None if holder is None else holder.decode()
 
     def last_runs(self) -> Mapping[str, datetime]:
-        with self._io():
+        with self._io:
             runs = cast("dict[bytes, bytes]", self._redis.hgetall(self._runs_key))  # not decoded
         return {entry.decode(): datetime.fromisoformat(slot.decode()) for entry, slot in runs.items()}
 
     def advance(self, holder: str, entry: str, expected: datetime | None, slot: datetime) -> bool:
         args = [holder, entry, "" if expected is None else expected.isoformat(), slot.isoformat()]
-        with self._io():
+        with self._io:
             return bool(self._advance(keys=[self._lock_key, self._runs_key], args=args))
 
     def close(self) -> None:

@@ -14,8 +14,7 @@ redis-py could run a non-idempotent command such as the fetch script twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -168,10 +167,27 @@ def connection_pool(url: str, options: Options, schemes: Collection[str]) -> red
     )
 
 
-@contextmanager
-def unavailable_as(error: type[Exception], what: str, url: str) -> Iterator[None]:
-    """Re-raise redis-py's connection errors as ``error`` naming ``url`` without its password."""
-    try:
-        yield
-    except CONNECTION_ERRORS as exc:
-        raise error(f"{what} at {safe_url(url)} is unavailable: {scrub(str(exc), url)}") from exc
+class Unavailable:
+    """A reusable ``with`` block that re-raises redis-py's connection errors as ``error``,
+    naming ``url`` without its password, after calling ``on_error`` (if given).
+
+    A class rather than a generator context manager: it wraps every broker and backend call,
+    and one built once per client costs a tenth of a fresh generator per call.
+    """
+
+    def __init__(
+        self, error: type[Exception], what: str, url: str, on_error: Callable[[], None] | None = None
+    ) -> None:
+        self._error, self._what, self._url, self._on_error = error, what, url, on_error
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if kind is None or not issubclass(kind, CONNECTION_ERRORS):
+            return
+        if self._on_error is not None:
+            self._on_error()
+        raise self._error(
+            f"{self._what} at {safe_url(self._url)} is unavailable: {scrub(str(exc), self._url)}"
+        ) from exc

@@ -36,8 +36,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, cast
 
@@ -49,7 +48,7 @@ from kq.protocol import as_utc
 from kq.transport import Delivery, Envelope, Transport, TransportCapabilities, dead_letter_queue
 
 from . import TRANSPORT_CAPABILITIES, TRANSPORT_SCHEMES, scripts, wire
-from .connection import TRANSPORT_OPTIONS, connection_pool, parse_options, unavailable_as
+from .connection import TRANSPORT_OPTIONS, Unavailable, connection_pool, parse_options
 from .link import Link, Script
 
 log = logging.getLogger("kq.redis")
@@ -127,18 +126,16 @@ class RedisTransport(Transport):
         self._subscriptions: dict[str, str] = {}  # private queue -> channel
         self._renewed_at = 0.0
         self._plans: dict[tuple[str, ...], _Plan] = {}
+        self._push_key_cache: dict[tuple[str, int], tuple[str, str]] = {}
+        #: The queues, time and next due time of the last claim, when it found nothing.
+        self._came_up_empty: tuple[frozenset[str], float, float | None] | None = None
         self._turn = 0
         self._broken = False
         self._closed = False
+        self._io = Unavailable(BrokerUnavailable, "Redis broker", url, on_error=self._mark_broken)
 
-    @contextmanager
-    def _io(self) -> Iterator[None]:
-        try:
-            with unavailable_as(BrokerUnavailable, "Redis broker", self.url):
-                yield
-        except BrokerUnavailable:
-            self._broken = True
-            raise
+    def _mark_broken(self) -> None:
+        self._broken = True
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -146,16 +143,22 @@ class RedisTransport(Transport):
         raw = wire.encode(envelope, queue)
         priority = wire.wire_priority(envelope.priority)
         due = None if eta is None or not self._native_delay else as_utc(eta).timestamp()
-        with self._io():
+        with self._io:
             if due is None or due <= time.time():
-                self._link.run(
-                    self._push_script.command(
-                        [self._keys.bucket(queue, priority), self._keys.bell(queue)], [raw, BELL_TTL]
-                    )
-                )
+                self._link.run(self._push_script.command(self._push_keys(queue, priority), (raw, BELL_TTL)))
             else:
                 member = str(priority).encode() + raw
                 self._link.run(("ZADD", self._keys.delayed(queue), f"{due:.6f}", member), *self._ring(queue))
+
+    def _push_keys(self, queue: str, priority: int) -> tuple[str, str]:
+        """The list and the bell a message of this wire priority goes to, remembered for the
+        next publish (for the first 1,000 pairs: queue names are few in any real app)."""
+        keys = self._push_key_cache.get((queue, priority))
+        if keys is None:
+            keys = (self._keys.bucket(queue, priority), self._keys.bell(queue))
+            if len(self._push_key_cache) < 1000:
+                self._push_key_cache[(queue, priority)] = keys
+        return keys
 
     def _ring(self, queue: str) -> list[tuple[Any, ...]]:
         """The commands that ring ``queue``'s bell, to send after the message is in Redis: a
@@ -186,7 +189,7 @@ class RedisTransport(Transport):
             for start in range(0, len(messages), _MAX_ARGS)
         ]
         rings = [command for queue in queues for command in self._ring(queue)]
-        with self._io():
+        with self._io:
             self._link.run(("MULTI",), *pushes, *rings, ("EXEC",))
 
     # -- consuming ------------------------------------------------------------------------
@@ -203,19 +206,38 @@ class RedisTransport(Transport):
         if self._closed:
             self.ack(acks)
             return []
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
         plan = self._plan(queues)
         tags = [delivery.tag.tag for delivery in acks]
-        with self._io():
+        before = self._ack_commands(tags)
+        # A claim that came up empty a moment ago needs no repeat before blocking: whatever a kq
+        # client pushed since has rung the bell the pop waits on. The acks go with the pop.
+        pop: list[tuple[Any, ...]] = []
+        empty = self._came_up_empty
+        if empty is not None and empty[0] == frozenset(plan.queues) and now - empty[1] < TICK:
+            due_in = None if empty[2] is None else empty[2] - now
+            if timeout > TICK and (due_in is None or due_in > TICK):
+                pop = self._wait(plan, timeout, due_in)
+        with self._io:
             self._renew_subscriptions()
-            while True:
-                batch, due_in = self._claim(plan, limit, tags)
-                self._forget(tags)
-                tags = []
+            if pop:
+                self._link.run(*before, *pop)
+                before = []
+            batch, due_in = self._claim(plan, limit, before)
+            self._forget(tags)
+            while not batch:
                 remaining = deadline - time.monotonic()
-                if batch or remaining <= 0:
-                    return batch
-                self._wait(plan, remaining, due_in)
+                if remaining <= 0:
+                    break
+                # The claim follows the pop in a write of its own: sent together, Redis would
+                # run it the moment a ring wakes the pop, even for a consumer whose connection
+                # went silent meanwhile, and lease it messages it can never run.
+                pop = self._wait(plan, remaining, due_in)
+                if pop:
+                    self._link.run(*pop)
+                batch, due_in = self._claim(plan, limit)
+            return batch
 
     def _plan(self, queues: Sequence[str]) -> _Plan:
         """The plan for ``queues``, rotated one place per call so no queue is always last."""
@@ -238,15 +260,19 @@ class RedisTransport(Transport):
         return plan
 
     def _claim(
-        self, plan: _Plan, limit: int, acks: Sequence[str] = ()
+        self, plan: _Plan, limit: int, before: Sequence[tuple[Any, ...]] = ()
     ) -> tuple[list[Delivery], float | None]:
-        """Ack ``acks`` and run the claim script; return the deliveries and seconds until the
-        next due message."""
+        """Send ``before`` (acks: commands safe to repeat) and the claim script in one write;
+        return the deliveries and seconds until the next due message."""
         claim = self._claim_script.command(
             plan.keys,
             [limit, self._visibility, self._tag_prefix, self._counter, self._steps, BELL_TTL, *plan.names],
         )
-        *_, (stamp, due_in, claimed, expired) = self._link.run(*self._ack_commands(acks), claim)
+        *_, (stamp, due_in, claimed, expired) = self._link.run(*before, claim)
+        now = time.monotonic()
+        self._came_up_empty = (
+            None if claimed else (frozenset(plan.queues), now, now + float(due_in) if due_in else None)
+        )
         self._counter += len(claimed) // 3
         stamp = stamp.decode()
         batch = []
@@ -260,13 +286,14 @@ class RedisTransport(Transport):
             self._give_back_expired(expired)
         return batch, float(due_in) if due_in else None
 
-    def _wait(self, plan: _Plan, remaining: float, due_in: float | None) -> None:
-        """Block until a message may be ready: a bell rings, the next delayed message is due,
-        or :data:`POLL_INTERVAL` passes (for messages pushed without a ring)."""
+    def _wait(self, plan: _Plan, remaining: float, due_in: float | None) -> list[tuple[Any, ...]]:
+        """Wait until a message may be ready: a bell rings, the next delayed message is due,
+        or :data:`POLL_INTERVAL` passes (for messages pushed without a ring). Returns the
+        blocking pop to send, or nothing when the wait was a short sleep here."""
         if due_in is not None and due_in < remaining:
             if due_in <= TICK:
                 time.sleep(min(max(due_in, 0.0), APPROACH_STEP))
-                return
+                return []
             remaining = due_in - TICK
         elif remaining <= TICK:
             # BRPOP would end on Redis's next tick, up to 100 ms past the caller's deadline: the
@@ -274,11 +301,11 @@ class RedisTransport(Transport):
             # worker waiting for a held job's turn wakes on time and a message arriving meanwhile
             # waits at most one step.
             time.sleep(min(remaining, APPROACH_STEP))
-            return
+            return []
         else:
             remaining -= TICK
         block = min(remaining, self._max_block, POLL_INTERVAL)
-        self._link.run(("BRPOP", *plan.bells, round(max(0.01, block), 3)))
+        return [("BRPOP", *plan.bells, round(max(0.01, block), 3))]
 
     def _give_back_expired(self, expired: list[bytes]) -> None:
         """Return leases past the visibility timeout to their queues (whoever took them)."""
@@ -328,7 +355,7 @@ class RedisTransport(Transport):
         tags = [delivery.tag.tag for delivery in deliveries]
         if not tags:
             return
-        with self._io():
+        with self._io:
             self._link.run(*self._ack_commands(tags))
         self._forget(tags)
 
@@ -358,7 +385,7 @@ class RedisTransport(Transport):
             target = dead_letter_queue(lease.queue)
             raw, end = wire.dead_letter_copy(lease.raw, lease.queue, reason), "L"
         priority = wire.message_priority(raw)
-        with self._io():
+        with self._io:
             pipe = self._redis.pipeline(transaction=False)
             self._give_back_script(
                 keys=[self._keys.unacked, self._keys.unacked_index, self._keys.bucket(target, priority)],
@@ -372,14 +399,14 @@ class RedisTransport(Transport):
     # -- inspection -----------------------------------------------------------------------
 
     def purge(self, queue: str) -> int:
-        with self._io():
+        with self._io:
             purged: int = self._ready_script(
                 keys=[self._keys.delayed(queue), *self._keys.buckets(queue)], args=["PURGE"]
             )
             return purged
 
     def depth(self, queue: str) -> int:
-        with self._io():
+        with self._io:
             depth: int = self._ready_script(
                 keys=[self._keys.delayed(queue), *self._keys.buckets(queue)], args=["COUNT"]
             )
@@ -393,7 +420,7 @@ class RedisTransport(Transport):
         hear kq's broadcasts too (``celery events``, Flower: see :meth:`.wire.Keys.topic`)."""
         raw = wire.encode(envelope, channel)
         suffix = self._keys.suffix(wire.wire_priority(envelope.priority))
-        with self._io():
+        with self._io:
             pipe = self._redis.pipeline(transaction=False)
             self._broadcast_script(
                 keys=[self._keys.subscribers(channel)],
@@ -418,7 +445,7 @@ class RedisTransport(Transport):
         fetch for that long is registered again by its next fetch.
         """
         queue = f"{channel}.{uuid.uuid4().hex}"
-        with self._io():
+        with self._io:
             self._redis.zadd(self._keys.subscribers(channel), {queue: time.time() + self._visibility})
         self._subscriptions[queue] = channel
         return queue
@@ -426,7 +453,7 @@ class RedisTransport(Transport):
     def unsubscribe(self, queue: str) -> None:
         channel = self._subscriptions.pop(queue, None)
         if channel is not None:
-            with self._io():
+            with self._io:
                 self._drop_subscription(queue, channel)
 
     def _drop_subscription(self, queue: str, channel: str) -> None:
@@ -468,7 +495,7 @@ class RedisTransport(Transport):
         self._closed = True
         try:
             if not self._broken and (self._held or self._subscriptions):
-                with self._io():
+                with self._io:
                     for queue, channel in list(self._subscriptions.items()):
                         self._drop_subscription(queue, channel)
                     pipe = self._redis.pipeline(transaction=False)

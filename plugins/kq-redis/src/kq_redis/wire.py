@@ -6,7 +6,7 @@ A message is the JSON object kombu's Redis transport stores::
      "headers": {...task headers...},
      "properties": {"correlation_id": "...", "reply_to": "...", "delivery_mode": 2,
                     "delivery_info": {"exchange": "", "routing_key": "<queue>"},
-                    "priority": <0-9>, "body_encoding": "base64", "delivery_tag": "<uuid4>"}}
+                    "priority": <0-9>, "body_encoding": "base64", "delivery_tag": "<32 hex digits>"}}
 
 in a list named after the queue; producers LPUSH and consumers pop from the right. Priorities
 live in sub-lists ``<queue>\\x06\\x16<step>`` for each of kombu's ``priority_steps`` but the
@@ -26,7 +26,7 @@ import base64
 import binascii
 import json
 import math
-import uuid
+import os
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
@@ -111,7 +111,8 @@ def encode(envelope: Envelope, queue: str) -> bytes:
         delivery_info={"exchange": "", "routing_key": queue},
         priority=wire_priority(envelope.priority),
         body_encoding="base64",
-        delivery_tag=str(uuid.uuid4()),
+        # Unique per message, as kombu's uuid4 is; 16 random bytes in hex cost a tenth of it.
+        delivery_tag=os.urandom(16).hex(),
     )
     message = {
         "body": base64.b64encode(envelope.body).decode("ascii"),
