@@ -26,7 +26,7 @@ from typing import Any, cast
 from ..result import AsyncResult, GroupResult
 from .chords import check_backend, unlock_call
 from .continuation import Batch, complete
-from .signature import Signature, as_signature, root_of
+from .signature import Signature, as_signature, options_to_dict, root_of
 from .wire import RESULT_OPTIONS, Step, as_mappings
 
 
@@ -154,6 +154,13 @@ class group(Signature):
 
     def _kwargs_to_dict(self) -> dict[str, Any]:
         return {"tasks": [member.to_dict() for member in self.tasks]}
+
+    def _copy(self) -> Signature:
+        if type(self) is not group:
+            return super()._copy()
+        return group(
+            [member._copy() for member in self.tasks], app=self.app, options=options_to_dict(self.options)
+        )
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any], app: Any = None) -> group:

@@ -145,12 +145,28 @@ class Signature:
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Signature:
         """A deep copy, with more partial arguments and options when given."""
-        copy = type(self).from_dict(self.to_dict(), self.app)
+        copy = self._copy()
         if not copy.immutable:
             copy.args = (*args, *copy.args)
             copy.kwargs.update(kwargs or {})
         copy.options.update(options)
         return copy
+
+    def _copy(self) -> Signature:
+        """What a round trip through Celery's mapping gives (nested signatures in the options
+        become mappings), built directly for a plain call: a group of 1,000 is cloned on every
+        ``apply_async``, and the round trip was a fifth of its cost."""
+        if type(self) is not Signature:
+            return type(self).from_dict(self.to_dict(), self.app)
+        return Signature(
+            self.task,
+            self.args,
+            self.kwargs,
+            options_to_dict(self.options),
+            immutable=self.immutable,
+            chord_size=self.chord_size,
+            app=self.app,
+        )
 
     # -- the wire format ------------------------------------------------------------------
 
