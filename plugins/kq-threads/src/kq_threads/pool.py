@@ -84,6 +84,10 @@ class ThreadPool(Pool):
                 raise PoolClosed("the threads pool is shut down and accepts no more jobs")
             self._pending += 1
         self._jobs.put((job, on_done))
+        # Let go of the GIL: the thread just woken takes it and starts the job now, instead of
+        # waiting until the worker's loop next blocks on the broker. A drain of no-op tasks at
+        # -c 2 went from ~4,500 to ~5,400 tasks/s here (bench/, S1).
+        time.sleep(0)
 
     def free_slots(self) -> int:
         if self._closed:
