@@ -156,11 +156,7 @@ def test_a_waiter_outlives_its_pooled_connection(make: Make, raw: redis.Redis) -
     first, second = uuid.uuid4().hex, uuid.uuid4().hex
     backend.store(StoredResult(first, "SUCCESS", celery_meta(first)), 60)
     assert backend.wait(first, timeout=10) is not None  # the pool now holds a used connection
-    idle = {"{}:{}".format(*c._sock.getsockname()[:2]) for c in backend._pool._available_connections}
-    victims = [c for c in raw.client_list() if c["addr"] in idle]
-    assert victims
-    for victim in victims:
-        raw.client_kill_filter(_id=victim["id"])
+    _kill_connections(backend, raw)
     timer = threading.Timer(
         0.3, backend.store, args=(StoredResult(second, "SUCCESS", celery_meta(second)), 60)
     )
@@ -170,6 +166,28 @@ def test_a_waiter_outlives_its_pooled_connection(make: Make, raw: redis.Redis) -
     finally:
         timer.join()
     assert found is not None and found.state == "SUCCESS"
+
+
+def test_a_counter_on_a_dead_connection_counts_once(make: Make, raw: redis.Redis) -> None:
+    """A counter's INCRBY is never sent twice (a failed one may have counted), so a connection
+    the server closed while idle must be found out before it goes; the count stays exact."""
+    backend = make()
+    key = uuid.uuid4().hex
+    assert backend.incr(key, 1, 60) == 1
+    _kill_connections(backend, raw)
+    assert backend.incr(key, 1, 60) == 2
+    assert backend.incr(key, 1, 60) == 3
+
+
+def _kill_connections(backend: RedisBackend, raw: redis.Redis) -> None:
+    """Close, from the server's side, every connection ``backend`` holds (as a restart does)."""
+    pool = backend._pool
+    held = [*pool._available_connections, *pool._in_use_connections]
+    addresses = {"{}:{}".format(*c._sock.getsockname()[:2]) for c in held if c._sock is not None}
+    victims = [c for c in raw.client_list() if c["addr"] in addresses]
+    assert victims
+    for victim in victims:
+        raw.client_kill_filter(_id=victim["id"])
 
 
 def test_waiting_without_timeout_outlasts_the_socket_timeout(redis_url: str, prefix: str) -> None:

@@ -35,7 +35,7 @@ from kq.states import PENDING, READY_STATES
 
 from . import BACKEND_CAPABILITIES, BACKEND_SCHEMES
 from .connection import BACKEND_OPTIONS, Unavailable, connection_pool, parse_options
-from .link import run_pooled
+from .link import Links
 
 META_PREFIX = "celery-task-meta-"
 STATE_PREFIX = "_kq.state."
@@ -100,6 +100,7 @@ class RedisBackend(ResultBackend):
         self._claim = self._redis.register_script(CLAIM)
         self._release = self._redis.register_script(RELEASE)
         self._io = Unavailable(BackendUnavailable, "Redis result backend", url)
+        self._links = Links(self._pool)
 
     def _meta_key(self, task_id: str) -> str:
         return f"{self._prefix}{META_PREFIX}{task_id}"
@@ -137,13 +138,11 @@ class RedisBackend(ResultBackend):
                 if expiry:
                     commands.append(("PEXPIRE", ready, expiry[1]))
         with self._io:
-            run_pooled(self._pool, *commands, ("EXEC",))
+            self._links.run(*commands, ("EXEC",))
 
     def get(self, task_id: str) -> StoredResult | None:
         with self._io:
-            [(payload, state)] = run_pooled(
-                self._pool, ("MGET", self._meta_key(task_id), self._state_key(task_id))
-            )
+            [(payload, state)] = self._links.run(("MGET", self._meta_key(task_id), self._state_key(task_id)))
         return _stored(task_id, payload, state)
 
     def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
@@ -152,8 +151,7 @@ class RedisBackend(ResultBackend):
             return []
         chunks = [task_ids[i : i + GET_MANY_CHUNK] for i in range(0, len(task_ids), GET_MANY_CHUNK)]
         with self._io:
-            replies = run_pooled(
-                self._pool,
+            replies = self._links.run(
                 *(
                     ("MGET", *(key for t in chunk for key in (self._meta_key(t), self._state_key(t))))
                     for chunk in chunks
@@ -173,8 +171,7 @@ class RedisBackend(ResultBackend):
             woke = None
             if remaining > 0:
                 with self._io:
-                    [woke] = run_pooled(
-                        self._pool,
+                    [woke] = self._links.run(
                         (
                             "BLMOVE",
                             ready,
@@ -202,7 +199,9 @@ class RedisBackend(ResultBackend):
         name = self._counter_key(key)
         keep = ("PERSIST", name) if expires is None else ("PEXPIRE", name, max(1, round(expires * 1000)))
         with self._io:
-            *_, (value, _) = run_pooled(self._pool, ("MULTI",), ("INCRBY", name, amount), keep, ("EXEC",))
+            *_, (value, _) = self._links.run(
+                ("MULTI",), ("INCRBY", name, amount), keep, ("EXEC",), idempotent=False
+            )
         return int(value)
 
     def delete_counter(self, key: str) -> None:
@@ -221,4 +220,5 @@ class RedisBackend(ResultBackend):
             self._release(keys=[f"{self._prefix}{CLAIM_PREFIX}{key}"], args=[value])
 
     def close(self) -> None:
+        self._links.close()
         self._pool.disconnect()

@@ -7,7 +7,7 @@ and, when they hold a script, ask ``SCRIPT EXISTS`` before each execution. On kq
 cost more than the commands: a result store went from ~155 to ~70 µs here.
 
 :class:`Link` keeps one connection out of its pool for good, for a transport instance (used by
-one thread at a time). :func:`run_pooled` borrows a connection for one exchange, for a backend
+one thread at a time). :class:`Links` lends idle links for one exchange each, for a backend
 shared by many threads and greenlets.
 
 Scripts run by SHA; a server that lost them (a restart, ``SCRIPT FLUSH``) answers NOSCRIPT, and
@@ -18,6 +18,7 @@ the batch is sent again after loading them. Only batches whose every command is 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,20 @@ class Link:
             self._drop()
             raise
 
+    def check(self) -> None:
+        """Drop the connection if the server closed it (a restart, ``CLIENT KILL``) or it has
+        bytes nobody asked for, as redis-py's pool does before lending one: a command sent on
+        it could not tell whether the server ran it."""
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            dead = connection.can_read()
+        except (redis.exceptions.ConnectionError, OSError):
+            dead = True
+        if dead:
+            self._drop()
+
     def _load_scripts(self) -> None:
         self._exchange([("SCRIPT", "LOAD", script.source) for script in self._scripts.values()])
 
@@ -97,15 +112,50 @@ def exchange(connection: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
     return replies
 
 
-def run_pooled(pool: redis.ConnectionPool, *commands: Sequence[Any]) -> list[Any]:
-    """:func:`exchange` on a connection borrowed from ``pool`` for this call only."""
-    connection = pool.get_connection()
-    try:
-        return exchange(connection, commands)
-    except redis.exceptions.ResponseError:
-        raise  # every reply was read: the connection is in step
-    except BaseException:
-        connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
+class Links:
+    """Links shared by many threads (a result backend's callers): each exchange takes an idle
+    one, or a new one, and puts it back after.
+
+    redis-py's pool checks each connection it lends with a ``poll`` (a system call and, with
+    threads waiting, a GIL hand-off) besides a ``getpid``, locks and its metrics: more than a
+    result store's command costs. An exchange on a link either reads every reply or drops the
+    connection, so only a connection the server closed while it lay idle needs care (see
+    :meth:`run`). Links of a parent process are forgotten in a forked child, never shared.
+    """
+
+    def __init__(self, pool: redis.ConnectionPool, scripts: Sequence[Script] = ()) -> None:
+        self._pool = pool
+        self._scripts = scripts
+        self._idle: list[Link] = []
+        self._pid = os.getpid()
+
+    def run(self, *commands: Sequence[Any], idempotent: bool = True) -> list[Any]:
+        """:meth:`Link.run` on an idle link. A link that lay idle may hold a connection the
+        server has closed since (a restart): ``idempotent`` commands are sent at once and sent
+        again on a new connection if it turns out dead; others are sent only after
+        :meth:`Link.check`."""
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()
+        try:
+            link = self._idle.pop()
+        except IndexError:
+            link, fresh = Link(self._pool, self._scripts), True
+        else:
+            fresh = False
+            if not idempotent:
+                link.check()
+        try:
+            try:
+                return link.run(*commands)
+            except redis.exceptions.ConnectionError:
+                if fresh or not idempotent:
+                    raise
+                return link.run(*commands)  # the failed exchange dropped the dead connection
+        finally:
+            self._idle.append(link)
+
+    def close(self) -> None:
+        """Close the idle links' connections (a link in use closes its own on error)."""
+        idle, self._idle = self._idle, []
+        for link in idle:
+            link.close()
