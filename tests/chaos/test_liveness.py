@@ -219,6 +219,54 @@ def test_a_publish_over_a_silent_connection_fails_over_within_the_bound(broker):
         direct.close()
 
 
+def test_a_warm_shutdown_during_a_broker_outage_leaves_finished_acks_to_their_lease(tmp_path):
+    """Redis goes silent while an acks_late task runs, and the worker is told to stop before it
+    is back: the worker lets the task finish, cannot ack it (it says so) and exits cleanly, with
+    no connection left to ack on; the message keeps its lease in Redis and, once the lease
+    expires, another worker runs it again. Nothing is lost and the stop does not crash."""
+    visibility = 8
+    with hold("redis") as address, Proxy(address) as proxy:
+        broker = Broker(
+            "redis",
+            address,
+            {
+                "global_keyprefix": f"kqtest-{uuid.uuid4().hex[:12]}:",
+                "socket_timeout": BOUND,
+                "socket_connect_timeout": BOUND,
+                "visibility_timeout": visibility,
+            },
+            {},
+        )
+        client = broker.client()
+        started = tmp_path / "started"
+        worker = start_worker(
+            tmp_path, worker_env(broker.url("127.0.0.1", proxy.port), broker.options, {}, None)
+        )
+        survivor = None
+        try:
+            client.send_task("liveness.sleep", [3 * BOUND, str(started)])
+            wait_until(started.exists, 30, "the task started")
+            started.unlink()
+            proxy.cut(blackhole_new=True)
+            wait_until(lambda: "broker connection lost" in worker.output(), 3 * BOUND, "the loss was noticed")
+            code = worker.stop(timeout=10 * BOUND)
+            log = worker.output()
+            assert code == 0, log
+            assert "could not ack finished tasks" in log and "Traceback" not in log, log
+            proxy.restore()
+            survivor = start_worker(tmp_path, worker_env(broker.url(*address), broker.options, {}, None))
+            wait_until(started.exists, visibility + 30, "the unacked task ran again once its lease expired")
+            assert survivor.stop(timeout=10 * BOUND) == 0
+        finally:
+            worker.__exit__(None, None, None)
+            if survivor is not None:
+                survivor.__exit__(None, None, None)
+            client.close()
+            keys = redis.Redis(port=6379, db=15).keys(f"{broker.options['global_keyprefix']}*")
+            if keys:
+                redis.Redis(port=6379, db=15).delete(*keys)
+
+
 # -- the watchdog ----------------------------------------------------------------------------
 
 

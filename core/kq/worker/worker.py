@@ -382,8 +382,7 @@ class Worker:
         counts = self.stats.rejected_by_reason
         counts[exc.reason] = counts.get(exc.reason, 0) + 1
         try:
-            assert self.transport is not None  # the delivery came through it
-            self.transport.reject(delivery, requeue=False, reason=str(exc))
+            self._broker().reject(delivery, requeue=False, reason=str(exc))
         except Exception:
             log.exception("kq: could not reject message %s", task_id)
         if self._reject_hook:
@@ -524,8 +523,8 @@ class Worker:
             if generation != self._connection and not self._leases_survive:
                 return  # its connection is gone; the broker has already requeued it
             if outcome.requeue:
-                assert self.transport is not None  # the connection the delivery came through
-                self.transport.reject(delivery, requeue=True, reason=outcome.error or "requeued")
+                # Through a new connection if the old one was lost: its leases survived it.
+                self._broker().reject(delivery, requeue=True, reason=outcome.error or "requeued")
             elif outcome.dead_letter:
                 reason, _, detail = outcome.dead_letter.partition(": ")
                 self._reject(delivery, MessageRejected(reason, detail))
@@ -572,8 +571,7 @@ class Worker:
     def _flush_acks(self) -> None:
         if self._to_ack:
             batch, self._to_ack = self._to_ack, []
-            assert self.transport is not None  # the connection the acks belong to
-            self.transport.ack(batch)
+            self._broker().ack(batch)  # acks left after a lost connection are by surviving lease
 
     # -- shutdown -------------------------------------------------------------------------
 
