@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [SCENARIOS[s] for s in args.scenarios.split(",")]
     services = Services(args.redis, args.amqp)
     services.check()
+    # Read before the run writes its charts into the checkout, which would mark it changed.
+    about = machine.describe(ROOT, services.server_versions())
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # unwinds through every run's cleanup
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             "harness is deleted, so another client wrote them or a framework ignored its prefix",
             file=sys.stderr,
         )
-    write(args, sections, profiles, errors, results, services, when, time.monotonic() - started)
+    write(args, sections, profiles, errors, results, about, when, time.monotonic() - started)
     print(f"bench: report written to {args.out}", file=sys.stderr)
     for error in errors:
         print(f"bench: FAILED {error}", file=sys.stderr)
@@ -207,11 +209,10 @@ def write(
     profiles: list[ProfiledRun],
     errors: list[str],
     results: dict[str, ScenarioResults],
-    services: Services,
+    about: dict[str, str],
     when: datetime.datetime,
     duration: float,
 ) -> None:
-    about = machine.describe(ROOT, services.server_versions())
     versions = machine.versions()
     specs = {
         v.worker.label: v.worker

@@ -18,7 +18,9 @@ Celery clients: a plain LPUSH) are found by the poll: a consumer blocks at most
 :data:`POLL_INTERVAL` before it claims again. A consumer also wakes by itself when the next
 delayed message is due and when its fetch timeout ends (the worker times its held jobs by it);
 Redis ends a blocked command only on its 100 ms cron tick, so it blocks until one tick before
-and polls the last stretch in 10 ms steps.
+and polls the last stretch in 10 ms steps. A fetch that comes less than a tick after a claim
+found nothing goes straight to the bells, its acks in the same write: an idle worker's turn is
+then one round trip, not two.
 
 Acks are one pipelined MULTI; rejects and give-backs are conditional on the lease still being
 the caller's (:data:`.scripts.GIVE_BACK`), so a lease that expired and went to someone else is
