@@ -86,6 +86,7 @@ class _Plan:
     keys: tuple[str, ...]  # KEYS of the claim script
     names: tuple[str, ...]  # each queue as a JSON string
     bells: tuple[str, ...]  # what BRPOP watches
+    members: frozenset[str]  # the queues in any order: what an empty claim is remembered by
 
 
 class RedisTransport(Transport):
@@ -217,7 +218,7 @@ class RedisTransport(Transport):
         # client pushed since has rung the bell the pop waits on. The acks go with the pop.
         pop: list[tuple[Any, ...]] = []
         empty = self._came_up_empty
-        if empty is not None and empty[0] == frozenset(plan.queues) and now - empty[1] < TICK:
+        if empty is not None and empty[0] == plan.members and now - empty[1] < TICK:
             due_in = None if empty[2] is None else empty[2] - now
             if timeout > TICK and (due_in is None or due_in > TICK):
                 pop = self._wait(plan, timeout, due_in)
@@ -258,6 +259,7 @@ class RedisTransport(Transport):
                 (*keys, *bells),
                 tuple(json.dumps(q) for q in order),
                 bells,
+                frozenset(order),
             )
         return plan
 
@@ -273,7 +275,7 @@ class RedisTransport(Transport):
         *_, (stamp, due_in, claimed, expired) = self._link.run(*before, claim)
         now = time.monotonic()
         self._came_up_empty = (
-            None if claimed else (frozenset(plan.queues), now, now + float(due_in) if due_in else None)
+            None if claimed else (plan.members, now, now + float(due_in) if due_in else None)
         )
         self._counter += len(claimed) // 3
         stamp = stamp.decode()
