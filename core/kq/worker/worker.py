@@ -4,7 +4,8 @@ One thread (the one calling :meth:`Worker.run`) owns the consumer's transport an
 broker I/O: it fetches in batches, keeps at most ``concurrency * (1 + prefetch_multiplier)``
 messages reserved, hands jobs to the pool only when a slot is free, and acks in batches (as a
 task starts by default, after it ends with ``acks_late``) in the same round trip that tops up
-the prefetch window. Pools report finished jobs through a queue that the same thread drains,
+the prefetch window, which it does once half of the window is free rather than per finished
+job. Pools report finished jobs through a queue that the same thread drains,
 so no transport is shared between threads.
 
 Messages that cannot run (undecodable, untrusted content type or signature, over a size
@@ -50,6 +51,8 @@ log = logging.getLogger("kq.worker")
 POLL_INTERVAL = 1.0
 #: Reconnection backoff: first delay, doubling up to the maximum (seconds).
 RECONNECT_FIRST, RECONNECT_MAX = 0.25, 10.0
+#: Longest an ack waits for a turn that fetches before it goes out on its own (seconds).
+ACK_DELAY = 0.01
 
 
 @attrs.define
@@ -133,6 +136,7 @@ class Worker:
         self._running: dict[int, bool] = {}  # ticket -> acks_late
         self._active: dict[int, tuple[Job, float]] = {}  # ticket -> (job, wall time it started)
         self._to_ack: list[Delivery] = []
+        self._ack_due: float | None = None  # monotonic time by which the oldest of _to_ack goes
         self._reject_hook = app.plugins.notifier("kq_message_rejected")
         self._throttle = worker_throttle(app)  # holds rate-limited jobs; None when no task has one
         self._runner: Runner | None = None
@@ -284,9 +288,10 @@ class Worker:
         started = self._dispatch()
         wait = self._next_due_in()
         want = self._capacity()
-        acks, self._to_ack = self._to_ack, []
+        fetch = want > 0 and self._top_up_now(want)
+        acks = self._acks_due(fetch)
         try:
-            if want <= 0:
+            if not fetch:
                 if acks:
                     self._broker().ack(acks)
                 self._broker().keep_alive()  # no fetch to carry the heartbeats this turn
@@ -308,7 +313,32 @@ class Worker:
             self._to_ack = acks + self._to_ack  # sent again through the next connection
             raise
         if not started:
+            if self._ack_due is not None:
+                wait = min(wait, max(0.0, self._ack_due - time.monotonic()))
             self._collect_done(block=True, timeout=wait)
+
+    def _top_up_now(self, want: int) -> bool:
+        """Whether this turn fetches. The window is topped up in batches, once half of it is
+        free, rather than by one message per finished job, which costs a round trip each; but
+        at once when fewer jobs wait than there are slots, so that no slot runs dry."""
+        if len(self._reserved) < self.concurrency:
+            return True
+        return 2 * want >= self.max_concurrency * (1 + self.prefetch_multiplier)
+
+    def _acks_due(self, fetching: bool) -> list[Delivery]:
+        """The acks to send this turn: all of them when the turn fetches anyway, else only
+        once the oldest has waited :data:`ACK_DELAY`, so that turns that need no fetch do not
+        each make a round trip for an ack or two."""
+        if not self._to_ack:
+            self._ack_due = None
+            return []
+        now = time.monotonic()
+        if self._ack_due is None:
+            self._ack_due = now + ACK_DELAY
+        if not fetching and now < self._ack_due:
+            return []
+        acks, self._to_ack, self._ack_due = self._to_ack, [], None
+        return acks
 
     def _next_due_in(self) -> float:
         due = self._held[0][0] if self._held else math.inf
